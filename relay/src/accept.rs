@@ -1,0 +1,280 @@
+//! Acceptance: the one path SMTP and HTTP submissions share, and the one error type both render.
+//!
+//! A message is accepted when [`Acceptor::accept`] returns its id, which happens only after the
+//! spool's commit (and fsync) for that message.
+
+use crate::auth::AuthError;
+use crate::spool::{Spool, SpoolError};
+use crate::store::events::{self, NewEvent};
+use crate::store::members;
+use crate::store::messages::{self, NewMessage};
+use crate::store::{Store, StoreError, now_ms};
+use std::sync::Arc;
+use crate::delivery::QueuedSender;
+
+/// Every reason a submission is refused. SMTP replies and HTTP codes are two renderings of these.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("Authentication required")]
+    AuthRequired,
+    #[error("Authentication credentials invalid")]
+    AuthFailed,
+    #[error("pending operator approval")]
+    MemberPending,
+    #[error("account suspended")]
+    MemberSuspended,
+    #[error("DOMAIN_MISMATCH {0}")]
+    DomainMismatch(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("message too big")]
+    TooBig,
+    #[error("RATE_LIMITED hourly limit reached, retry later")]
+    RateLimited,
+    #[error("queue full, retry later")]
+    QueueFull,
+    #[error("internal error, retry later")]
+    Internal,
+}
+
+impl SubmitError {
+    /// Stable machine-readable code (HTTP `code`, event `reject_reason`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AuthRequired => "AUTH_REQUIRED",
+            Self::AuthFailed => "AUTH_FAILED",
+            Self::MemberPending => "MEMBER_PENDING",
+            Self::MemberSuspended => "MEMBER_SUSPENDED",
+            Self::DomainMismatch(_) => "DOMAIN_MISMATCH",
+            Self::InvalidRequest(_) => "INVALID_REQUEST",
+            Self::TooBig => "PAYLOAD_TOO_LARGE",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::QueueFull => "QUEUE_FULL",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    /// SMTP rendering: reply code, enhanced status code, text.
+    pub fn smtp(&self) -> (u16, &'static str, String) {
+        let text = self.to_string();
+        match self {
+            Self::AuthRequired => (530, "5.7.0", text),
+            Self::AuthFailed => (535, "5.7.8", text),
+            Self::MemberPending | Self::MemberSuspended => (535, "5.7.8", text),
+            Self::DomainMismatch(_) => (550, "5.7.1", text),
+            Self::InvalidRequest(_) => (550, "5.6.0", text),
+            Self::TooBig => (552, "5.3.4", text),
+            Self::RateLimited => (451, "4.7.1", text),
+            Self::QueueFull | Self::Internal => (451, "4.3.1", "queue full, retry later".into()),
+        }
+    }
+
+    /// HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::AuthRequired | Self::InvalidRequest(_) => 400,
+            Self::AuthFailed => 401,
+            Self::MemberPending | Self::MemberSuspended | Self::DomainMismatch(_) => 403,
+            Self::TooBig => 413,
+            Self::RateLimited => 429,
+            Self::QueueFull => 503,
+            Self::Internal => 500,
+        }
+    }
+}
+
+impl From<AuthError> for SubmitError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidCredentials => Self::AuthFailed,
+            AuthError::Pending => Self::MemberPending,
+            AuthError::Suspended => Self::MemberSuspended,
+            AuthError::Internal => Self::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "accept: store error");
+        Self::Internal
+    }
+}
+
+impl From<SpoolError> for SubmitError {
+    fn from(e: SpoolError) -> Self {
+        // Whatever failed, nothing was written: the client must retry (451 / 503).
+        tracing::error!(error = %e, "accept: spool write failed");
+        Self::QueueFull
+    }
+}
+
+/// Where a submission came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    Smtp,
+    Http,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Smtp => "smtp",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// A complete submission from an authenticated member.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub did: String,
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+    pub source: Source,
+}
+
+/// The acceptance service: checks, then durably queues, then wakes delivery.
+pub struct Acceptor {
+    store: Arc<Store>,
+    spool: Spool,
+    queued: QueuedSender,
+}
+
+/// The domain part of an address, lowercased.
+pub fn domain_of(address: &str) -> Option<String> {
+    let (local, domain) = address.trim().rsplit_once('@')?;
+    (!local.is_empty() && !domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
+impl Acceptor {
+    /// A new acceptor; `queued` gets each accepted message's recipients after its commit.
+    pub fn new(store: Arc<Store>, spool: Spool, queued: QueuedSender) -> Self {
+        Self { store, spool, queued }
+    }
+
+    /// Checks that `address`'s domain is a sending domain of `did` (MAIL FROM and header From).
+    pub fn check_sender(&self, did: &str, address: &str) -> Result<(), SubmitError> {
+        let Some(domain) = domain_of(address) else {
+            return Err(SubmitError::DomainMismatch(format!("{address:?} has no domain")));
+        };
+        match self.store.with(|c| members::domain_owner(c, &domain))? {
+            Some(owner) if owner == did => Ok(()),
+            _ => Err(SubmitError::DomainMismatch(format!(
+                "{domain} is not a sending domain of {did}"
+            ))),
+        }
+    }
+
+    /// Checks the header From, queues the message durably, and returns its id.
+    pub async fn accept(&self, sub: Submission) -> Result<String, SubmitError> {
+        let header_from = header_from_addresses(&sub.raw)?;
+        for address in &header_from {
+            self.check_sender(&sub.did, address)?;
+        }
+        let from_domain = domain_of(&sub.mail_from).unwrap_or_default();
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let now = now_ms();
+        let message_id = id.clone();
+        let due = self
+            .spool
+            .write(move |tx| {
+                let due = messages::insert(
+                    tx,
+                    &NewMessage {
+                        id: &message_id,
+                        did: &sub.did,
+                        mail_from: &sub.mail_from,
+                        from_domain: &from_domain,
+                        source: sub.source.as_str(),
+                        received_at: now,
+                        body: &sub.raw,
+                        recipients: &sub.recipients,
+                    },
+                )?;
+                events::append(
+                    tx,
+                    now,
+                    &NewEvent {
+                        kind: "relay_attempt",
+                        did: Some(&sub.did),
+                        message_id: Some(&message_id),
+                        actor: Some("relay"),
+                        data: serde_json::json!({
+                            "recipients": sub.recipients.len(),
+                            "size": sub.raw.len(),
+                            "source": sub.source.as_str(),
+                        }),
+                    },
+                )?;
+                Ok(due)
+            })
+            .await?;
+        // Delivery may be stopped (shutdown): the message is on disk and will be found at start.
+        let _ = self.queued.send(due);
+        Ok(id)
+    }
+
+    /// Records a refused submission as a `relay_rejected` event (best effort, not awaited).
+    pub fn record_rejection(&self, did: Option<&str>, error: &SubmitError) {
+        let (did, code, text) = (did.map(str::to_string), error.code(), error.to_string());
+        let spool = self.spool.clone();
+        tokio::spawn(async move {
+            let _ = spool
+                .write(move |tx| {
+                    events::append(
+                        tx,
+                        now_ms(),
+                        &NewEvent {
+                            kind: "relay_rejected",
+                            did: did.as_deref(),
+                            actor: Some("relay"),
+                            data: serde_json::json!({ "reject_reason": code, "detail": text }),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .await;
+        });
+    }
+}
+
+/// The addresses of the header `From:`; a message without one is refused.
+fn header_from_addresses(raw: &[u8]) -> Result<Vec<String>, SubmitError> {
+    let parsed = mail_parser::MessageParser::default()
+        .parse_headers(raw)
+        .ok_or_else(|| SubmitError::InvalidRequest("message headers cannot be parsed".into()))?;
+    let addresses: Vec<String> = parsed
+        .from()
+        .map(|from| from.iter().filter_map(|a| a.address().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if addresses.is_empty() {
+        return Err(SubmitError::InvalidRequest("message has no From header address".into()));
+    }
+    Ok(addresses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_from_is_read() {
+        let raw = b"From: \"A\" <a@Example.com>\r\nTo: b@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        assert_eq!(header_from_addresses(raw).unwrap(), vec!["a@Example.com".to_string()]);
+        let none = b"To: b@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        assert!(matches!(header_from_addresses(none), Err(SubmitError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn renderings_match_spec() {
+        assert_eq!(SubmitError::MemberPending.smtp(), (535, "5.7.8", "pending operator approval".into()));
+        assert_eq!(SubmitError::MemberSuspended.smtp().2, "account suspended");
+        assert_eq!(SubmitError::QueueFull.smtp(), (451, "4.3.1", "queue full, retry later".into()));
+        assert_eq!(SubmitError::RateLimited.http_status(), 429);
+        assert_eq!(SubmitError::DomainMismatch("x".into()).code(), "DOMAIN_MISMATCH");
+        assert_eq!(domain_of("User@Example.COM").as_deref(), Some("example.com"));
+        assert_eq!(domain_of("nodomain"), None);
+    }
+}

@@ -1,0 +1,403 @@
+//! Delivery (SPEC §5.2): a scheduler picks due recipients, groups them per message and
+//! destination domain, and hands them to per-destination workers that hold reused connections.
+//!
+//! New mail arrives straight from acceptance (no polling delay); retries and mail left from a
+//! previous run come from a scan of the store. A recipient is "in flight" from dispatch until its
+//! attempt is committed, so it is never sent twice by one process; after a crash it is simply
+//! due again (at-least-once).
+
+pub mod client;
+pub mod mx;
+pub mod retry;
+
+use crate::config::Config;
+use crate::spool::Spool;
+use crate::store::events::{self, NewEvent};
+use crate::store::messages::{self, AttemptRecord, DueRecipient, RecipientStatus};
+use crate::store::{Store, now_ms};
+use client::{ClientConfig, ConnectError, Connection, RemoteReply};
+use hickory_resolver::TokioResolver;
+use mx::MailHost;
+use retry::{Outcome, RetryPolicy};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long an idle worker keeps its connection before saying QUIT.
+const WORKER_IDLE: Duration = Duration::from_secs(5);
+/// Longest pause between scans of the store for due retries.
+const SCAN_INTERVAL_MS: i64 = 1000;
+/// Most recipients taken per scan beyond those already in flight.
+const SCAN_BATCH: usize = 500;
+
+/// Recipients of one message to one domain: one SMTP transaction.
+#[derive(Debug, Clone)]
+struct Job {
+    message_id: String,
+    mail_from: String,
+    domain: String,
+    received_at: i64,
+    recipients: Vec<(i64, String, u32)>,
+}
+
+struct Destination {
+    jobs: async_channel::Sender<Job>,
+    queue: async_channel::Receiver<Job>,
+    workers: AtomicUsize,
+}
+
+/// Settings and shared services of delivery.
+pub struct Delivery {
+    store: Arc<Store>,
+    spool: Spool,
+    resolver: TokioResolver,
+    policy: RetryPolicy,
+    client: ClientConfig,
+    mx_port: u16,
+    smarthost: Option<SocketAddr>,
+    per_destination: usize,
+    global: Arc<Semaphore>,
+}
+
+/// The sender side acceptance uses to hand over newly queued recipients.
+pub type QueuedSender = mpsc::UnboundedSender<Vec<DueRecipient>>;
+
+impl Delivery {
+    /// Builds delivery from the configuration.
+    pub fn new(config: &Config, store: Arc<Store>, spool: Spool) -> Result<Self, String> {
+        let resolver = mx::resolver(&config.nameservers())?;
+        let tls = mail_send::smtp::tls::build_tls_connector(true)?;
+        Ok(Self {
+            store,
+            spool,
+            resolver,
+            policy: RetryPolicy {
+                base: config.delivery.retry_base,
+                max: config.delivery.retry_max,
+                lifetime: config.delivery.max_queue_lifetime,
+            },
+            client: ClientConfig {
+                ehlo_name: config.server.hostname.clone(),
+                timeout: config.delivery.connect_timeout,
+                tls,
+            },
+            mx_port: config.delivery.mx_port,
+            smarthost: config.delivery.smarthost.parse().ok(),
+            per_destination: config.delivery.per_destination_concurrency,
+            global: Arc::new(Semaphore::new(config.delivery.global_concurrency)),
+        })
+    }
+
+    /// Runs the scheduler until `shutdown`, then waits (up to `deadline`) for attempts in flight.
+    pub async fn run(
+        self: Arc<Self>,
+        mut queued: mpsc::UnboundedReceiver<Vec<DueRecipient>>,
+        shutdown: CancellationToken,
+        deadline: Duration,
+    ) {
+        let workers = TaskTracker::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<i64>>();
+        let mut in_flight: HashSet<i64> = HashSet::new();
+        let mut destinations: HashMap<String, Arc<Destination>> = HashMap::new();
+        let mut next_scan = 0i64;
+        loop {
+            while let Ok(ids) = done_rx.try_recv() {
+                for id in ids {
+                    in_flight.remove(&id);
+                }
+            }
+            let now = now_ms();
+            if now >= next_scan {
+                let limit = in_flight.len() + SCAN_BATCH;
+                match self.store.with(|c| messages::due(c, now, limit)) {
+                    Ok(due) => {
+                        let full = due.len() >= limit;
+                        self.dispatch(due, &mut in_flight, &mut destinations, &workers, &done_tx, &shutdown);
+                        next_scan = if full { now } else { self.next_scan(now) };
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "delivery: cannot read the queue");
+                        next_scan = now + SCAN_INTERVAL_MS;
+                    }
+                }
+            }
+            self.tend_workers(&mut destinations, &workers, &done_tx, &shutdown);
+            let sleep = Duration::from_millis(next_scan.saturating_sub(now_ms()).max(0) as u64);
+            tokio::select! {
+                Some(batch) = queued.recv() => {
+                    let mut due = batch;
+                    while let Ok(more) = queued.try_recv() {
+                        due.extend(more);
+                    }
+                    self.dispatch(due, &mut in_flight, &mut destinations, &workers, &done_tx, &shutdown);
+                }
+                Some(ids) = done_rx.recv() => {
+                    for id in ids {
+                        in_flight.remove(&id);
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        for d in destinations.values() {
+            d.jobs.close();
+        }
+        workers.close();
+        if tokio::time::timeout(deadline, workers.wait()).await.is_err() {
+            tracing::warn!("delivery: attempts still in flight at the shutdown deadline; they stay queued");
+        }
+        tracing::info!("delivery stopped");
+    }
+
+    fn next_scan(&self, now: i64) -> i64 {
+        let next = self.store.with(|c| messages::next_due_at(c)).ok().flatten();
+        match next {
+            Some(t) if t > now => t.min(now + SCAN_INTERVAL_MS),
+            _ => now + SCAN_INTERVAL_MS,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        self: &Arc<Self>,
+        due: Vec<DueRecipient>,
+        in_flight: &mut HashSet<i64>,
+        destinations: &mut HashMap<String, Arc<Destination>>,
+        workers: &TaskTracker,
+        done: &mpsc::UnboundedSender<Vec<i64>>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        for r in due {
+            if !in_flight.insert(r.id) {
+                continue;
+            }
+            let key = (r.message_id.clone(), r.domain.clone());
+            let i = *index.entry(key).or_insert_with(|| {
+                jobs.push(Job {
+                    message_id: r.message_id.clone(),
+                    mail_from: r.mail_from.clone(),
+                    domain: r.domain.clone(),
+                    received_at: r.received_at,
+                    recipients: Vec::new(),
+                });
+                jobs.len() - 1
+            });
+            jobs[i].recipients.push((r.id, r.address, r.attempts));
+        }
+        for job in jobs {
+            let dest = destinations
+                .entry(job.domain.clone())
+                .or_insert_with(|| {
+                    let (jobs, queue) = async_channel::unbounded();
+                    Arc::new(Destination { jobs, queue, workers: AtomicUsize::new(0) })
+                })
+                .clone();
+            let _ = dest.jobs.try_send(job);
+            if dest.workers.load(Ordering::Relaxed) < self.per_destination {
+                self.spawn_worker(&dest, workers, done, shutdown);
+            }
+        }
+    }
+
+    /// Restarts workers for queues left with work and none to do it; forgets idle destinations.
+    fn tend_workers(
+        self: &Arc<Self>,
+        destinations: &mut HashMap<String, Arc<Destination>>,
+        workers: &TaskTracker,
+        done: &mpsc::UnboundedSender<Vec<i64>>,
+        shutdown: &CancellationToken,
+    ) {
+        destinations.retain(|_, d| !d.queue.is_empty() || d.workers.load(Ordering::Relaxed) > 0);
+        for d in destinations.values() {
+            if !d.queue.is_empty() && d.workers.load(Ordering::Relaxed) == 0 {
+                self.spawn_worker(d, workers, done, shutdown);
+            }
+        }
+    }
+
+    fn spawn_worker(
+        self: &Arc<Self>,
+        dest: &Arc<Destination>,
+        workers: &TaskTracker,
+        done: &mpsc::UnboundedSender<Vec<i64>>,
+        shutdown: &CancellationToken,
+    ) {
+        dest.workers.fetch_add(1, Ordering::Relaxed);
+        let (this, dest, done, shutdown) = (self.clone(), dest.clone(), done.clone(), shutdown.clone());
+        workers.spawn(async move {
+            this.worker(&dest, &done, &shutdown).await;
+            dest.workers.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    async fn worker(
+        &self,
+        dest: &Destination,
+        done: &mpsc::UnboundedSender<Vec<i64>>,
+        shutdown: &CancellationToken,
+    ) {
+        let Ok(_permit) = self.global.acquire().await else { return };
+        let mut conn: Option<Connection> = None;
+        loop {
+            let job = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                job = tokio::time::timeout(WORKER_IDLE, dest.queue.recv()) => match job {
+                    Ok(Ok(job)) => job,
+                    _ => break,
+                },
+            };
+            let ids: Vec<i64> = job.recipients.iter().map(|r| r.0).collect();
+            let results = self.attempt(&mut conn, &job).await;
+            self.record(&job, results).await;
+            let _ = done.send(ids);
+        }
+        if let Some(c) = conn {
+            c.quit().await;
+        }
+    }
+
+    /// Tries one job; returns (reply, outcome, mx) per recipient, in the job's order.
+    async fn attempt(&self, conn: &mut Option<Connection>, job: &Job) -> Vec<(RemoteReply, Outcome, Option<String>)> {
+        let rcpts: Vec<String> = job.recipients.iter().map(|r| r.1.clone()).collect();
+        let all = |reply: RemoteReply, outcome: Outcome, mx: Option<String>| {
+            vec![(reply, outcome, mx); rcpts.len()]
+        };
+        let Some(body) = self.store.with(|c| messages::body(c, &job.message_id)).ok().flatten() else {
+            let reply = RemoteReply { code: 451, text: "451 4.3.0 message body unavailable".into() };
+            return all(reply, Outcome::Temporary, None);
+        };
+        loop {
+            let fresh = match conn.as_ref() {
+                Some(c) if c.reusable => false,
+                _ => match self.connect(&job.domain).await {
+                    Ok(c) => {
+                        *conn = Some(c);
+                        true
+                    }
+                    Err((reply, outcome)) => return all(reply, outcome, None),
+                },
+            };
+            let Some(c) = conn.as_mut() else { continue };
+            let host = c.host.clone();
+            match c.send(&job.mail_from, &rcpts, &body).await {
+                Ok(replies) => {
+                    return replies
+                        .into_iter()
+                        .map(|r| {
+                            let outcome = Outcome::from_code(r.code);
+                            (r, outcome, Some(host.clone()))
+                        })
+                        .collect();
+                }
+                Err(e) => {
+                    *conn = None;
+                    // A reused connection may have been closed by the server meanwhile: one
+                    // retry on a fresh connection; a fresh one failing is a real failure.
+                    if fresh {
+                        let text = format!("451 4.4.2 connection to {host} lost: {e}");
+                        return all(RemoteReply { code: 451, text }, Outcome::Temporary, Some(host));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a connection to the first reachable mail host of `domain`.
+    async fn connect(&self, domain: &str) -> Result<Connection, (RemoteReply, Outcome)> {
+        let hosts = match self.smarthost {
+            Some(addr) => vec![MailHost { name: addr.ip().to_string(), addresses: vec![addr.ip()] }],
+            None => mx::resolve(&self.resolver, domain).await.map_err(|e| {
+                let outcome = if e.is_permanent() { Outcome::Permanent } else { Outcome::Temporary };
+                let text = e.to_string();
+                let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(451);
+                (RemoteReply { code, text }, outcome)
+            })?,
+        };
+        let port = self.smarthost.map(|a| a.port()).unwrap_or(self.mx_port);
+        let mut last = RemoteReply { code: 451, text: format!("451 4.4.1 no mail host of {domain} answered") };
+        for host in &hosts {
+            for ip in &host.addresses {
+                match Connection::open(SocketAddr::new(*ip, port), &host.name, &self.client).await {
+                    Ok(c) => return Ok(c),
+                    Err(ConnectError::Refused(reply)) => last = reply,
+                    Err(e) => {
+                        last = RemoteReply {
+                            code: 451,
+                            text: format!("451 4.4.1 cannot connect to {} [{ip}]:{port}: {e}", host.name),
+                        }
+                    }
+                }
+            }
+        }
+        // A host that refuses us at greeting or EHLO is a temporary condition for the message.
+        Err((RemoteReply { code: last.code.min(499).max(400), text: last.text }, Outcome::Temporary))
+    }
+
+    /// Commits the attempt of each recipient, its event, and drops the body once all are final.
+    async fn record(&self, job: &Job, results: Vec<(RemoteReply, Outcome, Option<String>)>) {
+        let now = now_ms();
+        let policy = self.policy;
+        let job = job.clone();
+        let write = self
+            .spool
+            .write(move |tx| {
+                let mut finished = None;
+                for ((id, address, attempts), (reply, outcome, mx)) in job.recipients.iter().zip(results) {
+                    let tries = attempts + 1;
+                    let (status, next) = policy.decide(outcome, tries, job.received_at, now);
+                    let (message_id, all_final) = messages::record_attempt(
+                        tx,
+                        &AttemptRecord {
+                            recipient_id: *id,
+                            at: now,
+                            mx: mx.as_deref(),
+                            code: Some(reply.code),
+                            reply: &reply.text,
+                            status,
+                            next_attempt_at: next,
+                        },
+                    )?;
+                    events::append(
+                        tx,
+                        now,
+                        &NewEvent {
+                            kind: "delivery_result",
+                            message_id: Some(&message_id),
+                            actor: Some("relay"),
+                            data: serde_json::json!({
+                                "recipient": address,
+                                "status": status.as_str(),
+                                "code": reply.code,
+                                "reply": reply.text,
+                                "mx": mx,
+                                "attempt": tries,
+                            }),
+                            ..Default::default()
+                        },
+                    )?;
+                    if status == RecipientStatus::Bounced {
+                        tracing::info!(message_id, recipient = %address, reply = %reply.text, "delivery: bounced");
+                    }
+                    finished = all_final.then_some(message_id);
+                }
+                if let Some(message_id) = finished {
+                    messages::delete_body(tx, &message_id)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = write {
+            // The attempt stays unrecorded; the recipients are due again and will be retried.
+            tracing::error!(error = %e, "delivery: cannot record attempt");
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `atmos dev`: everything on loopback with embedded defaults, a demo member, and delivery
+//! captured to files, so a newcomer sends a first message in a minute.
+
+pub mod capture;
+
+use crate::config::Config;
+use crate::members;
+use crate::server::{self, Listening, ServeError};
+use crate::store::members as member_rows;
+use crate::store::{Store, StoreError};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// The demo member's DID (valid did:plc syntax, not registered anywhere).
+pub const DEMO_DID: &str = "did:plc:atmosdemoaaaaaaaaaaaaaaa";
+/// The demo member's sending domain.
+pub const DEMO_DOMAIN: &str = "demo.localhost";
+
+/// Options of `atmos dev`.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub data_dir: Option<PathBuf>,
+    pub submission_listen: SocketAddr,
+}
+
+/// What dev mode prints once it is ready (one JSON line, then a human summary).
+#[derive(Debug, Serialize)]
+pub struct DevReady {
+    pub submission: SocketAddr,
+    pub did: &'static str,
+    pub api_key: String,
+    pub domain: &'static str,
+    pub captured_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+/// Why dev mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("cannot create a data directory: {0}")]
+    TempDir(std::io::Error),
+    #[error("capture sink: {0}")]
+    Capture(std::io::Error),
+    #[error("demo member: {0}")]
+    Member(#[from] members::MemberError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Runs dev mode until `shutdown`.
+pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), DevError> {
+    // A temporary directory lives as long as this function.
+    let (data_dir, _temp) = match opts.data_dir {
+        Some(dir) => (dir, None),
+        None => {
+            let t = tempfile::Builder::new().prefix("atmos-dev-").tempdir().map_err(DevError::TempDir)?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let captured_dir = data_dir.join("captured");
+    std::fs::create_dir_all(&captured_dir).map_err(DevError::Capture)?;
+    let sink = capture::start("127.0.0.1:0".parse().expect("loopback"), captured_dir.clone(), shutdown.clone())
+        .await
+        .map_err(DevError::Capture)?;
+
+    let mut config = Config::default();
+    config.server.hostname = "atmos.localhost".into();
+    config.server.operator_domain = "atmos.localhost".into();
+    config.server.data_dir = data_dir.clone();
+    config.server.shutdown_deadline = std::time::Duration::from_secs(5);
+    config.smtp.submission_listen = opts.submission_listen;
+    config.delivery.smarthost = sink.to_string();
+    config.delivery.retry_base = std::time::Duration::from_secs(5);
+
+    let api_key = demo_member(&config)?;
+    let ready = move |l: Listening| {
+        let info = DevReady {
+            submission: l.submission,
+            did: DEMO_DID,
+            api_key,
+            domain: DEMO_DOMAIN,
+            captured_dir: captured_dir.clone(),
+            data_dir: data_dir.clone(),
+        };
+        println!("{}", serde_json::to_string(&info).unwrap_or_default());
+        println!(
+            "\nAtmosphere Mail dev relay is running.\n\
+             Submission (STARTTLS + AUTH): {sub}\n\
+             Username: {did}\nPassword: {key}\n\
+             Mail is captured, not sent: {cap}\n\n\
+             Send a first message:\n  swaks --server {sub} --tls --tls-verify=no --auth PLAIN \\\n    --auth-user {did} --auth-password {key} \\\n    --from hello@{dom} --to you@example.com\n",
+            sub = info.submission,
+            did = info.did,
+            key = info.api_key,
+            cap = info.captured_dir.display(),
+            dom = info.domain,
+        );
+    };
+    server::serve(config, shutdown, ready).await?;
+    Ok(())
+}
+
+/// Makes sure the demo member exists and is active, with a fresh key to print.
+fn demo_member(config: &Config) -> Result<String, DevError> {
+    let store = Store::open(&config.server.data_dir)?;
+    let existing = store.with(|c| member_rows::get(c, DEMO_DID))?;
+    if existing.is_none() {
+        let added = members::add(&store, config, DEMO_DID, DEMO_DOMAIN, Some("demo.localhost"), true, "dev")?;
+        if let Some(key) = added.api_key {
+            return Ok(key);
+        }
+    }
+    // The key is shown only once, so a restarted dev relay issues a new one.
+    let key = crate::auth::generate_api_key();
+    let hash = crate::auth::hash_api_key(&key).map_err(members::MemberError::Hash)?;
+    store.with(|c| member_rows::set_api_key_hash(c, DEMO_DID, &hash))?;
+    Ok(key)
+}

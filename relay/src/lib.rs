@@ -1,0 +1,16 @@
+//! Atmosphere Mail relay: SMTP submission, acceptance, durable spool, MX delivery.
+//!
+//! Layering (top to bottom; nothing low imports something high): edges (`smtp`, `dev`,
+//! `server`) → policy (`auth`, `members`) → acceptance (`accept`) → queue (`spool`, `delivery`)
+//! → base (`store`, `config`). See docs/ARCHITECTURE.md.
+
+pub mod accept;
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod dev;
+pub mod members;
+pub mod server;
+pub mod smtp;
+pub mod spool;
+pub mod store;

@@ -1,0 +1,195 @@
+//! The `atmos` binary: the CLI edge (SPEC §14). Exit codes: 0 ok, 1 runtime error, 2 usage or
+//! configuration error naming the bad key.
+
+use anyhow::Context;
+use atmos_relay::config::Config;
+use atmos_relay::members::{self, Transition};
+use atmos_relay::store::Store;
+use atmos_relay::{dev, server};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "atmos", version, about = "Atmosphere Mail: a cooperative email relay for atproto identities")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run everything the configuration enables.
+    Serve {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run on loopback with embedded defaults, a demo member and captured delivery.
+    Dev {
+        /// Keep state here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Submission listener address.
+        #[arg(long, default_value = "127.0.0.1:1587")]
+        submission_listen: std::net::SocketAddr,
+    },
+    /// Manage members.
+    Member {
+        #[command(subcommand)]
+        command: MemberCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCmd {
+    /// Enrol a member with a sending domain; prints the API key once.
+    Add {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        did: String,
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        handle: Option<String>,
+        /// Approve at once (skip the pending state).
+        #[arg(long)]
+        approve: bool,
+    },
+    /// Approve a pending member.
+    Approve(StateArgs),
+    /// Suspend a member.
+    Suspend(StateArgs),
+    /// Reactivate a suspended member.
+    Reactivate(StateArgs),
+}
+
+#[derive(clap::Args)]
+struct StateArgs {
+    #[arg(long, env = "ATMOS_CONFIG")]
+    config: PathBuf,
+    did: String,
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ATMOS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("atmos: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("atmos: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Runtime(e)
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
+    Config::load(Some(path), std::env::vars()).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Cmd::Serve { config } => {
+            let config = load_config(&config)?;
+            runtime()?.block_on(async {
+                let shutdown = shutdown_on_signal();
+                server::serve(config, shutdown, |l| {
+                    println!("{}", serde_json::json!({ "listening": l }));
+                })
+                .await
+                .context("relay failed")
+            })?;
+        }
+        Cmd::Dev { data_dir, submission_listen } => {
+            runtime()?.block_on(async {
+                let shutdown = shutdown_on_signal();
+                dev::run(dev::DevOptions { data_dir, submission_listen }, shutdown)
+                    .await
+                    .context("dev relay failed")
+            })?;
+        }
+        Cmd::Member { command } => member(command)?,
+    }
+    Ok(())
+}
+
+fn member(cmd: MemberCmd) -> Result<(), Failure> {
+    let usage_or_runtime = |e: members::MemberError| match e {
+        members::MemberError::Store(_) | members::MemberError::Hash(_) => {
+            Failure::Runtime(anyhow::Error::new(e))
+        }
+        other => Failure::Usage(other.to_string()),
+    };
+    let (args, t) = match cmd {
+        MemberCmd::Add { config, did, domain, handle, approve } => {
+            let config = load_config(&config)?;
+            let store = Store::open(&config.server.data_dir).context("opening the store")?;
+            let added = members::add(&store, &config, &did, &domain, handle.as_deref(), approve, "cli")
+                .map_err(usage_or_runtime)?;
+            println!("{}", serde_json::to_string_pretty(&added).context("printing")?);
+            return Ok(());
+        }
+        MemberCmd::Approve(a) => (a, Transition::Approve),
+        MemberCmd::Suspend(a) => (a, Transition::Suspend),
+        MemberCmd::Reactivate(a) => (a, Transition::Reactivate),
+    };
+    let config = load_config(&args.config)?;
+    let store = Store::open(&config.server.data_dir).context("opening the store")?;
+    let state = members::transition(&store, &args.did, t, "cli", args.reason.as_deref())
+        .map_err(usage_or_runtime)?;
+    println!("{}", serde_json::json!({ "did": args.did, "state": state.as_str() }));
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// A token cancelled by SIGTERM or SIGINT.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+        t.cancel();
+    });
+    token
+}

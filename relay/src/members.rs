@@ -1,0 +1,315 @@
+//! Member lifecycle (SPEC §2): enrol with a sending domain, approve, suspend, reactivate.
+//! Every transition writes its event in the same transaction.
+
+use crate::auth;
+use crate::config::Config;
+use crate::store::events::{self, NewEvent};
+use crate::store::members::{self, Member, MemberState, SendingDomain};
+use crate::store::{Store, StoreError, now_ms};
+use serde::Serialize;
+
+/// Why a lifecycle operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error("invalid DID {0:?}: expected did:plc:<24 base32 chars> or did:web:<host>")]
+    InvalidDid(String),
+    #[error("invalid domain {0:?}")]
+    InvalidDomain(String),
+    #[error("member {0} already exists")]
+    AlreadyExists(String),
+    #[error("domain {0} is already enrolled")]
+    DomainTaken(String),
+    #[error("member {did} already has {limit} sending domains, the most allowed")]
+    DomainLimit { did: String, limit: u32 },
+    #[error("no member {0}")]
+    NotFound(String),
+    #[error("cannot {action} a member who is {state}")]
+    InvalidTransition { action: &'static str, state: &'static str },
+    #[error("cannot hash the API key: {0}")]
+    Hash(#[from] bcrypt::BcryptError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One DNS record the member must publish.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+/// What `member add` prints: the key appears here and nowhere else.
+#[derive(Debug, Serialize)]
+pub struct AddedMember {
+    pub did: String,
+    /// The new member's key; `None` when a domain was added to an existing member (key unchanged).
+    pub api_key: Option<String>,
+    pub state: &'static str,
+    pub dns_records: Vec<DnsRecord>,
+}
+
+/// True for `did:plc:<24 base32>` and `did:web:<host>`.
+pub fn valid_did(did: &str) -> bool {
+    if let Some(id) = did.strip_prefix("did:plc:") {
+        return id.len() == 24 && id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'));
+    }
+    if let Some(host) = did.strip_prefix("did:web:") {
+        return valid_domain(&host.replace("%3A", ":").split(':').next().unwrap_or(""));
+    }
+    false
+}
+
+/// A plausible DNS name: dotted labels of letters, digits and hyphens.
+pub fn valid_domain(domain: &str) -> bool {
+    domain.len() <= 253
+        && domain.contains('.')
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Records the member must publish for `domain` (DKIM keys join these with signing).
+pub fn dns_records(config: &Config, did: &str, domain: &str) -> Vec<DnsRecord> {
+    let txt = |name: String, value: String| DnsRecord { name, kind: "TXT".into(), value };
+    vec![
+        txt(format!("_atmos.{domain}"), format!("did={did}")),
+        txt(domain.to_string(), format!("v=spf1 a:{} -all", config.server.hostname)),
+        txt(
+            format!("_dmarc.{domain}"),
+            format!(
+                "v=DMARC1; p=reject; adkim=r; aspf=r; rua=mailto:postmaster@{}",
+                config.server.operator_domain
+            ),
+        ),
+        DnsRecord {
+            name: domain.to_string(),
+            kind: "MX".into(),
+            value: format!("10 {}.", config.server.hostname),
+        },
+    ]
+}
+
+/// Enrols a member with one sending domain and a new API key.
+pub fn add(
+    store: &Store,
+    config: &Config,
+    did: &str,
+    domain: &str,
+    handle: Option<&str>,
+    approve: bool,
+    actor: &str,
+) -> Result<AddedMember, MemberError> {
+    if !valid_did(did) {
+        return Err(MemberError::InvalidDid(did.into()));
+    }
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    if !valid_domain(&domain) {
+        return Err(MemberError::InvalidDomain(domain));
+    }
+    let api_key = auth::generate_api_key();
+    let hash = auth::hash_api_key(&api_key)?;
+    let now = now_ms();
+    let state = if approve { MemberState::Active } else { MemberState::Pending };
+    let limit = config.server.max_domains_per_member;
+    let is_new = store
+        .write(|tx| {
+            if members::domain_owner(tx, &domain)?.is_some() {
+                return Ok(Err(MemberError::DomainTaken(domain.clone())));
+            }
+            let is_new = match members::get(tx, did)? {
+                Some(_) => {
+                    if members::domains_of(tx, did)?.len() as u32 >= limit {
+                        return Ok(Err(MemberError::DomainLimit { did: did.into(), limit }));
+                    }
+                    // An existing member keeps its key; only the domain is added.
+                    false
+                }
+                None => {
+                    members::insert(
+                        tx,
+                        &Member {
+                            did: did.into(),
+                            handle: handle.map(|h| h.trim().to_ascii_lowercase()),
+                            state,
+                            state_reason: None,
+                            api_key_hash: hash.clone(),
+                            hourly_limit: None,
+                            daily_limit: None,
+                            created_at: now,
+                            approved_at: approve.then_some(now),
+                        },
+                    )?;
+                    let mut event = NewEvent {
+                        kind: "member_enrolled",
+                        did: Some(did),
+                        actor: Some(actor),
+                        data: serde_json::json!({ "domain": domain }),
+                        ..Default::default()
+                    };
+                    events::append(tx, now, &event)?;
+                    if approve {
+                        event.kind = "member_approved";
+                        events::append(tx, now, &event)?;
+                    }
+                    true
+                }
+            };
+            members::insert_domain(
+                tx,
+                &SendingDomain {
+                    domain: domain.clone(),
+                    did: did.into(),
+                    forward_to: None,
+                    created_at: now,
+                },
+            )?;
+            Ok(Ok(is_new))
+        })??;
+    let current = store.with(|c| members::get(c, did))?.map(|m| m.state).unwrap_or(state);
+    Ok(AddedMember {
+        did: did.into(),
+        api_key: is_new.then_some(api_key),
+        state: current.as_str(),
+        dns_records: dns_records(config, did, &domain),
+    })
+}
+
+/// An operator or rule decision on a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Approve,
+    Suspend,
+    Reactivate,
+}
+
+impl Transition {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Suspend => "suspend",
+            Self::Reactivate => "reactivate",
+        }
+    }
+
+    fn event(self) -> &'static str {
+        match self {
+            Self::Approve => "member_approved",
+            Self::Suspend => "member_suspended",
+            Self::Reactivate => "member_reactivated",
+        }
+    }
+
+    fn target(self, from: MemberState) -> Option<MemberState> {
+        match (self, from) {
+            (Self::Approve, MemberState::Pending) => Some(MemberState::Active),
+            (Self::Suspend, MemberState::Pending | MemberState::Active) => {
+                Some(MemberState::Suspended)
+            }
+            (Self::Reactivate, MemberState::Suspended) => Some(MemberState::Active),
+            _ => None,
+        }
+    }
+}
+
+/// Applies a transition with its event; returns the new state.
+pub fn transition(
+    store: &Store,
+    did: &str,
+    t: Transition,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<MemberState, MemberError> {
+    let now = now_ms();
+    let outcome = store.write(|tx| {
+        let Some(m) = members::get(tx, did)? else { return Ok(Err(MemberError::NotFound(did.into()))) };
+        let Some(to) = t.target(m.state) else {
+            return Ok(Err(MemberError::InvalidTransition { action: t.name(), state: m.state.as_str() }));
+        };
+        members::set_state(tx, did, to, reason, now)?;
+        events::append(
+            tx,
+            now,
+            &NewEvent {
+                kind: t.event(),
+                did: Some(did),
+                actor: Some(actor),
+                data: serde_json::json!({ "reason": reason }),
+                ..Default::default()
+            },
+        )?;
+        Ok(Ok(to))
+    })?;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    const DID: &str = "did:plc:abcdefghijklmnopqrstuvwx";
+
+    #[test]
+    fn did_and_domain_validation() {
+        assert!(valid_did(DID));
+        assert!(valid_did("did:web:example.com"));
+        assert!(!valid_did("did:plc:short"));
+        assert!(!valid_did("alice.test"));
+        assert!(valid_domain("mail.example.com"));
+        assert!(!valid_domain("example"));
+        assert!(!valid_domain("-bad.example.com"));
+    }
+
+    #[test]
+    fn add_and_transitions_write_events() {
+        let (_d, store) = test_store();
+        let config = Config::default();
+        let added = add(&store, &config, DID, "Example.COM", Some("alice.test"), false, "cli").unwrap();
+        assert_eq!(added.state, "pending");
+        assert!(added.api_key.as_deref().is_some_and(|k| k.starts_with("atmos_")));
+        assert!(added.dns_records.iter().any(|r| r.name == "_dmarc.example.com"));
+        assert!(matches!(
+            add(&store, &config, DID, "example.com", None, false, "cli"),
+            Err(MemberError::DomainTaken(_))
+        ));
+        let second = add(&store, &config, DID, "second.example", None, false, "cli").unwrap();
+        assert!(second.api_key.is_none(), "an existing member's key is not shown or changed");
+        assert!(matches!(
+            add(&store, &config, DID, "third.example", None, false, "cli"),
+            Err(MemberError::DomainLimit { .. })
+        ));
+        assert!(matches!(
+            transition(&store, DID, Transition::Reactivate, "cli", None),
+            Err(MemberError::InvalidTransition { .. })
+        ));
+        assert_eq!(transition(&store, DID, Transition::Approve, "cli", None).unwrap(), MemberState::Active);
+        assert_eq!(
+            transition(&store, DID, Transition::Suspend, "cli", Some("spam")).unwrap(),
+            MemberState::Suspended
+        );
+        assert_eq!(
+            transition(&store, DID, Transition::Reactivate, "cli", None).unwrap(),
+            MemberState::Active
+        );
+        let kinds: Vec<String> = store
+            .with(|c| events::list(c, Some(DID), None, 10))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["member_reactivated", "member_suspended", "member_approved", "member_enrolled"]
+        );
+        assert!(matches!(
+            transition(&store, "did:plc:zzzzzzzzzzzzzzzzzzzzzzzz", Transition::Approve, "cli", None),
+            Err(MemberError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,95 @@
+//! `atmos serve`: opens the store, starts the spool writer, delivery and the submission listener,
+//! and shuts them down in order (listeners, sessions, deliveries, then the writer).
+
+use crate::accept::Acceptor;
+use crate::auth::{AuthThrottle, Authenticator};
+use crate::config::Config;
+use crate::delivery::Delivery;
+use crate::smtp::protocol::Limits;
+use crate::smtp::submission::{self, SubmissionService};
+use crate::smtp::tls;
+use crate::spool::Spool;
+use crate::store::{Store, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the relay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("delivery set-up failed: {0}")]
+    Delivery(String),
+}
+
+/// Addresses actually bound (useful when the configuration asked for port 0).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Listening {
+    pub submission: SocketAddr,
+}
+
+/// Runs the relay until `shutdown` is cancelled; `on_ready` hears the bound addresses.
+pub async fn serve(
+    config: Config,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(Listening),
+) -> Result<(), ServeError> {
+    let store = Arc::new(Store::open(&config.server.data_dir)?);
+    let (spool, writer) = Spool::start(&store)?;
+    let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
+    let acceptor = Arc::new(Acceptor::new(store.clone(), spool.clone(), queued_tx));
+    let delivery = Arc::new(
+        Delivery::new(&config, store.clone(), spool.clone()).map_err(ServeError::Delivery)?,
+    );
+    let listener = TcpListener::bind(config.smtp.submission_listen).await.map_err(|source| {
+        ServeError::Bind { key: "smtp.submission_listen", addr: config.smtp.submission_listen, source }
+    })?;
+    let listening = Listening { submission: listener.local_addr().unwrap_or(config.smtp.submission_listen) };
+    let service = Arc::new(SubmissionService {
+        hostname: config.server.hostname.clone(),
+        limits: Limits {
+            max_message_size: config.smtp.max_message_size,
+            max_recipients: config.smtp.max_recipients,
+        },
+        idle_timeout: config.smtp.idle_timeout,
+        tls: tls::acceptor(&config.tls, &config.server.hostname)?,
+        auth: Authenticator::default(),
+        throttle: AuthThrottle::default(),
+        acceptor,
+        store: store.clone(),
+    });
+
+    let deadline = config.server.shutdown_deadline;
+    let sessions = TaskTracker::new();
+    let listener_task = tokio::spawn(submission::serve(
+        listener,
+        service.clone(),
+        shutdown.clone(),
+        sessions.clone(),
+    ));
+    let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown.clone(), deadline));
+    tracing::info!(submission = %listening.submission, data_dir = %config.server.data_dir.display(), "relay ready");
+    on_ready(listening);
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: listeners closed, finishing sessions and deliveries");
+    let _ = listener_task.await;
+    sessions.close();
+    if tokio::time::timeout(deadline, sessions.wait()).await.is_err() {
+        tracing::warn!("sessions still open at the shutdown deadline; their unfinished messages were never acknowledged");
+    }
+    let _ = delivery_task.await;
+    // Last handles to the writer go here; it commits what it holds and stops.
+    drop(service);
+    drop(spool);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!("relay stopped");
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The `relay_events` log: every significant action, written in the transaction of its change.
+
+use super::StoreError;
+use rusqlite::{Connection, params};
+
+/// One event to append.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent<'a> {
+    pub kind: &'a str,
+    pub did: Option<&'a str>,
+    pub message_id: Option<&'a str>,
+    /// Who caused it: `cli`, `admin`, `rule:<name>`, `relay`.
+    pub actor: Option<&'a str>,
+    pub data: serde_json::Value,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub at: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub did: Option<String>,
+    pub message_id: Option<String>,
+    pub actor: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// Appends an event; returns its id.
+pub fn append(conn: &Connection, at: i64, e: &NewEvent<'_>) -> Result<i64, StoreError> {
+    let data = if e.data.is_null() { "{}".to_string() } else { e.data.to_string() };
+    conn.prepare_cached(
+        "INSERT INTO relay_events (at, type, did, message_id, actor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![at, e.kind, e.did, e.message_id, e.actor, data])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Events, newest first, optionally for one DID and/or type.
+pub fn list(
+    conn: &Connection,
+    did: Option<&str>,
+    kind: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, type, did, message_id, actor, data FROM relay_events
+         WHERE (?1 IS NULL OR did = ?1) AND (?2 IS NULL OR type = ?2)
+         ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![did, kind, limit], |r| {
+        let data: String = r.get(6)?;
+        Ok(Event {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            did: r.get(3)?,
+            message_id: r.get(4)?,
+            actor: r.get(5)?,
+            data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

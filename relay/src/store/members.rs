@@ -1,0 +1,233 @@
+//! Members and their sending domains.
+
+use super::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Lifecycle state of a member (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Pending,
+    Active,
+    Suspended,
+}
+
+impl MemberState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "active" => Ok(Self::Active),
+            "suspended" => Ok(Self::Suspended),
+            other => Err(StoreError::Invalid(format!("unknown member state {other:?}"))),
+        }
+    }
+}
+
+/// A member row.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub did: String,
+    pub handle: Option<String>,
+    pub state: MemberState,
+    pub state_reason: Option<String>,
+    pub api_key_hash: String,
+    pub hourly_limit: Option<u32>,
+    pub daily_limit: Option<u32>,
+    pub created_at: i64,
+    pub approved_at: Option<i64>,
+}
+
+const MEMBER_COLUMNS: &str = "did, handle, state, state_reason, api_key_hash, hourly_limit, \
+     daily_limit, created_at, approved_at";
+
+fn member_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Member, String)> {
+    let state: String = row.get(2)?;
+    Ok((
+        Member {
+            did: row.get(0)?,
+            handle: row.get(1)?,
+            state: MemberState::Pending,
+            state_reason: row.get(3)?,
+            api_key_hash: row.get(4)?,
+            hourly_limit: row.get(5)?,
+            daily_limit: row.get(6)?,
+            created_at: row.get(7)?,
+            approved_at: row.get(8)?,
+        },
+        state,
+    ))
+}
+
+fn finish(found: Option<(Member, String)>) -> Result<Option<Member>, StoreError> {
+    found
+        .map(|(mut m, state)| {
+            m.state = MemberState::parse(&state)?;
+            Ok(m)
+        })
+        .transpose()
+}
+
+/// Inserts a new member.
+pub fn insert(conn: &Connection, m: &Member) -> Result<(), StoreError> {
+    conn.execute(
+        &format!("INSERT INTO members ({MEMBER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        params![
+            m.did,
+            m.handle,
+            m.state.as_str(),
+            m.state_reason,
+            m.api_key_hash,
+            m.hourly_limit,
+            m.daily_limit,
+            m.created_at,
+            m.approved_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Looks a member up by DID.
+pub fn get(conn: &Connection, did: &str) -> Result<Option<Member>, StoreError> {
+    let found = conn
+        .prepare_cached(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE did = ?1"))?
+        .query_row([did], member_from_row)
+        .optional()?;
+    finish(found)
+}
+
+/// Looks a member up by handle (case-insensitive).
+pub fn get_by_handle(conn: &Connection, handle: &str) -> Result<Option<Member>, StoreError> {
+    let found = conn
+        .prepare_cached(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE handle = lower(?1)"
+        ))?
+        .query_row([handle], member_from_row)
+        .optional()?;
+    finish(found)
+}
+
+/// Changes a member's state; `approved_at` is set on the first approval.
+pub fn set_state(
+    conn: &Connection,
+    did: &str,
+    state: MemberState,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE members SET state = ?2, state_reason = ?3,
+             approved_at = CASE WHEN ?2 = 'active' AND approved_at IS NULL THEN ?4 ELSE approved_at END
+         WHERE did = ?1",
+        params![did, state.as_str(), reason, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Replaces the API key hash (the old key stops working at once).
+pub fn set_api_key_hash(conn: &Connection, did: &str, hash: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE members SET api_key_hash = ?2 WHERE did = ?1", params![did, hash])? == 1)
+}
+
+/// A sending domain row.
+#[derive(Debug, Clone)]
+pub struct SendingDomain {
+    pub domain: String,
+    pub did: String,
+    pub forward_to: Option<String>,
+    pub created_at: i64,
+}
+
+/// Adds a sending domain to a member.
+pub fn insert_domain(conn: &Connection, d: &SendingDomain) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO sending_domains (domain, did, forward_to, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![d.domain, d.did, d.forward_to, d.created_at],
+    )?;
+    Ok(())
+}
+
+/// The member's sending domains, oldest first.
+pub fn domains_of(conn: &Connection, did: &str) -> Result<Vec<SendingDomain>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT domain, did, forward_to, created_at FROM sending_domains WHERE did = ?1
+         ORDER BY created_at, domain",
+    )?;
+    let rows = stmt.query_map([did], |r| {
+        Ok(SendingDomain {
+            domain: r.get(0)?,
+            did: r.get(1)?,
+            forward_to: r.get(2)?,
+            created_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The DID owning `domain`, if any.
+pub fn domain_owner(conn: &Connection, domain: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT did FROM sending_domains WHERE domain = lower(?1)")?
+        .query_row([domain], |r| r.get(0))
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    fn member(did: &str) -> Member {
+        Member {
+            did: did.into(),
+            handle: Some("alice.test".into()),
+            state: MemberState::Pending,
+            state_reason: None,
+            api_key_hash: "$2b$04$x".into(),
+            hourly_limit: None,
+            daily_limit: None,
+            created_at: 1,
+            approved_at: None,
+        }
+    }
+
+    #[test]
+    fn member_round_trip_and_domains() {
+        let (_d, store) = test_store();
+        store
+            .write(|tx| {
+                insert(tx, &member("did:plc:a"))?;
+                insert_domain(
+                    tx,
+                    &SendingDomain {
+                        domain: "a.test".into(),
+                        did: "did:plc:a".into(),
+                        forward_to: None,
+                        created_at: 1,
+                    },
+                )
+            })
+            .unwrap();
+        store
+            .with(|c| {
+                let m = get(c, "did:plc:a")?.expect("member");
+                assert_eq!(m.state, MemberState::Pending);
+                assert_eq!(get_by_handle(c, "ALICE.test")?.map(|m| m.did), Some(m.did.clone()));
+                assert!(set_state(c, "did:plc:a", MemberState::Active, None, 42)?);
+                let m = get(c, "did:plc:a")?.expect("member");
+                assert_eq!((m.state, m.approved_at), (MemberState::Active, Some(42)));
+                assert_eq!(domain_owner(c, "A.TEST")?.as_deref(), Some("did:plc:a"));
+                assert_eq!(domains_of(c, "did:plc:a")?.len(), 1);
+                assert!(get(c, "did:plc:zz")?.is_none());
+                Ok(())
+            })
+            .unwrap();
+    }
+}

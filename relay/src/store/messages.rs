@@ -1,0 +1,298 @@
+//! Messages, their bodies, recipients and delivery attempts.
+
+use super::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Per-recipient status vocabulary (SPEC §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientStatus {
+    Accepted,
+    Deferred,
+    Sent,
+    Bounced,
+}
+
+impl RecipientStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Deferred => "deferred",
+            Self::Sent => "sent",
+            Self::Bounced => "bounced",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "accepted" => Some(Self::Accepted),
+            "deferred" => Some(Self::Deferred),
+            "sent" => Some(Self::Sent),
+            "bounced" => Some(Self::Bounced),
+            _ => None,
+        }
+    }
+
+    /// Sent and bounced are final.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Sent | Self::Bounced)
+    }
+}
+
+/// A message to queue.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub did: &'a str,
+    pub mail_from: &'a str,
+    pub from_domain: &'a str,
+    pub source: &'a str,
+    pub received_at: i64,
+    pub body: &'a [u8],
+    pub recipients: &'a [String],
+}
+
+/// Inserts a message, its body and its recipients (all `accepted`, due now); returns the
+/// recipients as delivery will see them.
+pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        m.id,
+        m.did,
+        m.mail_from,
+        m.from_domain,
+        m.body.len() as i64,
+        m.source,
+        m.received_at
+    ])?;
+    conn.prepare_cached("INSERT INTO message_bodies (message_id, data) VALUES (?1, ?2)")?
+        .execute(params![m.id, m.body])?;
+    let mut rcpt = conn.prepare_cached(
+        "INSERT INTO recipients (message_id, address, domain, status, next_attempt_at, updated_at)
+         VALUES (?1, ?2, ?3, 'accepted', ?4, ?4)",
+    )?;
+    let mut due = Vec::with_capacity(m.recipients.len());
+    for address in m.recipients {
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("").to_ascii_lowercase();
+        rcpt.execute(params![m.id, address, domain, m.received_at])?;
+        due.push(DueRecipient {
+            id: conn.last_insert_rowid(),
+            message_id: m.id.to_string(),
+            address: address.clone(),
+            domain,
+            attempts: 0,
+            mail_from: m.mail_from.to_string(),
+            received_at: m.received_at,
+        });
+    }
+    Ok(due)
+}
+
+/// A recipient that is due for a delivery attempt, with what delivery needs of its message.
+#[derive(Debug, Clone)]
+pub struct DueRecipient {
+    pub id: i64,
+    pub message_id: String,
+    pub address: String,
+    pub domain: String,
+    pub attempts: u32,
+    pub mail_from: String,
+    pub received_at: i64,
+}
+
+/// Up to `limit` recipients not final and due at `now`, oldest due first.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<DueRecipient>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, m.mail_from, m.received_at
+         FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.status IN ('accepted', 'deferred') AND r.next_attempt_at <= ?1
+         ORDER BY r.next_attempt_at, r.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        Ok(DueRecipient {
+            id: r.get(0)?,
+            message_id: r.get(1)?,
+            address: r.get(2)?,
+            domain: r.get(3)?,
+            attempts: r.get(4)?,
+            mail_from: r.get(5)?,
+            received_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The earliest `next_attempt_at` among unfinished recipients.
+pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT min(next_attempt_at) FROM recipients WHERE status IN ('accepted', 'deferred')",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The stored body of a message (gone once every recipient is final).
+pub fn body(conn: &Connection, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT data FROM message_bodies WHERE message_id = ?1")?
+        .query_row([message_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The outcome of one attempt for one recipient.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord<'a> {
+    pub recipient_id: i64,
+    pub at: i64,
+    pub mx: Option<&'a str>,
+    pub code: Option<u16>,
+    pub reply: &'a str,
+    pub status: RecipientStatus,
+    /// When deferred: the next attempt time.
+    pub next_attempt_at: i64,
+}
+
+/// Stores an attempt and moves the recipient to its new status; returns the message id and
+/// whether every recipient of that message is now final.
+pub fn record_attempt(
+    conn: &Connection,
+    a: &AttemptRecord<'_>,
+) -> Result<(String, bool), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO delivery_attempts (recipient_id, at, mx, code, reply, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![a.recipient_id, a.at, a.mx, a.code, a.reply, a.status.as_str()])?;
+    let message_id: String = conn
+        .prepare_cached(
+            "UPDATE recipients SET status = ?2, attempts = attempts + 1, last_reply = ?3,
+                 next_attempt_at = ?4, updated_at = ?5
+             WHERE id = ?1 RETURNING message_id",
+        )?
+        .query_row(
+            params![a.recipient_id, a.status.as_str(), a.reply, a.next_attempt_at, a.at],
+            |r| r.get(0),
+        )?;
+    let open: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM recipients WHERE message_id = ?1
+             AND status IN ('accepted', 'deferred')",
+        )?
+        .query_row([&message_id], |r| r.get(0))?;
+    Ok((message_id, open == 0))
+}
+
+/// Deletes a message body (after its final state; metadata stays).
+pub fn delete_body(conn: &Connection, message_id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM message_bodies WHERE message_id = ?1")?
+        .execute([message_id])?;
+    Ok(())
+}
+
+/// One recipient's status, for status APIs and tests.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecipientView {
+    pub address: String,
+    pub status: RecipientStatus,
+    pub attempts: u32,
+    pub last_reply: Option<String>,
+}
+
+/// The recipients of a message with their status.
+pub fn recipients_of(conn: &Connection, message_id: &str) -> Result<Vec<RecipientView>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT address, status, attempts, last_reply FROM recipients WHERE message_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([message_id], |r| {
+        let status: String = r.get(1)?;
+        Ok(RecipientView {
+            address: r.get(0)?,
+            status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Accepted),
+            attempts: r.get(2)?,
+            last_reply: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Number of recipients not yet final (queue depth).
+pub fn queue_depth(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM recipients WHERE status IN ('accepted', 'deferred')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    #[test]
+    fn insert_due_attempt_and_final() {
+        let (_d, store) = test_store();
+        let rcpts = vec!["a@x.test".to_string(), "b@Y.test".to_string()];
+        store
+            .write(|tx| {
+                insert(
+                    tx,
+                    &NewMessage {
+                        id: "m1",
+                        did: "did:plc:a",
+                        mail_from: "s@a.test",
+                        from_domain: "a.test",
+                        source: "smtp",
+                        received_at: 100,
+                        body: b"hello",
+                        recipients: &rcpts,
+                    },
+                )
+            })
+            .unwrap();
+        assert_eq!(store.with(|c| due(c, 100, 10)).unwrap().len(), 2);
+        store
+            .with(|c| {
+                assert!(due(c, 99, 10)?.is_empty());
+                let d = due(c, 100, 10)?;
+                assert_eq!(d.len(), 2);
+                assert_eq!(d[1].domain, "y.test");
+                let rec = |id, status| AttemptRecord {
+                    recipient_id: id,
+                    at: 200,
+                    mx: Some("mx"),
+                    code: Some(250),
+                    reply: "250 ok",
+                    status,
+                    next_attempt_at: 300,
+                };
+                assert_eq!(
+                    record_attempt(c, &rec(d[0].id, RecipientStatus::Sent))?,
+                    ("m1".into(), false)
+                );
+                assert_eq!(
+                    record_attempt(c, &rec(d[1].id, RecipientStatus::Deferred))?,
+                    ("m1".into(), false)
+                );
+                assert_eq!(next_due_at(c)?, Some(300));
+                assert_eq!(
+                    record_attempt(c, &rec(d[1].id, RecipientStatus::Bounced))?,
+                    ("m1".into(), true)
+                );
+                assert_eq!(queue_depth(c)?, 0);
+                assert_eq!(body(c, "m1")?.as_deref(), Some(&b"hello"[..]));
+                delete_body(c, "m1")?;
+                assert!(body(c, "m1")?.is_none());
+                let v = recipients_of(c, "m1")?;
+                assert_eq!(v[1].attempts, 2);
+                assert_eq!(v[1].status, RecipientStatus::Bounced);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -1,0 +1,120 @@
+//! Versioned migrations. `PRAGMA user_version` holds the number of migrations applied.
+
+use super::StoreError;
+use rusqlite::Connection;
+
+/// Each entry is one migration; never edit a released one, append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: members, domains, messages, recipients, attempts, events.
+    "
+    CREATE TABLE members (
+        did           TEXT PRIMARY KEY,
+        handle        TEXT,
+        state         TEXT NOT NULL CHECK (state IN ('pending', 'active', 'suspended')),
+        state_reason  TEXT,
+        api_key_hash  TEXT NOT NULL,
+        hourly_limit  INTEGER,
+        daily_limit   INTEGER,
+        created_at    INTEGER NOT NULL,
+        approved_at   INTEGER
+    );
+    CREATE UNIQUE INDEX members_handle ON members(handle) WHERE handle IS NOT NULL;
+
+    CREATE TABLE sending_domains (
+        domain      TEXT PRIMARY KEY,
+        did         TEXT NOT NULL REFERENCES members(did) ON DELETE CASCADE,
+        forward_to  TEXT,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX sending_domains_did ON sending_domains(did);
+
+    CREATE TABLE messages (
+        id           TEXT PRIMARY KEY,
+        did          TEXT NOT NULL,
+        mail_from    TEXT NOT NULL,
+        from_domain  TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        source       TEXT NOT NULL,
+        received_at  INTEGER NOT NULL
+    );
+    CREATE INDEX messages_did ON messages(did, received_at);
+
+    CREATE TABLE message_bodies (
+        message_id  TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        data        BLOB NOT NULL
+    );
+
+    CREATE TABLE recipients (
+        id               INTEGER PRIMARY KEY,
+        message_id       TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        address          TEXT NOT NULL,
+        domain           TEXT NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('accepted', 'deferred', 'sent', 'bounced')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        last_reply       TEXT,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE INDEX recipients_message ON recipients(message_id);
+    CREATE INDEX recipients_due ON recipients(next_attempt_at) WHERE status IN ('accepted', 'deferred');
+
+    CREATE TABLE delivery_attempts (
+        id            INTEGER PRIMARY KEY,
+        recipient_id  INTEGER NOT NULL REFERENCES recipients(id) ON DELETE CASCADE,
+        at            INTEGER NOT NULL,
+        mx            TEXT,
+        code          INTEGER,
+        reply         TEXT NOT NULL,
+        outcome       TEXT NOT NULL
+    );
+    CREATE INDEX delivery_attempts_recipient ON delivery_attempts(recipient_id);
+
+    CREATE TABLE relay_events (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        type        TEXT NOT NULL,
+        did         TEXT,
+        message_id  TEXT,
+        actor       TEXT,
+        data        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX relay_events_did ON relay_events(did, at);
+    CREATE INDEX relay_events_type ON relay_events(type, at);
+    ",
+];
+
+/// Number of migrations this binary knows.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to `VERSION`, one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > VERSION {
+        return Err(StoreError::FutureSchema { found: current, known: VERSION });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_future_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, VERSION);
+        conn.pragma_update(None, "user_version", VERSION + 1).unwrap();
+        assert!(matches!(migrate(&mut conn), Err(StoreError::FutureSchema { .. })));
+    }
+}
