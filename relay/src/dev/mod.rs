@@ -92,7 +92,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
              Submission (STARTTLS + AUTH): {sub}\n\
              Username: {did}\nPassword: {key}\n\
              Mail is captured, not sent: {cap}\n\n\
-             Send a first message:\n  swaks --server {sub} --tls --tls-verify=no --auth PLAIN \\\n    --auth-user {did} --auth-password {key} \\\n    --from hello@{dom} --to you@example.com\n",
+             Send a first message:\n  swaks --server {sub} --tls --auth PLAIN \\\n    --auth-user {did} --auth-password {key} \\\n    --from hello@{dom} --to you@example.com\n",
             sub = info.submission,
             did = info.did,
             key = info.api_key,

@@ -1,0 +1,45 @@
+//! An STARTTLS + AUTH submission client built on mail-send, used by the crash tests and by the
+//! load generator (so atmos and Postfix are driven by the same code).
+
+use mail_send::smtp::message::Parameters;
+use mail_send::{SmtpClient, SmtpClientBuilder};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// An authenticated session.
+pub type Session = SmtpClient<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Opens a session: connect, EHLO, STARTTLS (any certificate), EHLO, AUTH.
+pub async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<Session, mail_send::Error> {
+    SmtpClientBuilder::new(addr.ip().to_string(), addr.port())
+        .map_err(|e| mail_send::Error::Io(std::io::Error::other(e)))?
+        .implicit_tls(false)
+        .allow_invalid_certs()
+        .helo_host("loadgen.test")
+        .timeout(Duration::from_secs(60))
+        .credentials((user.to_string(), password.to_string()))
+        .connect()
+        .await
+}
+
+/// Sends one message in an open session; returns the server's final reply text.
+pub async fn send(session: &mut Session, from: &str, to: &[&str], body: &[u8]) -> Result<String, mail_send::Error> {
+    session.mail_from(from, &Parameters::default()).await?;
+    for rcpt in to {
+        session.rcpt_to(rcpt, &Parameters::default()).await?;
+    }
+    let reply = session.data(body).await?;
+    Ok(format!("{} {}", reply.code, reply.message))
+}
+
+/// A small RFC 5322 message of about `size` bytes, tagged with `X-Test-Id: <id>`.
+pub fn message(from: &str, to: &str, id: &str, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: test {id}\r\nX-Test-Id: {id}\r\nMessage-ID: <{id}@test>\r\n\r\n"
+    );
+    while m.len() + 2 < size {
+        m.push_str("The quick brown fox jumps over the lazy dog, again and again and again.\r\n");
+    }
+    m.into_bytes()
+}

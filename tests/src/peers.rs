@@ -1,0 +1,156 @@
+//! Real peers: Postfix's smtp-sink as the recipient MX, dnsmasq as the DNS server.
+
+use crate::{free_port, free_udp_tcp_port, poll_until, require_program};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running smtp-sink that keeps each message as a file.
+pub struct SmtpSink {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    /// Starts smtp-sink on a fresh port with extra flags (e.g. `["-r", "rcpt"]`).
+    pub fn start(flags: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let dir = temp.path().join("mail");
+        std::fs::create_dir_all(&dir).expect("mail dir");
+        // smtp-sink drops to `nobody`, which must be able to write the dump files.
+        set_mode(&dir, 0o777);
+        set_mode(temp.path(), 0o755);
+        let mut sink = Self { child: None, port: free_port(), dir, _temp: temp };
+        sink.restart(flags);
+        sink
+    }
+
+    /// A sink on a port chosen in advance (nothing listens until `restart`).
+    pub fn stopped() -> Self {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let dir = temp.path().join("mail");
+        std::fs::create_dir_all(&dir).expect("mail dir");
+        set_mode(&dir, 0o777);
+        set_mode(temp.path(), 0o755);
+        Self { child: None, port: free_port(), dir, _temp: temp }
+    }
+
+    /// (Re)starts on the same port with new flags.
+    pub fn restart(&mut self, flags: &[&str]) {
+        self.stop();
+        require_program("/usr/sbin/smtp-sink", "apt-get install postfix");
+        let template = format!("{}/%H%M%S.", self.dir.display());
+        let child = Command::new("/usr/sbin/smtp-sink")
+            .args(["-u", "nobody", "-d", &template])
+            .args(flags)
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("256")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        self.child = Some(child);
+        let port = self.port;
+        poll_until(Duration::from_secs(10), "smtp-sink to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    /// Stops the sink (the port then refuses connections).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Contents of every message received so far.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    }
+
+    /// Messages containing `needle`.
+    pub fn messages_with(&self, needle: &str) -> Vec<String> {
+        self.messages().into_iter().filter(|m| m.contains(needle)).collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running dnsmasq serving fixed records on a loopback port (UDP and TCP).
+pub struct Dns {
+    child: Child,
+    pub port: u16,
+    _temp: tempfile::TempDir,
+}
+
+impl Dns {
+    /// Starts dnsmasq with `lines` of configuration (e.g. `mx-host=...`), authoritative for `domains`.
+    pub fn start(domains: &[&str], lines: &[String]) -> Self {
+        require_program("/usr/sbin/dnsmasq", "apt-get install dnsmasq-base");
+        let temp = tempfile::tempdir().expect("tempdir");
+        let port = free_udp_tcp_port();
+        let mut conf = format!(
+            "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\nuser=root\n"
+        );
+        for d in domains {
+            conf.push_str(&format!("local=/{d}/\n"));
+        }
+        for l in lines {
+            conf.push_str(l);
+            conf.push('\n');
+        }
+        let path = temp.path().join("dnsmasq.conf");
+        std::fs::write(&path, conf).expect("write dnsmasq.conf");
+        let child = Command::new("/usr/sbin/dnsmasq")
+            .arg("--keep-in-foreground")
+            .arg(format!("--conf-file={}", path.display()))
+            .arg("--pid-file=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        poll_until(Duration::from_secs(10), "dnsmasq to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Self { child, port, _temp: temp }
+    }
+
+    /// The standard test zone: `domain` has MX `mx.<domain>` at 127.0.0.1.
+    pub fn with_mx(domains: &[&str]) -> Self {
+        let mut lines = Vec::new();
+        for d in domains {
+            lines.push(format!("mx-host={d},mx.{d},10"));
+            lines.push(format!("host-record=mx.{d},127.0.0.1"));
+        }
+        Self::start(domains, &lines)
+    }
+
+    /// `ip:port` for the relay's `[dns] nameservers`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}

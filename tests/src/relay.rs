@@ -1,0 +1,215 @@
+//! The `atmos` binary under test: config in a temp dir, started as a real process.
+
+use crate::poll_until;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// A member created with `atmos member add`.
+#[derive(Debug, Clone)]
+pub struct TestMember {
+    pub did: String,
+    pub api_key: String,
+    pub domain: String,
+}
+
+/// Path of the `atmos` binary built by this workspace.
+pub fn atmos_bin() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let path = target.join(profile).join("atmos");
+    assert!(path.exists(), "{} missing: run `cargo build --workspace` first", path.display());
+    path
+}
+
+/// A relay instance: its config file and data dir, and its process when running.
+pub struct Relay {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    pub submission: Option<SocketAddr>,
+    starts: u32,
+}
+
+impl Relay {
+    /// Writes a config with test defaults plus `extra` TOML (sections appended verbatim).
+    pub fn new(nameserver: Option<&str>, mx_port: u16, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ns = nameserver.map(|n| format!("\"{n}\"")).unwrap_or_default();
+        let config = format!(
+            r#"[server]
+hostname = "relay.test"
+operator_domain = "operator.test"
+data_dir = "{data}"
+shutdown_deadline = "10s"
+[smtp]
+submission_listen = "127.0.0.1:0"
+max_message_size = 65536
+max_recipients = 5
+[dns]
+nameservers = [{ns}]
+[delivery]
+mx_port = {mx_port}
+retry_base = "1s"
+retry_max = "2s"
+connect_timeout = "5s"
+{extra}
+"#,
+            data = dir.path().join("data").display(),
+        );
+        let config_path = dir.path().join("atmos.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        Self { dir, config_path, child: None, submission: None, starts: 0 }
+    }
+
+    /// Runs `atmos <args> --config <file>` to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(atmos_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("ATMOS_LOG")
+            .output()
+            .expect("run atmos")
+    }
+
+    /// Adds a member with `domain` (approved when `approve`).
+    pub fn add_member(&self, did: &str, domain: &str, approve: bool) -> TestMember {
+        let mut args = vec!["member", "add", "--did", did, "--domain", domain];
+        if approve {
+            args.push("--approve");
+        }
+        let out = self.cli(&args);
+        assert!(out.status.success(), "member add failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("member add prints JSON");
+        TestMember {
+            did: did.into(),
+            api_key: v["api_key"].as_str().expect("api_key").into(),
+            domain: domain.into(),
+        }
+    }
+
+    /// Starts `atmos serve` and waits for its listening line.
+    pub fn start(&mut self) -> SocketAddr {
+        assert!(self.child.is_none(), "relay already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
+        let mut child = Command::new(atmos_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("ATMOS_LOG", "info,atmos_relay=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start atmos serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        self.child = Some(child);
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            panic!("relay did not start; log:\n{}", self.log(self.starts))
+        });
+        let v: serde_json::Value = serde_json::from_str(&line).expect("listening JSON");
+        let addr: SocketAddr =
+            v["listening"]["submission"].as_str().expect("submission").parse().expect("address");
+        self.submission = Some(addr);
+        addr
+    }
+
+    fn log_path(&self, n: u32) -> PathBuf {
+        self.dir.path().join(format!("relay-{n}.log"))
+    }
+
+    /// The log of the n-th start.
+    pub fn log(&self, n: u32) -> String {
+        std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // SAFETY: sending a signal to our own child process by pid.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let status = poll_until(Duration::from_secs(60), "relay to exit after SIGTERM", || {
+            c.try_wait().ok().flatten()
+        });
+        status.code()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits for the process to exit after a signal.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let status = poll_until(Duration::from_secs(60), "relay to exit", || c.try_wait().ok().flatten());
+        status.code()
+    }
+
+    /// The SQLite database, opened read-only.
+    pub fn db(&self) -> rusqlite::Connection {
+        let path = self.dir.path().join("data").join("atmos.sqlite");
+        let c = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db");
+        c.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        c
+    }
+
+    /// Statuses of all recipients of a message id.
+    pub fn statuses(&self, message_id: &str) -> Vec<String> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT status FROM recipients WHERE message_id = ?1 ORDER BY id")
+            .expect("prepare");
+        stmt.query_map([message_id], |r| r.get(0)).expect("query").map(|r| r.expect("row")).collect()
+    }
+
+    /// Count of rows matching a SQL count query.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).expect("count query")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The config file path.
+    pub fn config(&self) -> &Path {
+        &self.config_path
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.starts > 0 {
+            eprintln!("--- relay log (last start) ---\n{}", self.log(self.starts));
+        }
+        self.kill();
+    }
+}
