@@ -61,6 +61,8 @@ impl From<StoreError> for AuthError {
 #[derive(Default)]
 pub struct Authenticator {
     verified: Mutex<HashMap<[u8; 32], String>>,
+    /// One lock per key being verified, so concurrent logins with one key pay bcrypt once.
+    verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Authenticator {
@@ -89,32 +91,53 @@ impl Authenticator {
             return Err(AuthError::InvalidCredentials);
         }
         let digest = cache_key(&member.did, key);
-        let cached = self
-            .verified
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&digest).cloned())
-            .is_some_and(|h| bool::from(h.as_bytes().ct_eq(member.api_key_hash.as_bytes())));
-        if !cached {
-            let (k, h) = (key.to_string(), member.api_key_hash.clone());
-            let ok = tokio::task::spawn_blocking(move || bcrypt::verify(k, &h).unwrap_or(false))
-                .await
-                .map_err(|_| AuthError::Internal)?;
-            if !ok {
-                return Err(AuthError::InvalidCredentials);
+        if !self.is_cached(&digest, &member.api_key_hash) {
+            let gate = self
+                .verifying
+                .lock()
+                .map(|mut m| m.entry(digest).or_default().clone())
+                .unwrap_or_default();
+            let _turn = gate.lock().await;
+            let verified = if self.is_cached(&digest, &member.api_key_hash) {
+                Ok(())
+            } else {
+                self.verify_slow(digest, key, &member.api_key_hash).await
+            };
+            if let Ok(mut m) = self.verifying.lock() {
+                m.remove(&digest);
             }
-            if let Ok(mut cache) = self.verified.lock() {
-                if cache.len() >= CACHE_CAPACITY {
-                    cache.clear();
-                }
-                cache.insert(digest, member.api_key_hash.clone());
-            }
+            verified?;
         }
         match member.state {
             MemberState::Active => Ok(member),
             MemberState::Pending => Err(AuthError::Pending),
             MemberState::Suspended => Err(AuthError::Suspended),
         }
+    }
+
+    fn is_cached(&self, digest: &[u8; 32], current_hash: &str) -> bool {
+        self.verified
+            .lock()
+            .ok()
+            .and_then(|c| c.get(digest).cloned())
+            .is_some_and(|h| bool::from(h.as_bytes().ct_eq(current_hash.as_bytes())))
+    }
+
+    async fn verify_slow(&self, digest: [u8; 32], key: &str, hash: &str) -> Result<(), AuthError> {
+        let (k, h) = (key.to_string(), hash.to_string());
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(k, &h).unwrap_or(false))
+            .await
+            .map_err(|_| AuthError::Internal)?;
+        if !ok {
+            return Err(AuthError::InvalidCredentials);
+        }
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(digest, hash.to_string());
+        }
+        Ok(())
     }
 }
 

@@ -90,6 +90,8 @@ impl Connection {
         let mut client = SmtpClient::connect(addr, cfg.timeout)
             .await
             .map_err(|e| ConnectError::Transport(e.into()))?;
+        // Each command waits for its reply; Nagle would only add delayed-ACK stalls.
+        let _ = client.stream.set_nodelay(true);
         let greeting = client.read().await.map_err(|e| ConnectError::Transport(e.into()))?;
         if greeting.code / 100 != 2 {
             return Err(ConnectError::Refused(RemoteReply::from_response(&greeting)));
