@@ -69,11 +69,13 @@ echo "atmos: $MESSAGES messages over $SESSIONS sessions..." >&2
 A=$("$LOADGEN" --server "$ATMOS_ADDR" --user did:plc:benchbenchbenchbenchbenc --password "$KEY" \
   --from app@sender.bench --to user@rcpt.test --sessions "$SESSIONS" --messages "$MESSAGES" --size 2048)
 A_RSS=$(peak_rss_kb /proc/$ATMOS_PID/status)
-# Delivery must keep up too: wait until the queue is drained, and count it.
-for _ in $(seq 600); do
+# Delivery must keep up too: time from the last acknowledgement until the queue is empty.
+T0=$(date +%s.%N)
+for _ in $(seq 6000); do
   LEFT=$(python3 -c 'import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(c.execute("select count(*) from recipients where status in (\"accepted\",\"deferred\")").fetchone()[0])' "$WORK/atmos-data/atmos.sqlite")
-  [ "$LEFT" = 0 ] && break; sleep 0.1
+  [ "$LEFT" = 0 ] && break; sleep 0.01
 done
+A_DRAIN=$(python3 -c "import sys;print(round($(date +%s.%N)-$T0,2))")
 A_RSS_END=$(peak_rss_kb /proc/$ATMOS_PID/status)
 
 # --- Postfix -----------------------------------------------------------------------------
@@ -100,18 +102,21 @@ P=$("$LOADGEN" --server "127.0.0.1:$SUB" --user bench@baseline.test --password b
 # counts shared pages once, right after the load while every smtpd is still alive.
 PF_PIDS="$(pgrep -f "$PF/etc" || true) $(pgrep -u postfix || true)"
 P_RSS=$(for p in $PF_PIDS; do cat /proc/$p/smaps_rollup 2>/dev/null; done | awk '/^Pss:/ {s+=$2} END {print s+0}')
-for _ in $(seq 600); do
-  [ -z "$(find "$PF/spool/incoming" "$PF/spool/active" "$PF/spool/deferred" "$PF/spool/maildrop" -type f 2>/dev/null)" ] && break; sleep 0.1
+T0=$(date +%s.%N)
+for _ in $(seq 6000); do
+  [ -z "$(find "$PF/spool/incoming" "$PF/spool/active" "$PF/spool/deferred" "$PF/spool/maildrop" -type f 2>/dev/null)" ] && break; sleep 0.01
 done
+P_DRAIN=$(python3 -c "import sys;print(round($(date +%s.%N)-$T0,2))")
 
-python3 - "$A" "$P" "$A_RSS" "$A_RSS_END" "$P_RSS" "$MESSAGES" "$SESSIONS" <<'PY'
+python3 - "$A" "$P" "$A_RSS" "$A_RSS_END" "$P_RSS" "$MESSAGES" "$SESSIONS" "$A_DRAIN" "$P_DRAIN" <<'PY'
 import json, sys
 a, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 a_rss, a_rss_end, p_rss, n, s = (int(x) for x in sys.argv[3:8])
-print(f"| system | msgs/s | p50 accept ms | p99 accept ms | errors | peak RSS |")
-print(f"|---|---|---|---|---|---|")
-print(f"| atmos | {a['msgs_per_sec']} | {a['p50_ms']} | {a['p99_ms']} | {a['errors']} | {a_rss_end/1024:.1f} MiB |")
-print(f"| Postfix | {p['msgs_per_sec']} | {p['p50_ms']} | {p['p99_ms']} | {p['errors']} | {p_rss/1024:.1f} MiB (PSS, all processes) |")
+a_drain, p_drain = sys.argv[8], sys.argv[9]
+print(f"| system | msgs/s accepted | p50 accept ms | p99 accept ms | errors | queue drained after | peak memory |")
+print(f"|---|---|---|---|---|---|---|")
+print(f"| atmos | {a['msgs_per_sec']} | {a['p50_ms']} | {a['p99_ms']} | {a['errors']} | {a_drain} s | {a_rss_end/1024:.1f} MiB (VmHWM) |")
+print(f"| Postfix | {p['msgs_per_sec']} | {p['p50_ms']} | {p['p99_ms']} | {p['errors']} | {p_drain} s | {p_rss/1024:.1f} MiB (PSS, all processes) |")
 ratio = a['msgs_per_sec'] / p['msgs_per_sec'] if p['msgs_per_sec'] else float('inf')
 print(f"\natmos / Postfix throughput ratio: {ratio:.2f}x  ({n} messages of 2 KiB, {s} sessions)")
 print(json.dumps({"atmos": a, "postfix": p, "ratio": round(ratio, 2), "atmos_peak_rss_kb": a_rss_end, "postfix_peak_rss_kb": p_rss}))
