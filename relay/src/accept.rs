@@ -4,13 +4,13 @@
 //! spool's commit (and fsync) for that message.
 
 use crate::auth::AuthError;
+use crate::delivery::QueuedSender;
 use crate::spool::{Spool, SpoolError};
 use crate::store::events::{self, NewEvent};
 use crate::store::members;
 use crate::store::messages::{self, NewMessage};
 use crate::store::{Store, StoreError, now_ms};
 use std::sync::Arc;
-use crate::delivery::QueuedSender;
 
 /// Every reason a submission is refused. SMTP replies and HTTP codes are two renderings of these.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -151,13 +151,19 @@ pub fn domain_of(address: &str) -> Option<String> {
 impl Acceptor {
     /// A new acceptor; `queued` gets each accepted message's recipients after its commit.
     pub fn new(store: Arc<Store>, spool: Spool, queued: QueuedSender) -> Self {
-        Self { store, spool, queued }
+        Self {
+            store,
+            spool,
+            queued,
+        }
     }
 
     /// Checks that `address`'s domain is a sending domain of `did` (MAIL FROM and header From).
     pub fn check_sender(&self, did: &str, address: &str) -> Result<(), SubmitError> {
         let Some(domain) = domain_of(address) else {
-            return Err(SubmitError::DomainMismatch(format!("{address:?} has no domain")));
+            return Err(SubmitError::DomainMismatch(format!(
+                "{address:?} has no domain"
+            )));
         };
         match self.store.with(|c| members::domain_owner(c, &domain))? {
             Some(owner) if owner == did => Ok(()),
@@ -247,10 +253,16 @@ fn header_from_addresses(raw: &[u8]) -> Result<Vec<String>, SubmitError> {
         .ok_or_else(|| SubmitError::InvalidRequest("message headers cannot be parsed".into()))?;
     let addresses: Vec<String> = parsed
         .from()
-        .map(|from| from.iter().filter_map(|a| a.address().map(str::to_string)).collect())
+        .map(|from| {
+            from.iter()
+                .filter_map(|a| a.address().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if addresses.is_empty() {
-        return Err(SubmitError::InvalidRequest("message has no From header address".into()));
+        return Err(SubmitError::InvalidRequest(
+            "message has no From header address".into(),
+        ));
     }
     Ok(addresses)
 }
@@ -262,19 +274,37 @@ mod tests {
     #[test]
     fn header_from_is_read() {
         let raw = b"From: \"A\" <a@Example.com>\r\nTo: b@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
-        assert_eq!(header_from_addresses(raw).unwrap(), vec!["a@Example.com".to_string()]);
+        assert_eq!(
+            header_from_addresses(raw).unwrap(),
+            vec!["a@Example.com".to_string()]
+        );
         let none = b"To: b@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
-        assert!(matches!(header_from_addresses(none), Err(SubmitError::InvalidRequest(_))));
+        assert!(matches!(
+            header_from_addresses(none),
+            Err(SubmitError::InvalidRequest(_))
+        ));
     }
 
     #[test]
     fn renderings_match_spec() {
-        assert_eq!(SubmitError::MemberPending.smtp(), (535, "5.7.8", "pending operator approval".into()));
+        assert_eq!(
+            SubmitError::MemberPending.smtp(),
+            (535, "5.7.8", "pending operator approval".into())
+        );
         assert_eq!(SubmitError::MemberSuspended.smtp().2, "account suspended");
-        assert_eq!(SubmitError::QueueFull.smtp(), (451, "4.3.1", "queue full, retry later".into()));
+        assert_eq!(
+            SubmitError::QueueFull.smtp(),
+            (451, "4.3.1", "queue full, retry later".into())
+        );
         assert_eq!(SubmitError::RateLimited.http_status(), 429);
-        assert_eq!(SubmitError::DomainMismatch("x".into()).code(), "DOMAIN_MISMATCH");
-        assert_eq!(domain_of("User@Example.COM").as_deref(), Some("example.com"));
+        assert_eq!(
+            SubmitError::DomainMismatch("x".into()).code(),
+            "DOMAIN_MISMATCH"
+        );
+        assert_eq!(
+            domain_of("User@Example.COM").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(domain_of("nodomain"), None);
     }
 }

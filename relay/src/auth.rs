@@ -179,7 +179,9 @@ impl Default for AuthThrottle {
 impl AuthThrottle {
     /// True when `ip` has failed too often and must be refused for now.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
-        let Ok(mut map) = self.failures.lock() else { return false };
+        let Ok(mut map) = self.failures.lock() else {
+            return false;
+        };
         match map.get(&ip) {
             Some((_, since)) if since.elapsed() > self.window => {
                 map.remove(&ip);
@@ -192,7 +194,9 @@ impl AuthThrottle {
 
     /// Records a failure; returns how long to wait before answering it.
     pub fn failed(&self, ip: IpAddr) -> Duration {
-        let Ok(mut map) = self.failures.lock() else { return Duration::ZERO };
+        let Ok(mut map) = self.failures.lock() else {
+            return Duration::ZERO;
+        };
         if map.len() > 100_000 {
             map.clear();
         }
@@ -256,38 +260,65 @@ mod tests {
         let key = generate_api_key();
         add(&store, "did:plc:a", &key, MemberState::Active);
         let auth = Authenticator::default();
-        assert_eq!(auth.authenticate(&store, "did:plc:a", &key).await.unwrap().did, "did:plc:a");
-        assert_eq!(auth.authenticate(&store, "alice.test", &key).await.unwrap().did, "did:plc:a");
         assert_eq!(
-            auth.authenticate(&store, "did:plc:a", "atmos_wrong").await.unwrap_err(),
+            auth.authenticate(&store, "did:plc:a", &key)
+                .await
+                .unwrap()
+                .did,
+            "did:plc:a"
+        );
+        assert_eq!(
+            auth.authenticate(&store, "alice.test", &key)
+                .await
+                .unwrap()
+                .did,
+            "did:plc:a"
+        );
+        assert_eq!(
+            auth.authenticate(&store, "did:plc:a", "atmos_wrong")
+                .await
+                .unwrap_err(),
             AuthError::InvalidCredentials
         );
         assert_eq!(
-            auth.authenticate(&store, "did:plc:nobody", &key).await.unwrap_err(),
+            auth.authenticate(&store, "did:plc:nobody", &key)
+                .await
+                .unwrap_err(),
             AuthError::InvalidCredentials
         );
         // Regenerating the key invalidates the cached verification.
         let new_key = generate_api_key();
         let new_hash = bcrypt::hash(&new_key, 4).unwrap();
-        store.with(|c| members::set_api_key_hash(c, "did:plc:a", &new_hash)).unwrap();
+        store
+            .with(|c| members::set_api_key_hash(c, "did:plc:a", &new_hash))
+            .unwrap();
         assert_eq!(
-            auth.authenticate(&store, "did:plc:a", &key).await.unwrap_err(),
+            auth.authenticate(&store, "did:plc:a", &key)
+                .await
+                .unwrap_err(),
             AuthError::InvalidCredentials
         );
-        auth.authenticate(&store, "did:plc:a", &new_key).await.unwrap();
+        auth.authenticate(&store, "did:plc:a", &new_key)
+            .await
+            .unwrap();
         // Suspension applies at once, even with a cached key.
         store
             .with(|c| members::set_state(c, "did:plc:a", MemberState::Suspended, None, 1))
             .unwrap();
         assert_eq!(
-            auth.authenticate(&store, "did:plc:a", &new_key).await.unwrap_err(),
+            auth.authenticate(&store, "did:plc:a", &new_key)
+                .await
+                .unwrap_err(),
             AuthError::Suspended
         );
     }
 
     #[test]
     fn throttle_slows_then_blocks() {
-        let t = AuthThrottle { block_after: 5, ..Default::default() };
+        let t = AuthThrottle {
+            block_after: 5,
+            ..Default::default()
+        };
         let ip: IpAddr = [127, 0, 0, 9].into();
         assert_eq!(t.failed(ip), Duration::ZERO);
         t.failed(ip);

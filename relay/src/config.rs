@@ -15,7 +15,10 @@ const RESERVED_ENV: &[&str] = &["ATMOS_LOG", "ATMOS_CONFIG", "ATMOS_KEY_ENCRYPTI
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -23,7 +26,7 @@ pub enum ConfigError {
 }
 
 /// The whole relay configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -120,20 +123,6 @@ pub struct LimitsConfig {
     pub global_per_minute: u32,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            smtp: SmtpConfig::default(),
-            http: HttpConfig::default(),
-            tls: TlsConfig::default(),
-            dns: DnsConfig::default(),
-            delivery: DeliveryConfig::default(),
-            limits: LimitsConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -160,7 +149,9 @@ impl Default for SmtpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 8080).into() }
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+        }
     }
 }
 
@@ -181,7 +172,11 @@ impl Default for DeliveryConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { hourly: 100, daily: 1000, global_per_minute: 500 }
+        Self {
+            hourly: 100,
+            daily: 1000,
+            global_per_minute: 500,
+        }
     }
 }
 
@@ -199,12 +194,15 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut table = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.into(),
-                    message: e.message().to_string(),
-                })?
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Syntax {
+                        path: path.into(),
+                        message: e.message().to_string(),
+                    })?
             }
             None => toml::Table::new(),
         };
@@ -214,8 +212,8 @@ impl Config {
 
     /// Deserializes and validates an already merged table.
     pub fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
                 let inner = e.into_inner().to_string();
                 // serde names the unknown field in the message; the path points at its section.
@@ -224,7 +222,10 @@ impl Config {
                     Some(field) => format!("{key}.{field}"),
                     None => key,
                 };
-                ConfigError::Key { key, message: inner }
+                ConfigError::Key {
+                    key,
+                    message: inner,
+                }
             })?;
         config.validate()?;
         Ok(config)
@@ -232,7 +233,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| {
-            Err(ConfigError::Key { key: key.into(), message: message.into() })
+            Err(ConfigError::Key {
+                key: key.into(),
+                message: message.into(),
+            })
         };
         if self.server.hostname.trim().is_empty() {
             return bad("server.hostname", "must not be empty");
@@ -241,11 +245,17 @@ impl Config {
             return bad("server.operator_domain", "must not be empty");
         }
         if self.tls.cert_file.as_os_str().is_empty() != self.tls.key_file.as_os_str().is_empty() {
-            return bad("tls.cert_file", "cert_file and key_file must be set together");
+            return bad(
+                "tls.cert_file",
+                "cert_file and key_file must be set together",
+            );
         }
         for ns in &self.dns.nameservers {
             if parse_nameserver(ns).is_none() {
-                return bad("dns.nameservers", &format!("{ns:?} is not an ip or ip:port"));
+                return bad(
+                    "dns.nameservers",
+                    &format!("{ns:?} is not an ip or ip:port"),
+                );
             }
         }
         if self.smtp.max_message_size < 1024 {
@@ -255,7 +265,10 @@ impl Config {
             return bad("smtp.max_recipients", "must be at least 1");
         }
         if self.delivery.per_destination_concurrency == 0 || self.delivery.global_concurrency == 0 {
-            return bad("delivery.global_concurrency", "concurrency limits must be at least 1");
+            return bad(
+                "delivery.global_concurrency",
+                "concurrency limits must be at least 1",
+            );
         }
         if !self.delivery.smarthost.is_empty()
             && self.delivery.smarthost.parse::<SocketAddr>().is_err()
@@ -267,14 +280,20 @@ impl Config {
 
     /// Nameservers as socket addresses (port 53 when none is given).
     pub fn nameservers(&self) -> Vec<SocketAddr> {
-        self.dns.nameservers.iter().filter_map(|ns| parse_nameserver(ns)).collect()
+        self.dns
+            .nameservers
+            .iter()
+            .filter_map(|ns| parse_nameserver(ns))
+            .collect()
     }
 }
 
 fn parse_nameserver(ns: &str) -> Option<SocketAddr> {
-    ns.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| ns.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+    ns.parse::<SocketAddr>().ok().or_else(|| {
+        ns.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
 }
 
 fn unknown_field(message: &str) -> Option<String> {
@@ -290,7 +309,9 @@ fn apply_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("ATMOS_") else { continue };
+        let Some(rest) = name.strip_prefix("ATMOS_") else {
+            continue;
+        };
         if RESERVED_ENV.contains(&name.as_str()) {
             continue;
         }
@@ -312,7 +333,10 @@ fn apply_env(
             .entry(section.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         let Some(section_table) = entry.as_table_mut() else {
-            return Err(ConfigError::Key { key: section.into(), message: "must be a table".into() });
+            return Err(ConfigError::Key {
+                key: section.into(),
+                message: "must be a table".into(),
+            });
         };
         section_table.insert(key.to_string(), parsed);
     }
@@ -326,7 +350,10 @@ mod tests {
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let table: toml::Table = text.parse().expect("test toml");
         let mut table = table;
-        apply_env(&mut table, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))?;
+        apply_env(
+            &mut table,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )?;
         Config::from_table(table)
     }
 
@@ -361,7 +388,10 @@ global_per_minute = 500
         )
         .expect("spec example");
         assert_eq!(c.server.hostname, "smtp.example.com");
-        assert_eq!(c.delivery.max_queue_lifetime, Duration::from_secs(3 * 86400));
+        assert_eq!(
+            c.delivery.max_queue_lifetime,
+            Duration::from_secs(3 * 86400)
+        );
         assert_eq!(c.nameservers(), vec!["127.0.0.1:5353".parse().unwrap()]);
     }
 
@@ -376,7 +406,10 @@ global_per_minute = 500
         let err = load("[delivery]\nmx_port = \"twenty-five\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("delivery.mx_port"), "{err}");
         let err = load("[delivery]\nmax_queue_lifetime = \"soon\"\n", &[]).unwrap_err();
-        assert!(err.to_string().contains("delivery.max_queue_lifetime"), "{err}");
+        assert!(
+            err.to_string().contains("delivery.max_queue_lifetime"),
+            "{err}"
+        );
     }
 
     #[test]

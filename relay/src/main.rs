@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "atmos", version, about = "Atmosphere Mail: a cooperative email relay for atproto identities")]
+#[command(
+    name = "atmos",
+    version,
+    about = "Atmosphere Mail: a cooperative email relay for atproto identities"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -125,12 +129,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .context("relay failed")
             })?;
         }
-        Cmd::Dev { data_dir, submission_listen } => {
+        Cmd::Dev {
+            data_dir,
+            submission_listen,
+        } => {
             runtime()?.block_on(async {
                 let shutdown = shutdown_on_signal();
-                dev::run(dev::DevOptions { data_dir, submission_listen }, shutdown)
-                    .await
-                    .context("dev relay failed")
+                dev::run(
+                    dev::DevOptions {
+                        data_dir,
+                        submission_listen,
+                    },
+                    shutdown,
+                )
+                .await
+                .context("dev relay failed")
             })?;
         }
         Cmd::Member { command } => member(command)?,
@@ -146,12 +159,29 @@ fn member(cmd: MemberCmd) -> Result<(), Failure> {
         other => Failure::Usage(other.to_string()),
     };
     let (args, t) = match cmd {
-        MemberCmd::Add { config, did, domain, handle, approve } => {
+        MemberCmd::Add {
+            config,
+            did,
+            domain,
+            handle,
+            approve,
+        } => {
             let config = load_config(&config)?;
             let store = Store::open(&config.server.data_dir).context("opening the store")?;
-            let added = members::add(&store, &config, &did, &domain, handle.as_deref(), approve, "cli")
-                .map_err(usage_or_runtime)?;
-            println!("{}", serde_json::to_string_pretty(&added).context("printing")?);
+            let added = members::add(
+                &store,
+                &config,
+                &did,
+                &domain,
+                handle.as_deref(),
+                approve,
+                "cli",
+            )
+            .map_err(usage_or_runtime)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&added).context("printing")?
+            );
             return Ok(());
         }
         MemberCmd::Approve(a) => (a, Transition::Approve),
@@ -162,7 +192,10 @@ fn member(cmd: MemberCmd) -> Result<(), Failure> {
     let store = Store::open(&config.server.data_dir).context("opening the store")?;
     let state = members::transition(&store, &args.did, t, "cli", args.reason.as_deref())
         .map_err(usage_or_runtime)?;
-    println!("{}", serde_json::json!({ "did": args.did, "state": state.as_str() }));
+    println!(
+        "{}",
+        serde_json::json!({ "did": args.did, "state": state.as_str() })
+    );
     Ok(())
 }
 
@@ -178,13 +211,14 @@ fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),

@@ -24,7 +24,10 @@ pub enum MemberError {
     #[error("no member {0}")]
     NotFound(String),
     #[error("cannot {action} a member who is {state}")]
-    InvalidTransition { action: &'static str, state: &'static str },
+    InvalidTransition {
+        action: &'static str,
+        state: &'static str,
+    },
     #[error("cannot hash the API key: {0}")]
     Hash(#[from] bcrypt::BcryptError),
     #[error(transparent)]
@@ -56,7 +59,7 @@ pub fn valid_did(did: &str) -> bool {
         return id.len() == 24 && id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'));
     }
     if let Some(host) = did.strip_prefix("did:web:") {
-        return valid_domain(&host.replace("%3A", ":").split(':').next().unwrap_or(""));
+        return valid_domain(host.replace("%3A", ":").split(':').next().unwrap_or(""));
     }
     false
 }
@@ -76,10 +79,17 @@ pub fn valid_domain(domain: &str) -> bool {
 
 /// Records the member must publish for `domain` (DKIM keys join these with signing).
 pub fn dns_records(config: &Config, did: &str, domain: &str) -> Vec<DnsRecord> {
-    let txt = |name: String, value: String| DnsRecord { name, kind: "TXT".into(), value };
+    let txt = |name: String, value: String| DnsRecord {
+        name,
+        kind: "TXT".into(),
+        value,
+    };
     vec![
         txt(format!("_atmos.{domain}"), format!("did={did}")),
-        txt(domain.to_string(), format!("v=spf1 a:{} -all", config.server.hostname)),
+        txt(
+            domain.to_string(),
+            format!("v=spf1 a:{} -all", config.server.hostname),
+        ),
         txt(
             format!("_dmarc.{domain}"),
             format!(
@@ -115,63 +125,72 @@ pub fn add(
     let api_key = auth::generate_api_key();
     let hash = auth::hash_api_key(&api_key)?;
     let now = now_ms();
-    let state = if approve { MemberState::Active } else { MemberState::Pending };
+    let state = if approve {
+        MemberState::Active
+    } else {
+        MemberState::Pending
+    };
     let limit = config.server.max_domains_per_member;
-    let is_new = store
-        .write(|tx| {
-            if members::domain_owner(tx, &domain)?.is_some() {
-                return Ok(Err(MemberError::DomainTaken(domain.clone())));
+    let is_new = store.write(|tx| {
+        if members::domain_owner(tx, &domain)?.is_some() {
+            return Ok(Err(MemberError::DomainTaken(domain.clone())));
+        }
+        let is_new = match members::get(tx, did)? {
+            Some(_) => {
+                if members::domains_of(tx, did)?.len() as u32 >= limit {
+                    return Ok(Err(MemberError::DomainLimit {
+                        did: did.into(),
+                        limit,
+                    }));
+                }
+                // An existing member keeps its key; only the domain is added.
+                false
             }
-            let is_new = match members::get(tx, did)? {
-                Some(_) => {
-                    if members::domains_of(tx, did)?.len() as u32 >= limit {
-                        return Ok(Err(MemberError::DomainLimit { did: did.into(), limit }));
-                    }
-                    // An existing member keeps its key; only the domain is added.
-                    false
-                }
-                None => {
-                    members::insert(
-                        tx,
-                        &Member {
-                            did: did.into(),
-                            handle: handle.map(|h| h.trim().to_ascii_lowercase()),
-                            state,
-                            state_reason: None,
-                            api_key_hash: hash.clone(),
-                            hourly_limit: None,
-                            daily_limit: None,
-                            created_at: now,
-                            approved_at: approve.then_some(now),
-                        },
-                    )?;
-                    let mut event = NewEvent {
-                        kind: "member_enrolled",
-                        did: Some(did),
-                        actor: Some(actor),
-                        data: serde_json::json!({ "domain": domain }),
-                        ..Default::default()
-                    };
+            None => {
+                members::insert(
+                    tx,
+                    &Member {
+                        did: did.into(),
+                        handle: handle.map(|h| h.trim().to_ascii_lowercase()),
+                        state,
+                        state_reason: None,
+                        api_key_hash: hash.clone(),
+                        hourly_limit: None,
+                        daily_limit: None,
+                        created_at: now,
+                        approved_at: approve.then_some(now),
+                    },
+                )?;
+                let mut event = NewEvent {
+                    kind: "member_enrolled",
+                    did: Some(did),
+                    actor: Some(actor),
+                    data: serde_json::json!({ "domain": domain }),
+                    ..Default::default()
+                };
+                events::append(tx, now, &event)?;
+                if approve {
+                    event.kind = "member_approved";
                     events::append(tx, now, &event)?;
-                    if approve {
-                        event.kind = "member_approved";
-                        events::append(tx, now, &event)?;
-                    }
-                    true
                 }
-            };
-            members::insert_domain(
-                tx,
-                &SendingDomain {
-                    domain: domain.clone(),
-                    did: did.into(),
-                    forward_to: None,
-                    created_at: now,
-                },
-            )?;
-            Ok(Ok(is_new))
-        })??;
-    let current = store.with(|c| members::get(c, did))?.map(|m| m.state).unwrap_or(state);
+                true
+            }
+        };
+        members::insert_domain(
+            tx,
+            &SendingDomain {
+                domain: domain.clone(),
+                did: did.into(),
+                forward_to: None,
+                created_at: now,
+            },
+        )?;
+        Ok(Ok(is_new))
+    })??;
+    let current = store
+        .with(|c| members::get(c, did))?
+        .map(|m| m.state)
+        .unwrap_or(state);
     Ok(AddedMember {
         did: did.into(),
         api_key: is_new.then_some(api_key),
@@ -226,10 +245,15 @@ pub fn transition(
     reason: Option<&str>,
 ) -> Result<MemberState, MemberError> {
     let now = now_ms();
-    let outcome = store.write(|tx| {
-        let Some(m) = members::get(tx, did)? else { return Ok(Err(MemberError::NotFound(did.into()))) };
+    store.write(|tx| {
+        let Some(m) = members::get(tx, did)? else {
+            return Ok(Err(MemberError::NotFound(did.into())));
+        };
         let Some(to) = t.target(m.state) else {
-            return Ok(Err(MemberError::InvalidTransition { action: t.name(), state: m.state.as_str() }));
+            return Ok(Err(MemberError::InvalidTransition {
+                action: t.name(),
+                state: m.state.as_str(),
+            }));
         };
         members::set_state(tx, did, to, reason, now)?;
         events::append(
@@ -244,8 +268,7 @@ pub fn transition(
             },
         )?;
         Ok(Ok(to))
-    })?;
-    outcome
+    })?
 }
 
 #[cfg(test)]
@@ -270,16 +293,38 @@ mod tests {
     fn add_and_transitions_write_events() {
         let (_d, store) = test_store();
         let config = Config::default();
-        let added = add(&store, &config, DID, "Example.COM", Some("alice.test"), false, "cli").unwrap();
+        let added = add(
+            &store,
+            &config,
+            DID,
+            "Example.COM",
+            Some("alice.test"),
+            false,
+            "cli",
+        )
+        .unwrap();
         assert_eq!(added.state, "pending");
-        assert!(added.api_key.as_deref().is_some_and(|k| k.starts_with("atmos_")));
-        assert!(added.dns_records.iter().any(|r| r.name == "_dmarc.example.com"));
+        assert!(
+            added
+                .api_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("atmos_"))
+        );
+        assert!(
+            added
+                .dns_records
+                .iter()
+                .any(|r| r.name == "_dmarc.example.com")
+        );
         assert!(matches!(
             add(&store, &config, DID, "example.com", None, false, "cli"),
             Err(MemberError::DomainTaken(_))
         ));
         let second = add(&store, &config, DID, "second.example", None, false, "cli").unwrap();
-        assert!(second.api_key.is_none(), "an existing member's key is not shown or changed");
+        assert!(
+            second.api_key.is_none(),
+            "an existing member's key is not shown or changed"
+        );
         assert!(matches!(
             add(&store, &config, DID, "third.example", None, false, "cli"),
             Err(MemberError::DomainLimit { .. })
@@ -288,7 +333,10 @@ mod tests {
             transition(&store, DID, Transition::Reactivate, "cli", None),
             Err(MemberError::InvalidTransition { .. })
         ));
-        assert_eq!(transition(&store, DID, Transition::Approve, "cli", None).unwrap(), MemberState::Active);
+        assert_eq!(
+            transition(&store, DID, Transition::Approve, "cli", None).unwrap(),
+            MemberState::Active
+        );
         assert_eq!(
             transition(&store, DID, Transition::Suspend, "cli", Some("spam")).unwrap(),
             MemberState::Suspended
@@ -305,10 +353,21 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["member_reactivated", "member_suspended", "member_approved", "member_enrolled"]
+            [
+                "member_reactivated",
+                "member_suspended",
+                "member_approved",
+                "member_enrolled"
+            ]
         );
         assert!(matches!(
-            transition(&store, "did:plc:zzzzzzzzzzzzzzzzzzzzzzzz", Transition::Approve, "cli", None),
+            transition(
+                &store,
+                "did:plc:zzzzzzzzzzzzzzzzzzzzzzzz",
+                Transition::Approve,
+                "cli",
+                None
+            ),
             Err(MemberError::NotFound(_))
         ));
     }

@@ -24,7 +24,11 @@ pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr} ({key}): {source}")]
-    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("delivery set-up failed: {0}")]
     Delivery(String),
 }
@@ -48,10 +52,18 @@ pub async fn serve(
     let delivery = Arc::new(
         Delivery::new(&config, store.clone(), spool.clone()).map_err(ServeError::Delivery)?,
     );
-    let listener = TcpListener::bind(config.smtp.submission_listen).await.map_err(|source| {
-        ServeError::Bind { key: "smtp.submission_listen", addr: config.smtp.submission_listen, source }
-    })?;
-    let listening = Listening { submission: listener.local_addr().unwrap_or(config.smtp.submission_listen) };
+    let listener = TcpListener::bind(config.smtp.submission_listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            key: "smtp.submission_listen",
+            addr: config.smtp.submission_listen,
+            source,
+        })?;
+    let listening = Listening {
+        submission: listener
+            .local_addr()
+            .unwrap_or(config.smtp.submission_listen),
+    };
     let service = Arc::new(SubmissionService {
         hostname: config.server.hostname.clone(),
         limits: Limits {
@@ -82,8 +94,13 @@ pub async fn serve(
     tracing::info!("shutting down: listeners closed, finishing sessions and deliveries");
     let _ = listener_task.await;
     sessions.close();
-    if tokio::time::timeout(deadline, sessions.wait()).await.is_err() {
-        tracing::warn!("sessions still open at the shutdown deadline; their unfinished messages were never acknowledged");
+    if tokio::time::timeout(deadline, sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "sessions still open at the shutdown deadline; their unfinished messages were never acknowledged"
+        );
     }
     let _ = delivery_task.await;
     // Last handles to the writer go here; it commits what it holds and stops.

@@ -12,7 +12,11 @@ use tokio::net::TcpStream;
 pub type Session = SmtpClient<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Opens a session: connect, EHLO, STARTTLS (any certificate), EHLO, AUTH.
-pub async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<Session, mail_send::Error> {
+pub async fn connect(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<Session, mail_send::Error> {
     let session = SmtpClientBuilder::new(addr.ip().to_string(), addr.port())
         .map_err(|e| mail_send::Error::Io(std::io::Error::other(e)))?
         .implicit_tls(false)
@@ -29,7 +33,12 @@ pub async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<Ses
 }
 
 /// Sends one message in an open session; returns the server's final reply text.
-pub async fn send(session: &mut Session, from: &str, to: &[&str], body: &[u8]) -> Result<String, mail_send::Error> {
+pub async fn send(
+    session: &mut Session,
+    from: &str,
+    to: &[&str],
+    body: &[u8],
+) -> Result<String, mail_send::Error> {
     session.mail_from(from, &Parameters::default()).await?;
     for rcpt in to {
         session.rcpt_to(rcpt, &Parameters::default()).await?;
@@ -38,20 +47,8 @@ pub async fn send(session: &mut Session, from: &str, to: &[&str], body: &[u8]) -
     if go.code != 354 {
         return Err(mail_send::Error::UnexpectedReply(go));
     }
-    // One write for the whole message, as a real MUA library does.
-    let mut data = Vec::with_capacity(body.len() + 8);
-    let mut at_line_start = true;
-    for &b in body {
-        if at_line_start && b == b'.' {
-            data.push(b'.');
-        }
-        data.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !data.ends_with(b"\r\n") {
-        data.extend_from_slice(b"\r\n");
-    }
-    data.extend_from_slice(b".\r\n");
+    // One write for the whole message (dot-stuffed the way the relay's own client does it).
+    let data = atmos_relay::delivery::client::dot_stuff(body);
     session.stream.write_all(&data).await?;
     session.stream.flush().await?;
     let reply = session.read().await?;

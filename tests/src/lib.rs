@@ -45,7 +45,10 @@ pub fn free_udp_tcp_port() -> u16 {
 
 /// The workspace root.
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
 }
 
 /// Panics with a clear message when a required peer program is missing.

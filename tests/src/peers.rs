@@ -22,7 +22,12 @@ impl SmtpSink {
         // smtp-sink drops to `nobody`, which must be able to write the dump files.
         set_mode(&dir, 0o777);
         set_mode(temp.path(), 0o755);
-        let mut sink = Self { child: None, port: free_port(), dir, _temp: temp };
+        let mut sink = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            _temp: temp,
+        };
         sink.restart(flags);
         sink
     }
@@ -34,7 +39,12 @@ impl SmtpSink {
         std::fs::create_dir_all(&dir).expect("mail dir");
         set_mode(&dir, 0o777);
         set_mode(temp.path(), 0o755);
-        Self { child: None, port: free_port(), dir, _temp: temp }
+        Self {
+            child: None,
+            port: free_port(),
+            dir,
+            _temp: temp,
+        }
     }
 
     /// (Re)starts on the same port with new flags.
@@ -68,7 +78,9 @@ impl SmtpSink {
 
     /// Contents of every message received so far.
     pub fn messages(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
         entries
             .filter_map(|e| e.ok())
             .filter_map(|e| std::fs::read(e.path()).ok())
@@ -78,7 +90,10 @@ impl SmtpSink {
 
     /// Messages containing `needle`.
     pub fn messages_with(&self, needle: &str) -> Vec<String> {
-        self.messages().into_iter().filter(|m| m.contains(needle)).collect()
+        self.messages()
+            .into_iter()
+            .filter(|m| m.contains(needle))
+            .collect()
     }
 }
 
@@ -124,7 +139,11 @@ impl Dns {
         poll_until(Duration::from_secs(10), "dnsmasq to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        Self { child, port, _temp: temp }
+        Self {
+            child,
+            port,
+            _temp: temp,
+        }
     }
 
     /// The standard test zone: `domain` has MX `mx.<domain>` at 127.0.0.1.

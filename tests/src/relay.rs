@@ -20,9 +20,17 @@ pub fn atmos_bin() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let path = target.join(profile).join("atmos");
-    assert!(path.exists(), "{} missing: run `cargo build --workspace` first", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build --workspace` first",
+        path.display()
+    );
     path
 }
 
@@ -63,7 +71,13 @@ connect_timeout = "5s"
         );
         let config_path = dir.path().join("atmos.toml");
         std::fs::write(&config_path, config).expect("write config");
-        Self { dir, config_path, child: None, submission: None, starts: 0 }
+        Self {
+            dir,
+            config_path,
+            child: None,
+            submission: None,
+            starts: 0,
+        }
     }
 
     /// Runs `atmos <args> --config <file>` to completion.
@@ -84,8 +98,13 @@ connect_timeout = "5s"
             args.push("--approve");
         }
         let out = self.cli(&args);
-        assert!(out.status.success(), "member add failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("member add prints JSON");
+        assert!(
+            out.status.success(),
+            "member add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("member add prints JSON");
         TestMember {
             did: did.into(),
             api_key: v["api_key"].as_str().expect("api_key").into(),
@@ -114,12 +133,15 @@ connect_timeout = "5s"
             }
         });
         self.child = Some(child);
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            panic!("relay did not start; log:\n{}", self.log(self.starts))
-        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("relay did not start; log:\n{}", self.log(self.starts)));
         let v: serde_json::Value = serde_json::from_str(&line).expect("listening JSON");
-        let addr: SocketAddr =
-            v["listening"]["submission"].as_str().expect("submission").parse().expect("address");
+        let addr: SocketAddr = v["listening"]["submission"]
+            .as_str()
+            .expect("submission")
+            .parse()
+            .expect("address");
         self.submission = Some(addr);
         addr
     }
@@ -148,9 +170,11 @@ connect_timeout = "5s"
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }
-        let status = poll_until(Duration::from_secs(60), "relay to exit after SIGTERM", || {
-            c.try_wait().ok().flatten()
-        });
+        let status = poll_until(
+            Duration::from_secs(60),
+            "relay to exit after SIGTERM",
+            || c.try_wait().ok().flatten(),
+        );
         status.code()
     }
 
@@ -167,16 +191,22 @@ connect_timeout = "5s"
     /// Waits for the process to exit after a signal.
     pub fn wait_exit(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let status = poll_until(Duration::from_secs(60), "relay to exit", || c.try_wait().ok().flatten());
+        let status = poll_until(Duration::from_secs(60), "relay to exit", || {
+            c.try_wait().ok().flatten()
+        });
         status.code()
     }
 
     /// The SQLite database, opened read-only.
     pub fn db(&self) -> rusqlite::Connection {
         let path = self.dir.path().join("data").join("atmos.sqlite");
-        let c = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open db");
-        c.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        let c = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open db");
+        c.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
         c
     }
 
@@ -186,12 +216,17 @@ connect_timeout = "5s"
         let mut stmt = db
             .prepare("SELECT status FROM recipients WHERE message_id = ?1 ORDER BY id")
             .expect("prepare");
-        stmt.query_map([message_id], |r| r.get(0)).expect("query").map(|r| r.expect("row")).collect()
+        stmt.query_map([message_id], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
     }
 
     /// Count of rows matching a SQL count query.
     pub fn count(&self, sql: &str) -> i64 {
-        self.db().query_row(sql, [], |r| r.get(0)).expect("count query")
+        self.db()
+            .query_row(sql, [], |r| r.get(0))
+            .expect("count query")
     }
 
     /// The data directory.

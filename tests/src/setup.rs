@@ -32,7 +32,13 @@ impl World {
         let mut relay = Relay::new(Some(&dns.address()), sink.port, extra_config);
         let member = relay.add_member(DID, SENDER_DOMAIN, true);
         let submission = relay.start();
-        Self { dns, sink, relay, member, submission }
+        Self {
+            dns,
+            sink,
+            relay,
+            member,
+            submission,
+        }
     }
 
     /// An address at the member's domain.

@@ -11,15 +11,28 @@ use std::time::Duration;
 fn unknown_or_invalid_config_keys_exit_2_naming_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
-        ("[smtp]\nsubmision_listen = \"127.0.0.1:0\"\n", "smtp.submision_listen"),
-        ("[delivery]\nmx_port = \"twenty-five\"\n", "delivery.mx_port"),
-        ("[delivery]\nmax_queue_lifetime = \"forever\"\n", "delivery.max_queue_lifetime"),
+        (
+            "[smtp]\nsubmision_listen = \"127.0.0.1:0\"\n",
+            "smtp.submision_listen",
+        ),
+        (
+            "[delivery]\nmx_port = \"twenty-five\"\n",
+            "delivery.mx_port",
+        ),
+        (
+            "[delivery]\nmax_queue_lifetime = \"forever\"\n",
+            "delivery.max_queue_lifetime",
+        ),
         ("[nonsense]\nx = 1\n", "nonsense"),
     ];
     for (text, key) in cases {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, text).expect("write");
-        let out = Command::new(atmos_bin()).args(["serve", "--config"]).arg(&path).output().expect("run");
+        let out = Command::new(atmos_bin())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{key}: {err}");
         assert!(err.contains(key), "message must name {key}: {err}");
@@ -41,7 +54,11 @@ fn unknown_or_invalid_config_keys_exit_2_naming_the_key() {
 fn member_add_prints_the_key_once_and_stores_only_a_bcrypt_hash() {
     let relay = Relay::new(None, 25, "");
     let m = relay.add_member("did:plc:dddddddddddddddddddddddd", "example.test", false);
-    assert!(m.api_key.starts_with("atmos_") && m.api_key.len() == 38, "{}", m.api_key);
+    assert!(
+        m.api_key.starts_with("atmos_") && m.api_key.len() == 38,
+        "{}",
+        m.api_key
+    );
     assert!(m.api_key[6..].chars().all(|c| c.is_ascii_alphanumeric()));
     let hash: String = relay
         .db()
@@ -50,23 +67,52 @@ fn member_add_prints_the_key_once_and_stores_only_a_bcrypt_hash() {
     assert!(hash.starts_with("$2"), "bcrypt hash expected: {hash}");
     assert!(!hash.contains(&m.api_key[6..]));
     // The printed DNS records name the domain.
-    let out = relay.cli(&["member", "add", "--did", "did:plc:eeeeeeeeeeeeeeeeeeeeeeee", "--domain", "other.test"]);
+    let out = relay.cli(&[
+        "member",
+        "add",
+        "--did",
+        "did:plc:eeeeeeeeeeeeeeeeeeeeeeee",
+        "--domain",
+        "other.test",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let records = v["dns_records"].as_array().expect("records");
-    assert!(records.iter().any(|r| r["name"] == "_dmarc.other.test" && r["type"] == "TXT"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["name"] == "_dmarc.other.test" && r["type"] == "TXT")
+    );
     // Bad input: a clear message and exit 2, nothing stored.
     let out = relay.cli(&["member", "add", "--did", "alice", "--domain", "x.test"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid DID"));
-    let out = relay.cli(&["member", "add", "--did", "did:plc:ffffffffffffffffffffffff", "--domain", "example.test"]);
+    let out = relay.cli(&[
+        "member",
+        "add",
+        "--did",
+        "did:plc:ffffffffffffffffffffffff",
+        "--domain",
+        "example.test",
+    ]);
     assert_eq!(out.status.code(), Some(2), "a taken domain is refused");
     // Lifecycle: pending → active → suspended → active; a wrong transition exits 2.
-    for (cmd, state) in [("approve", "active"), ("suspend", "suspended"), ("reactivate", "active")] {
+    for (cmd, state) in [
+        ("approve", "active"),
+        ("suspend", "suspended"),
+        ("reactivate", "active"),
+    ] {
         let out = relay.cli(&["member", cmd, &m.did, "--reason", "test"]);
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains(state));
     }
-    assert_eq!(relay.cli(&["member", "approve", &m.did]).status.code(), Some(2));
+    assert_eq!(
+        relay.cli(&["member", "approve", &m.did]).status.code(),
+        Some(2)
+    );
     let events = relay.count("SELECT count(*) FROM relay_events WHERE type LIKE 'member_%'");
     assert_eq!(events, 5, "enrolled ×2, approved, suspended, reactivated");
 }
@@ -90,11 +136,32 @@ fn dev_mode_delivers_a_first_message_sent_with_swaks() {
         info["api_key"].as_str().expect("key"),
     );
     let out = Command::new("swaks")
-        .args(["--server", sub, "--tls", "--auth", "PLAIN", "--auth-user", did, "--auth-password", key])
-        .args(["--from", "hello@demo.localhost", "--to", "you@example.com", "--h-X-Test-Id", "dev-first"])
+        .args([
+            "--server",
+            sub,
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            did,
+            "--auth-password",
+            key,
+        ])
+        .args([
+            "--from",
+            "hello@demo.localhost",
+            "--to",
+            "you@example.com",
+            "--h-X-Test-Id",
+            "dev-first",
+        ])
         .output()
         .expect("run swaks");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let captured = dir.path().join("captured");
     let found = poll_until(Duration::from_secs(20), "captured message", || {
         std::fs::read_dir(&captured)

@@ -8,22 +8,37 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Sends from `sessions` concurrent sessions until `total` are sent or `stop` is set; returns the
-/// acknowledged test ids and the errors seen.
-async fn load(
+/// Who sends, and how much.
+struct Load {
     addr: SocketAddr,
     did: String,
     key: String,
     sessions: usize,
     total: usize,
     prefix: &'static str,
-    acked: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-) -> Vec<String> {
+}
+
+/// Sends from `sessions` concurrent sessions until `total` are sent or `stop` is set; pushes each
+/// acknowledged test id to `acked` and returns the errors seen.
+async fn load(l: Load, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) -> Vec<String> {
+    let Load {
+        addr,
+        did,
+        key,
+        sessions,
+        total,
+        prefix,
+    } = l;
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..sessions {
-        let (did, key, next, acked, stop) = (did.clone(), key.clone(), next.clone(), acked.clone(), stop.clone());
+        let (did, key, next, acked, stop) = (
+            did.clone(),
+            key.clone(),
+            next.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut s = match client::connect(addr, &did, &key).await {
                 Ok(s) => s,
@@ -58,15 +73,22 @@ async fn load(
 }
 
 fn assert_all_delivered(world: &World, acked: &[String]) {
-    poll_until(Duration::from_secs(90), "every acknowledged message at the MX", || {
-        let delivered: std::collections::HashSet<String> = world
-            .sink
-            .messages()
-            .iter()
-            .filter_map(|m| m.lines().find_map(|l| l.strip_prefix("X-Test-Id: ").map(|s| s.trim().to_string())))
-            .collect();
-        acked.iter().all(|id| delivered.contains(id)).then_some(())
-    });
+    poll_until(
+        Duration::from_secs(90),
+        "every acknowledged message at the MX",
+        || {
+            let delivered: std::collections::HashSet<String> = world
+                .sink
+                .messages()
+                .iter()
+                .filter_map(|m| {
+                    m.lines()
+                        .find_map(|l| l.strip_prefix("X-Test-Id: ").map(|s| s.trim().to_string()))
+                })
+                .collect();
+            acked.iter().all(|id| delivered.contains(id)).then_some(())
+        },
+    );
 }
 
 #[test]
@@ -75,16 +97,15 @@ fn sigkill_after_acknowledgement_loses_nothing() {
     let mut world = World::start(None, "");
     let acked = Arc::new(Mutex::new(Vec::new()));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let errors = rt.block_on(load(
-        world.submission,
-        world.member.did.clone(),
-        world.member.api_key.clone(),
-        6,
-        60,
-        "kill",
-        acked.clone(),
-        Arc::new(AtomicBool::new(false)),
-    ));
+    let l = Load {
+        addr: world.submission,
+        did: world.member.did.clone(),
+        key: world.member.api_key.clone(),
+        sessions: 6,
+        total: 60,
+        prefix: "kill",
+    };
+    let errors = rt.block_on(load(l, acked.clone(), Arc::new(AtomicBool::new(false))));
     assert!(errors.is_empty(), "submission errors: {errors:?}");
     let acked = acked.lock().expect("lock").clone();
     assert!(acked.len() >= 50, "only {} acknowledged", acked.len());
@@ -100,22 +121,34 @@ fn graceful_restart_under_load_loses_nothing() {
     let mut world = World::start(Some(&[]), "");
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let (addr, did, key) = (world.submission, world.member.did.clone(), world.member.api_key.clone());
+    let l = Load {
+        addr: world.submission,
+        did: world.member.did.clone(),
+        key: world.member.api_key.clone(),
+        sessions: 8,
+        total: 100_000,
+        prefix: "term",
+    };
     let (a, s) = (acked.clone(), stop.clone());
     let loader = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(load(addr, did, key, 8, 100_000, "term", a, s))
+        rt.block_on(load(l, a, s))
     });
-    poll_until(Duration::from_secs(60), "some messages acknowledged under load", || {
-        (acked.lock().expect("lock").len() >= 40).then_some(())
-    });
+    poll_until(
+        Duration::from_secs(60),
+        "some messages acknowledged under load",
+        || (acked.lock().expect("lock").len() >= 40).then_some(()),
+    );
     world.relay.signal_term();
     let code = world.relay.wait_exit();
     stop.store(true, Ordering::Relaxed);
     let errors = loader.join().expect("loader thread");
     assert_eq!(code, Some(0), "clean exit after SIGTERM");
     // Sessions were closed by the shutdown, with 421 where a command was waiting.
-    assert!(!errors.is_empty(), "the load must have been cut off by the shutdown");
+    assert!(
+        !errors.is_empty(),
+        "the load must have been cut off by the shutdown"
+    );
     let acked = acked.lock().expect("lock").clone();
     world.relay.start();
     assert_all_delivered(&world, &acked);

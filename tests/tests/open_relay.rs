@@ -13,7 +13,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 const T: Duration = Duration::from_secs(30);
 
 fn render(r: &smtp_proto::Response<String>) -> String {
-    let esc = if r.esc[0] > 0 { format!("{}.{}.{} ", r.esc[0], r.esc[1], r.esc[2]) } else { String::new() };
+    let esc = if r.esc[0] > 0 {
+        format!("{}.{}.{} ", r.esc[0], r.esc[1], r.esc[2])
+    } else {
+        String::new()
+    };
     format!("{} {esc}{}", r.code, r.message)
 }
 
@@ -29,9 +33,15 @@ async fn plain(addr: SocketAddr) -> SmtpClient<tokio::net::TcpStream> {
     c
 }
 
-async fn tls(addr: SocketAddr) -> SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+async fn tls(
+    addr: SocketAddr,
+) -> SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let connector = mail_send::smtp::tls::build_tls_connector(true).expect("tls connector");
-    let mut c = plain(addr).await.start_tls(&connector, "relay.test").await.expect("starttls");
+    let mut c = plain(addr)
+        .await
+        .start_tls(&connector, "relay.test")
+        .await
+        .expect("starttls");
     c.ehlo("probe.test").await.expect("ehlo after tls");
     c
 }
@@ -41,7 +51,10 @@ fn auth_plain(m: &TestMember) -> String {
     format!("AUTH PLAIN {b}")
 }
 
-async fn authed(addr: SocketAddr, m: &TestMember) -> SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+async fn authed(
+    addr: SocketAddr,
+    m: &TestMember,
+) -> SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut c = tls(addr).await;
     let r = cmd(&mut c, &auth_plain(m)).await;
     assert!(r.starts_with("235"), "auth failed: {r}");
@@ -52,7 +65,12 @@ fn swaks_auth(addr: SocketAddr, user: &str, key: &str) -> String {
     let out = Command::new("swaks")
         .args(["--server", &addr.to_string(), "--tls", "--auth", "PLAIN"])
         .args(["--auth-user", user, "--auth-password", key])
-        .args(["--from", "app@sender.test", "--to", &format!("x@{RCPT_DOMAIN}")])
+        .args([
+            "--from",
+            "app@sender.test",
+            "--to",
+            &format!("x@{RCPT_DOMAIN}"),
+        ])
         .output()
         .expect("run swaks");
     assert!(!out.status.success(), "swaks must fail");
@@ -64,44 +82,102 @@ fn probes_are_refused_with_spec_codes_and_nothing_is_delivered() {
     let world = World::start(Some(&[]), "");
     let addr = world.submission;
     let m = world.member.clone();
-    let pending = world.relay.add_member("did:plc:bbbbbbbbbbbbbbbbbbbbbbbb", "pending.test", false);
-    let suspended = world.relay.add_member("did:plc:cccccccccccccccccccccccc", "suspended.test", true);
-    let out = world.relay.cli(&["member", "suspend", &suspended.did, "--reason", "probe"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pending = world
+        .relay
+        .add_member("did:plc:bbbbbbbbbbbbbbbbbbbbbbbb", "pending.test", false);
+    let suspended =
+        world
+            .relay
+            .add_member("did:plc:cccccccccccccccccccccccc", "suspended.test", true);
+    let out = world
+        .relay
+        .cli(&["member", "suspend", &suspended.did, "--reason", "probe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut results: Vec<(&str, String, &str)> = Vec::new();
     rt.block_on(async {
         // 1. No TLS: MAIL in clear.
         let mut c = plain(addr).await;
-        results.push(("no TLS", cmd(&mut c, "MAIL FROM:<app@sender.test>").await, "530 5.7.0 Must issue a STARTTLS command first"));
+        results.push((
+            "no TLS",
+            cmd(&mut c, "MAIL FROM:<app@sender.test>").await,
+            "530 5.7.0 Must issue a STARTTLS command first",
+        ));
         // 2. AUTH before TLS.
-        results.push(("AUTH before TLS", cmd(&mut c, &auth_plain(&m)).await, "530 5.7.0 Must issue a STARTTLS command first"));
+        results.push((
+            "AUTH before TLS",
+            cmd(&mut c, &auth_plain(&m)).await,
+            "530 5.7.0 Must issue a STARTTLS command first",
+        ));
         // 3. Unauthenticated relay attempt under TLS.
         let mut c = tls(addr).await;
-        results.push(("no AUTH", cmd(&mut c, "MAIL FROM:<app@sender.test>").await, "530 5.7.0 Authentication required"));
-        results.push(("RCPT without MAIL", cmd(&mut c, &format!("RCPT TO:<x@{RCPT_DOMAIN}>")).await, "503 5.5.1"));
+        results.push((
+            "no AUTH",
+            cmd(&mut c, "MAIL FROM:<app@sender.test>").await,
+            "530 5.7.0 Authentication required",
+        ));
+        results.push((
+            "RCPT without MAIL",
+            cmd(&mut c, &format!("RCPT TO:<x@{RCPT_DOMAIN}>")).await,
+            "503 5.5.1",
+        ));
         // 4. Malformed commands.
-        results.push(("unknown command", cmd(&mut c, "FROB the relay").await, "500 5.5.1"));
-        results.push(("bad address syntax", cmd(&mut c, "MAIL FROM:<<<@>").await, "501"));
+        results.push((
+            "unknown command",
+            cmd(&mut c, "FROB the relay").await,
+            "500 5.5.1",
+        ));
+        results.push((
+            "bad address syntax",
+            cmd(&mut c, "MAIL FROM:<<<@>").await,
+            "501",
+        ));
         // 5. Foreign MAIL FROM.
         let mut c = authed(addr, &m).await;
-        results.push(("foreign MAIL FROM", cmd(&mut c, "MAIL FROM:<ceo@bank.test>").await, "550 5.7.1 DOMAIN_MISMATCH"));
+        results.push((
+            "foreign MAIL FROM",
+            cmd(&mut c, "MAIL FROM:<ceo@bank.test>").await,
+            "550 5.7.1 DOMAIN_MISMATCH",
+        ));
         // 6. Too many recipients (limit 5 in the test config).
-        results.push(("MAIL ok", cmd(&mut c, "MAIL FROM:<app@sender.test>").await, "250 2.1.0"));
+        results.push((
+            "MAIL ok",
+            cmd(&mut c, "MAIL FROM:<app@sender.test>").await,
+            "250 2.1.0",
+        ));
         for i in 0..5 {
             let r = cmd(&mut c, &format!("RCPT TO:<r{i}@{RCPT_DOMAIN}>")).await;
             assert!(r.starts_with("250"), "{r}");
         }
-        results.push(("too many recipients", cmd(&mut c, &format!("RCPT TO:<r6@{RCPT_DOMAIN}>")).await, "452 4.5.3"));
+        results.push((
+            "too many recipients",
+            cmd(&mut c, &format!("RCPT TO:<r6@{RCPT_DOMAIN}>")).await,
+            "452 4.5.3",
+        ));
         results.push(("RSET", cmd(&mut c, "RSET").await, "250"));
         // 7. Oversize announced with SIZE, then oversize data.
-        results.push(("SIZE too big", cmd(&mut c, "MAIL FROM:<app@sender.test> SIZE=10000000").await, "552 5.3.4 message too big"));
+        results.push((
+            "SIZE too big",
+            cmd(&mut c, "MAIL FROM:<app@sender.test> SIZE=10000000").await,
+            "552 5.3.4 message too big",
+        ));
         cmd(&mut c, "MAIL FROM:<app@sender.test>").await;
         cmd(&mut c, &format!("RCPT TO:<big@{RCPT_DOMAIN}>")).await;
         assert!(cmd(&mut c, "DATA").await.starts_with("354"));
         let mut body = b"From: <app@sender.test>\r\nSubject: big\r\n\r\n".to_vec();
-        body.extend(std::iter::repeat_n(b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n".to_vec(), 1500).flatten());
+        body.extend(
+            std::iter::repeat_n(
+                b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n"
+                    .to_vec(),
+                1500,
+            )
+            .flatten(),
+        );
         body.extend_from_slice(b".\r\n");
         c.stream.write_all(&body).await.expect("write body");
         let r = render(&c.read().await.expect("reply after data"));
@@ -118,9 +194,21 @@ fn probes_are_refused_with_spec_codes_and_nothing_is_delivered() {
         results.push(("foreign header From", r, "550 5.7.1 DOMAIN_MISMATCH"));
     });
     // 9–11. Credentials, with swaks.
-    results.push(("wrong key", swaks_auth(addr, &m.did, "atmos_wrongwrongwrongwrongwrongwrongwr"), "535 5.7.8 Authentication credentials invalid"));
-    results.push(("pending member", swaks_auth(addr, &pending.did, &pending.api_key), "535 5.7.8 pending operator approval"));
-    results.push(("suspended member", swaks_auth(addr, &suspended.did, &suspended.api_key), "535 5.7.8 account suspended"));
+    results.push((
+        "wrong key",
+        swaks_auth(addr, &m.did, "atmos_wrongwrongwrongwrongwrongwrongwr"),
+        "535 5.7.8 Authentication credentials invalid",
+    ));
+    results.push((
+        "pending member",
+        swaks_auth(addr, &pending.did, &pending.api_key),
+        "535 5.7.8 pending operator approval",
+    ));
+    results.push((
+        "suspended member",
+        swaks_auth(addr, &suspended.did, &suspended.api_key),
+        "535 5.7.8 account suspended",
+    ));
 
     let mut failures = Vec::new();
     for (name, got, want) in &results {
@@ -128,14 +216,25 @@ fn probes_are_refused_with_spec_codes_and_nothing_is_delivered() {
             failures.push(format!("{name}: expected {want:?}, got {got:?}"));
         }
     }
-    assert!(failures.is_empty(), "refusals wrong:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "refusals wrong:\n{}",
+        failures.join("\n")
+    );
     assert!(results.len() >= 10);
 
-    assert_eq!(world.relay.count("SELECT count(*) FROM messages"), 0, "nothing may be queued");
+    assert_eq!(
+        world.relay.count("SELECT count(*) FROM messages"),
+        0,
+        "nothing may be queued"
+    );
     assert!(world.sink.messages().is_empty(), "nothing may be delivered");
-    let rejected = atmos_tests::poll_until(Duration::from_secs(10), "relay_rejected events", || {
-        let n = world.relay.count("SELECT count(*) FROM relay_events WHERE type = 'relay_rejected'");
-        (n >= 5).then_some(n)
-    });
+    let rejected =
+        atmos_tests::poll_until(Duration::from_secs(10), "relay_rejected events", || {
+            let n = world
+                .relay
+                .count("SELECT count(*) FROM relay_events WHERE type = 'relay_rejected'");
+            (n >= 5).then_some(n)
+        });
     assert!(rejected >= 5);
 }

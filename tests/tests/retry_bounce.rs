@@ -13,7 +13,9 @@ fn submit(world: &World, id: &str) -> String {
             .expect("session");
         let to = format!("user@{RCPT_DOMAIN}");
         let body = client::message(&world.from(), &to, id, 512);
-        let reply = client::send(&mut s, &world.from(), &[&to], &body).await.expect("accepted");
+        let reply = client::send(&mut s, &world.from(), &[&to], &body)
+            .await
+            .expect("accepted");
         reply.rsplit(' ').next().expect("queue id").to_string()
     })
 }
@@ -38,7 +40,10 @@ fn attempt_codes(world: &World, message_id: &str) -> Vec<i64> {
              WHERE r.message_id = ?1 ORDER BY a.id",
         )
         .expect("prepare");
-    stmt.query_map([message_id], |r| r.get(0)).expect("query").map(|r| r.expect("row")).collect()
+    stmt.query_map([message_id], |r| r.get(0))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
 }
 
 #[test]
@@ -68,7 +73,10 @@ fn soft_failure_is_deferred_then_sent() {
 
 #[test]
 fn hard_failure_bounces_with_the_reply_stored() {
-    let world = World::start(Some(&["-f", "rcpt", "-B", "550 5.1.1 no such user here"]), "");
+    let world = World::start(
+        Some(&["-f", "rcpt", "-B", "550 5.1.1 no such user here"]),
+        "",
+    );
     let id = submit(&world, "bounce-1");
     let (_, attempts, reply) = poll_until(Duration::from_secs(20), "bounced", || {
         let r = recipient(&world, &id);
@@ -88,10 +96,14 @@ fn hard_failure_bounces_with_the_reply_stored() {
 fn unreachable_mx_past_the_queue_lifetime_bounces() {
     let world = World::start(None, "max_queue_lifetime = \"3s\"");
     let id = submit(&world, "lifetime-1");
-    let (_, attempts, reply) = poll_until(Duration::from_secs(30), "bounced after lifetime", || {
-        let r = recipient(&world, &id);
-        (r.0 == "bounced").then_some(r)
-    });
+    let (_, attempts, reply) =
+        poll_until(Duration::from_secs(30), "bounced after lifetime", || {
+            let r = recipient(&world, &id);
+            (r.0 == "bounced").then_some(r)
+        });
     assert!(attempts >= 2, "retried before giving up, got {attempts}");
-    assert!(reply.contains("cannot connect"), "network error recorded: {reply}");
+    assert!(
+        reply.contains("cannot connect"),
+        "network error recorded: {reply}"
+    );
 }

@@ -42,13 +42,16 @@ impl RemoteReply {
             String::new()
         };
         let message = r.message.replace(['\r', '\n'], " ");
-        Self { code: r.code, text: format!("{} {esc}{}", r.code, message.trim()) }
+        Self {
+            code: r.code,
+            text: format!("{} {esc}{}", r.code, message.trim()),
+        }
     }
 }
 
 enum Stream {
     Plain(SmtpClient<TcpStream>),
-    Tls(SmtpClient<TlsStream<TcpStream>>),
+    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
 }
 
 /// An open, greeted connection to one mail host.
@@ -71,7 +74,11 @@ pub struct ClientConfig {
 impl Connection {
     /// Connects, reads the greeting, says EHLO, and upgrades with STARTTLS when offered.
     /// A failed TLS handshake falls back to a fresh plaintext connection (opportunistic TLS).
-    pub async fn open(addr: SocketAddr, host: &str, cfg: &ClientConfig) -> Result<Self, ConnectError> {
+    pub async fn open(
+        addr: SocketAddr,
+        host: &str,
+        cfg: &ClientConfig,
+    ) -> Result<Self, ConnectError> {
         match Self::open_once(addr, host, cfg, true).await {
             Err(ConnectError::Tls(e)) => {
                 tracing::info!(%addr, host, error = %e, "delivery: STARTTLS failed, retrying in clear");
@@ -92,22 +99,34 @@ impl Connection {
             .map_err(|e| ConnectError::Transport(e.into()))?;
         // Each command waits for its reply; Nagle would only add delayed-ACK stalls.
         let _ = client.stream.set_nodelay(true);
-        let greeting = client.read().await.map_err(|e| ConnectError::Transport(e.into()))?;
+        let greeting = client
+            .read()
+            .await
+            .map_err(|e| ConnectError::Transport(e.into()))?;
         if greeting.code / 100 != 2 {
             return Err(ConnectError::Refused(RemoteReply::from_response(&greeting)));
         }
-        let ehlo = client.ehlo(&cfg.ehlo_name).await.map_err(refused_or_transport)?;
+        let ehlo = client
+            .ehlo(&cfg.ehlo_name)
+            .await
+            .map_err(refused_or_transport)?;
         let stream = if try_tls && ehlo.has_capability(EXT_START_TLS) {
             let mut tls = client
                 .start_tls(&cfg.tls, host)
                 .await
                 .map_err(|e| ConnectError::Tls(e.to_string()))?;
-            tls.ehlo(&cfg.ehlo_name).await.map_err(refused_or_transport)?;
-            Stream::Tls(tls)
+            tls.ehlo(&cfg.ehlo_name)
+                .await
+                .map_err(refused_or_transport)?;
+            Stream::Tls(Box::new(tls))
         } else {
             Stream::Plain(client)
         };
-        Ok(Self { stream, host: host.to_string(), reusable: true })
+        Ok(Self {
+            stream,
+            host: host.to_string(),
+            reusable: true,
+        })
     }
 
     /// Sends one message to `recipients`; returns each recipient's reply, in order.
@@ -119,7 +138,7 @@ impl Connection {
     ) -> Result<Vec<RemoteReply>, TransportError> {
         let result = match &mut self.stream {
             Stream::Plain(c) => transaction(c, mail_from, recipients, body).await,
-            Stream::Tls(c) => transaction(c, mail_from, recipients, body).await,
+            Stream::Tls(c) => transaction(c.as_mut(), mail_from, recipients, body).await,
         };
         match &result {
             Ok(replies) => {
@@ -136,7 +155,7 @@ impl Connection {
     pub async fn quit(self) {
         let _ = match self.stream {
             Stream::Plain(c) => c.quit().await,
-            Stream::Tls(c) => c.quit().await,
+            Stream::Tls(c) => (*c).quit().await,
         };
     }
 }
@@ -155,7 +174,9 @@ pub enum ConnectError {
 
 fn refused_or_transport(e: mail_send::Error) -> ConnectError {
     match e {
-        mail_send::Error::UnexpectedReply(r) => ConnectError::Refused(RemoteReply::from_response(&r)),
+        mail_send::Error::UnexpectedReply(r) => {
+            ConnectError::Refused(RemoteReply::from_response(&r))
+        }
         other => ConnectError::Transport(other.into()),
     }
 }
@@ -222,7 +243,10 @@ mod tests {
 
     #[test]
     fn dot_stuffing() {
-        assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n".to_vec());
+        assert_eq!(
+            dot_stuff(b".a\r\nb\r\n.\r\n"),
+            b"..a\r\nb\r\n..\r\n.\r\n".to_vec()
+        );
         assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n".to_vec());
     }
 }

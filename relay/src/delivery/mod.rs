@@ -117,7 +117,14 @@ impl Delivery {
                 match self.store.with(|c| messages::due(c, now, limit)) {
                     Ok(due) => {
                         let full = due.len() >= limit;
-                        self.dispatch(due, &mut in_flight, &mut destinations, &workers, &done_tx, &shutdown);
+                        self.dispatch(
+                            due,
+                            &mut in_flight,
+                            &mut destinations,
+                            &workers,
+                            &done_tx,
+                            &shutdown,
+                        );
                         next_scan = if full { now } else { self.next_scan(now) };
                     }
                     Err(e) => {
@@ -149,8 +156,13 @@ impl Delivery {
             d.jobs.close();
         }
         workers.close();
-        if tokio::time::timeout(deadline, workers.wait()).await.is_err() {
-            tracing::warn!("delivery: attempts still in flight at the shutdown deadline; they stay queued");
+        if tokio::time::timeout(deadline, workers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "delivery: attempts still in flight at the shutdown deadline; they stay queued"
+            );
         }
         tracing::info!("delivery stopped");
     }
@@ -197,7 +209,11 @@ impl Delivery {
                 .entry(job.domain.clone())
                 .or_insert_with(|| {
                     let (jobs, queue) = async_channel::unbounded();
-                    Arc::new(Destination { jobs, queue, workers: AtomicUsize::new(0) })
+                    Arc::new(Destination {
+                        jobs,
+                        queue,
+                        workers: AtomicUsize::new(0),
+                    })
                 })
                 .clone();
             let _ = dest.jobs.try_send(job);
@@ -231,7 +247,8 @@ impl Delivery {
         shutdown: &CancellationToken,
     ) {
         dest.workers.fetch_add(1, Ordering::Relaxed);
-        let (this, dest, done, shutdown) = (self.clone(), dest.clone(), done.clone(), shutdown.clone());
+        let (this, dest, done, shutdown) =
+            (self.clone(), dest.clone(), done.clone(), shutdown.clone());
         workers.spawn(async move {
             this.worker(&dest, &done, &shutdown).await;
             dest.workers.fetch_sub(1, Ordering::Relaxed);
@@ -244,7 +261,9 @@ impl Delivery {
         done: &mpsc::UnboundedSender<Vec<i64>>,
         shutdown: &CancellationToken,
     ) {
-        let Ok(_permit) = self.global.acquire().await else { return };
+        let Ok(_permit) = self.global.acquire().await else {
+            return;
+        };
         let mut conn: Option<Connection> = None;
         loop {
             let job = tokio::select! {
@@ -266,13 +285,25 @@ impl Delivery {
     }
 
     /// Tries one job; returns (reply, outcome, mx) per recipient, in the job's order.
-    async fn attempt(&self, conn: &mut Option<Connection>, job: &Job) -> Vec<(RemoteReply, Outcome, Option<String>)> {
+    async fn attempt(
+        &self,
+        conn: &mut Option<Connection>,
+        job: &Job,
+    ) -> Vec<(RemoteReply, Outcome, Option<String>)> {
         let rcpts: Vec<String> = job.recipients.iter().map(|r| r.1.clone()).collect();
         let all = |reply: RemoteReply, outcome: Outcome, mx: Option<String>| {
             vec![(reply, outcome, mx); rcpts.len()]
         };
-        let Some(body) = self.store.with(|c| messages::body(c, &job.message_id)).ok().flatten() else {
-            let reply = RemoteReply { code: 451, text: "451 4.3.0 message body unavailable".into() };
+        let Some(body) = self
+            .store
+            .with(|c| messages::body(c, &job.message_id))
+            .ok()
+            .flatten()
+        else {
+            let reply = RemoteReply {
+                code: 451,
+                text: "451 4.3.0 message body unavailable".into(),
+            };
             return all(reply, Outcome::Temporary, None);
         };
         loop {
@@ -304,7 +335,11 @@ impl Delivery {
                     // retry on a fresh connection; a fresh one failing is a real failure.
                     if fresh {
                         let text = format!("451 4.4.2 connection to {host} lost: {e}");
-                        return all(RemoteReply { code: 451, text }, Outcome::Temporary, Some(host));
+                        return all(
+                            RemoteReply { code: 451, text },
+                            Outcome::Temporary,
+                            Some(host),
+                        );
                     }
                 }
             }
@@ -314,16 +349,26 @@ impl Delivery {
     /// Opens a connection to the first reachable mail host of `domain`.
     async fn connect(&self, domain: &str) -> Result<Connection, (RemoteReply, Outcome)> {
         let hosts = match self.smarthost {
-            Some(addr) => vec![MailHost { name: addr.ip().to_string(), addresses: vec![addr.ip()] }],
+            Some(addr) => vec![MailHost {
+                name: addr.ip().to_string(),
+                addresses: vec![addr.ip()],
+            }],
             None => mx::resolve(&self.resolver, domain).await.map_err(|e| {
-                let outcome = if e.is_permanent() { Outcome::Permanent } else { Outcome::Temporary };
+                let outcome = if e.is_permanent() {
+                    Outcome::Permanent
+                } else {
+                    Outcome::Temporary
+                };
                 let text = e.to_string();
                 let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(451);
                 (RemoteReply { code, text }, outcome)
             })?,
         };
         let port = self.smarthost.map(|a| a.port()).unwrap_or(self.mx_port);
-        let mut last = RemoteReply { code: 451, text: format!("451 4.4.1 no mail host of {domain} answered") };
+        let mut last = RemoteReply {
+            code: 451,
+            text: format!("451 4.4.1 no mail host of {domain} answered"),
+        };
         for host in &hosts {
             for ip in &host.addresses {
                 match Connection::open(SocketAddr::new(*ip, port), &host.name, &self.client).await {
@@ -332,14 +377,23 @@ impl Delivery {
                     Err(e) => {
                         last = RemoteReply {
                             code: 451,
-                            text: format!("451 4.4.1 cannot connect to {} [{ip}]:{port}: {e}", host.name),
+                            text: format!(
+                                "451 4.4.1 cannot connect to {} [{ip}]:{port}: {e}",
+                                host.name
+                            ),
                         }
                     }
                 }
             }
         }
         // A host that refuses us at greeting or EHLO is a temporary condition for the message.
-        Err((RemoteReply { code: last.code.min(499).max(400), text: last.text }, Outcome::Temporary))
+        Err((
+            RemoteReply {
+                code: last.code.clamp(400, 499),
+                text: last.text,
+            },
+            Outcome::Temporary,
+        ))
     }
 
     /// Commits the attempt of each recipient, its event, and drops the body once all are final.

@@ -94,7 +94,10 @@ pub async fn resolve(resolver: &TokioResolver, domain: &str) -> Result<Vec<MailH
             Ok(ips) => {
                 let addresses: Vec<IpAddr> = ips.iter().collect();
                 if !addresses.is_empty() {
-                    hosts.push(MailHost { name: name.trim_end_matches('.').to_string(), addresses });
+                    hosts.push(MailHost {
+                        name: name.trim_end_matches('.').to_string(),
+                        addresses,
+                    });
                 }
             }
             Err(e) if e.is_nx_domain() || e.is_no_records_found() => {}

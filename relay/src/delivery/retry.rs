@@ -36,13 +36,21 @@ impl Outcome {
 impl RetryPolicy {
     /// Delay before the next try after `attempts` tries (1 = the first retry): base doubling to max.
     pub fn delay(&self, attempts: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempts.saturating_sub(1).min(30)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1).min(30))
+            .unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.max)
     }
 
     /// The new status and next attempt time (ms) for a recipient first queued at `received_at`
     /// that has now had `attempts` tries (this one included).
-    pub fn decide(&self, outcome: Outcome, attempts: u32, received_at: i64, now: i64) -> (RecipientStatus, i64) {
+    pub fn decide(
+        &self,
+        outcome: Outcome,
+        attempts: u32,
+        received_at: i64,
+        now: i64,
+    ) -> (RecipientStatus, i64) {
         match outcome {
             Outcome::Delivered => (RecipientStatus::Sent, now),
             Outcome::Permanent => (RecipientStatus::Bounced, now),
@@ -83,11 +91,23 @@ mod tests {
         assert_eq!(Outcome::from_code(250), Outcome::Delivered);
         assert_eq!(Outcome::from_code(451), Outcome::Temporary);
         assert_eq!(Outcome::from_code(550), Outcome::Permanent);
-        assert_eq!(P.decide(Outcome::Delivered, 1, 0, 10).0, RecipientStatus::Sent);
-        assert_eq!(P.decide(Outcome::Permanent, 1, 0, 10).0, RecipientStatus::Bounced);
-        assert_eq!(P.decide(Outcome::Temporary, 1, 0, 10), (RecipientStatus::Deferred, 60_010));
+        assert_eq!(
+            P.decide(Outcome::Delivered, 1, 0, 10).0,
+            RecipientStatus::Sent
+        );
+        assert_eq!(
+            P.decide(Outcome::Permanent, 1, 0, 10).0,
+            RecipientStatus::Bounced
+        );
+        assert_eq!(
+            P.decide(Outcome::Temporary, 1, 0, 10),
+            (RecipientStatus::Deferred, 60_010)
+        );
         // Past the queue lifetime a temporary failure becomes a bounce.
         let late = 3 * 86_400_000;
-        assert_eq!(P.decide(Outcome::Temporary, 50, 0, late).0, RecipientStatus::Bounced);
+        assert_eq!(
+            P.decide(Outcome::Temporary, 50, 0, late).0,
+            RecipientStatus::Bounced
+        );
     }
 }

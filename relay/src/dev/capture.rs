@@ -12,7 +12,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// Starts the sink on `addr`; returns the bound address.
-pub async fn start(addr: SocketAddr, dir: PathBuf, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn start(
+    addr: SocketAddr,
+    dir: PathBuf,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let counter = Arc::new(AtomicU64::new(0));
@@ -35,8 +39,14 @@ pub async fn start(addr: SocketAddr, dir: PathBuf, shutdown: CancellationToken) 
     Ok(bound)
 }
 
-async fn session(mut stream: TcpStream, dir: &std::path::Path, counter: &AtomicU64) -> std::io::Result<()> {
-    stream.write_all(b"220 capture.localhost ESMTP dev capture sink\r\n").await?;
+async fn session(
+    mut stream: TcpStream,
+    dir: &std::path::Path,
+    counter: &AtomicU64,
+) -> std::io::Result<()> {
+    stream
+        .write_all(b"220 capture.localhost ESMTP dev capture sink\r\n")
+        .await?;
     let mut requests = RequestReceiver::default();
     let mut data: Option<(DataReceiver, Vec<u8>)> = None;
     let (mut from, mut rcpts) = (String::new(), Vec::<String>::new());
@@ -68,7 +78,9 @@ async fn session(mut stream: TcpStream, dir: &std::path::Path, counter: &AtomicU
                 continue;
             }
             let reply: &[u8] = match requests.ingest(&mut iter) {
-                Ok(Request::Ehlo { .. }) => b"250-capture.localhost\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                Ok(Request::Ehlo { .. }) => {
+                    b"250-capture.localhost\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                }
                 Ok(Request::Helo { .. }) => b"250 capture.localhost\r\n",
                 Ok(Request::Mail { from: f }) => {
                     from = f.address.to_string();

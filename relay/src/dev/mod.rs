@@ -57,15 +57,22 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
     let (data_dir, _temp) = match opts.data_dir {
         Some(dir) => (dir, None),
         None => {
-            let t = tempfile::Builder::new().prefix("atmos-dev-").tempdir().map_err(DevError::TempDir)?;
+            let t = tempfile::Builder::new()
+                .prefix("atmos-dev-")
+                .tempdir()
+                .map_err(DevError::TempDir)?;
             (t.path().to_path_buf(), Some(t))
         }
     };
     let captured_dir = data_dir.join("captured");
     std::fs::create_dir_all(&captured_dir).map_err(DevError::Capture)?;
-    let sink = capture::start("127.0.0.1:0".parse().expect("loopback"), captured_dir.clone(), shutdown.clone())
-        .await
-        .map_err(DevError::Capture)?;
+    let sink = capture::start(
+        "127.0.0.1:0".parse().expect("loopback"),
+        captured_dir.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(DevError::Capture)?;
 
     let mut config = Config::default();
     config.server.hostname = "atmos.localhost".into();
@@ -109,7 +116,15 @@ fn demo_member(config: &Config) -> Result<String, DevError> {
     let store = Store::open(&config.server.data_dir)?;
     let existing = store.with(|c| member_rows::get(c, DEMO_DID))?;
     if existing.is_none() {
-        let added = members::add(&store, config, DEMO_DID, DEMO_DOMAIN, Some("demo.localhost"), true, "dev")?;
+        let added = members::add(
+            &store,
+            config,
+            DEMO_DID,
+            DEMO_DOMAIN,
+            Some("demo.localhost"),
+            true,
+            "dev",
+        )?;
         if let Some(key) = added.api_key {
             return Ok(key);
         }

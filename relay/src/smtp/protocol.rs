@@ -20,12 +20,20 @@ pub struct Reply {
 impl Reply {
     /// A one-line reply.
     pub fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Self {
-        Self { code, enhanced: Some(enhanced), lines: vec![text.into()] }
+        Self {
+            code,
+            enhanced: Some(enhanced),
+            lines: vec![text.into()],
+        }
     }
 
     /// A one-line reply without an enhanced code (greeting, 334, 354).
     pub fn plain(code: u16, text: impl Into<String>) -> Self {
-        Self { code, enhanced: None, lines: vec![text.into()] }
+        Self {
+            code,
+            enhanced: None,
+            lines: vec![text.into()],
+        }
     }
 
     /// The reply as sent on the wire.
@@ -35,7 +43,10 @@ impl Reply {
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
             // Control characters from our own text must not split the reply.
-            let line: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            let line: String = line
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             match self.enhanced {
                 Some(e) if i == last || self.code >= 400 => {
                     let _ = write!(out, "{}{sep}{e} {line}\r\n", self.code);
@@ -87,7 +98,10 @@ pub enum Command {
     StartTls,
     AuthPlain(Option<String>),
     AuthLogin(Option<String>),
-    Mail { address: String, size: usize },
+    Mail {
+        address: String,
+        size: usize,
+    },
     Rcpt(String),
     Data,
     Rset,
@@ -103,7 +117,13 @@ fn bad_sequence(text: &str) -> Command {
 
 /// Decides what `req` means in `state`: a command to carry out, or a reply refusing it.
 pub fn interpret(state: &SessionState, limits: Limits, req: Request<String>) -> Command {
-    let need_tls = || Command::Answer(Reply::new(530, "5.7.0", "Must issue a STARTTLS command first"));
+    let need_tls = || {
+        Command::Answer(Reply::new(
+            530,
+            "5.7.0",
+            "Must issue a STARTTLS command first",
+        ))
+    };
     match req {
         Request::Ehlo { host } => Command::Ehlo(host),
         Request::Helo { host } => Command::Helo(host),
@@ -113,9 +133,16 @@ pub fn interpret(state: &SessionState, limits: Limits, req: Request<String>) -> 
         Request::StartTls => Command::StartTls,
         Request::Auth { .. } if state.helo.is_none() => bad_sequence("Send EHLO first"),
         Request::Auth { .. } if !state.tls => need_tls(),
-        Request::Auth { .. } if state.authenticated.is_some() => bad_sequence("Already authenticated"),
-        Request::Auth { .. } if state.mail_from.is_some() => bad_sequence("AUTH not allowed during a transaction"),
-        Request::Auth { mechanism, initial_response } => {
+        Request::Auth { .. } if state.authenticated.is_some() => {
+            bad_sequence("Already authenticated")
+        }
+        Request::Auth { .. } if state.mail_from.is_some() => {
+            bad_sequence("AUTH not allowed during a transaction")
+        }
+        Request::Auth {
+            mechanism,
+            initial_response,
+        } => {
             let initial = (!initial_response.is_empty()).then_some(initial_response);
             if mechanism == smtp_proto::AUTH_PLAIN {
                 Command::AuthPlain(initial)
@@ -134,13 +161,25 @@ pub fn interpret(state: &SessionState, limits: Limits, req: Request<String>) -> 
         Request::Mail { from } if from.size > limits.max_message_size => {
             Command::Answer(Reply::new(552, "5.3.4", "message too big"))
         }
-        Request::Mail { from } => Command::Mail { address: from.address, size: from.size },
+        Request::Mail { from } => Command::Mail {
+            address: from.address,
+            size: from.size,
+        },
         Request::Rcpt { .. } if state.mail_from.is_none() => bad_sequence("Need MAIL before RCPT"),
         Request::Rcpt { .. } if state.recipients.len() >= limits.max_recipients => {
             Command::Answer(Reply::new(452, "4.5.3", "Too many recipients"))
         }
-        Request::Rcpt { to } if to.address.rsplit_once('@').is_none_or(|(l, d)| l.is_empty() || d.is_empty()) => {
-            Command::Answer(Reply::new(501, "5.1.3", "Recipient address must be user@domain"))
+        Request::Rcpt { to }
+            if to
+                .address
+                .rsplit_once('@')
+                .is_none_or(|(l, d)| l.is_empty() || d.is_empty()) =>
+        {
+            Command::Answer(Reply::new(
+                501,
+                "5.1.3",
+                "Recipient address must be user@domain",
+            ))
         }
         Request::Rcpt { to } => Command::Rcpt(to.address),
         Request::Data if state.mail_from.is_none() => bad_sequence("Need MAIL before DATA"),
@@ -153,8 +192,15 @@ pub fn interpret(state: &SessionState, limits: Limits, req: Request<String>) -> 
         Request::Noop { .. } => Command::Noop,
         Request::Quit => Command::Quit,
         Request::Vrfy { .. } => Command::Answer(Reply::new(252, "2.5.0", "Cannot VRFY user")),
-        Request::Help { .. } => Command::Answer(Reply::new(214, "2.0.0", "See https://www.rfc-editor.org/rfc/rfc5321")),
-        Request::Expn { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+        Request::Help { .. } => Command::Answer(Reply::new(
+            214,
+            "2.0.0",
+            "See https://www.rfc-editor.org/rfc/rfc5321",
+        )),
+        Request::Expn { .. }
+        | Request::Etrn { .. }
+        | Request::Atrn { .. }
+        | Request::Burl { .. } => {
             Command::Answer(Reply::new(502, "5.5.1", "Command not implemented"))
         }
     }
@@ -168,7 +214,9 @@ pub fn parse_error_reply(e: &smtp_proto::Error) -> Reply {
         E::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
         E::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
         E::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
-        E::InvalidParameter { param } => Reply::new(501, "5.5.4", format!("Invalid parameter {param}")),
+        E::InvalidParameter { param } => {
+            Reply::new(501, "5.5.4", format!("Invalid parameter {param}"))
+        }
         E::UnsupportedParameter { param } => {
             Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
         }
@@ -191,7 +239,11 @@ pub fn ehlo_reply(hostname: &str, peer_name: &str, state: &SessionState, limits:
     } else {
         lines.push("STARTTLS".into());
     }
-    Reply { code: 250, enhanced: None, lines }
+    Reply {
+        code: 250,
+        enhanced: None,
+        lines,
+    }
 }
 
 /// Credentials decoded from a SASL exchange.
@@ -214,9 +266,16 @@ pub fn decode_plain(response: &str) -> Result<Credentials, Reply> {
     let (authzid, authcid, password) = (text(authzid)?, text(authcid)?, text(password)?);
     // Acting as another identity is not offered.
     if !authzid.is_empty() && authzid != authcid {
-        return Err(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
+        return Err(Reply::new(
+            535,
+            "5.7.8",
+            "Authentication credentials invalid",
+        ));
     }
-    Ok(Credentials { username: authcid, password })
+    Ok(Credentials {
+        username: authcid,
+        password,
+    })
 }
 
 /// Decodes one base64 line of AUTH LOGIN.
@@ -233,7 +292,8 @@ fn decode_b64(text: &str) -> Result<Vec<u8>, Reply> {
     if text == "*" {
         return Err(Reply::new(501, "5.0.0", "Authentication cancelled"));
     }
-    B64.decode(text).map_err(|_| Reply::new(501, "5.5.2", "Invalid base64 in AUTH response"))
+    B64.decode(text)
+        .map_err(|_| Reply::new(501, "5.5.2", "Invalid base64 in AUTH response"))
 }
 
 /// The `334` prompts of AUTH LOGIN and an empty PLAIN challenge.
@@ -245,10 +305,15 @@ pub fn auth_prompt(text: &str) -> Reply {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_message_size: 1000, max_recipients: 2 };
+    const LIMITS: Limits = Limits {
+        max_message_size: 1000,
+        max_recipients: 2,
+    };
 
     fn parse(line: &str) -> Request<String> {
-        Request::parse(&mut line.as_bytes().iter()).expect("parses").into_owned()
+        Request::parse(&mut line.as_bytes().iter())
+            .expect("parses")
+            .into_owned()
     }
 
     fn state(tls: bool, auth: bool) -> SessionState {
@@ -270,31 +335,65 @@ mod tests {
     #[test]
     fn tls_is_required_before_auth_and_mail() {
         let s = state(false, false);
-        assert_eq!(code(interpret(&s, LIMITS, parse("AUTH PLAIN AGEAYg==\r\n"))), 530);
-        assert_eq!(code(interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c>\r\n"))), 530);
-        assert_eq!(interpret(&s, LIMITS, parse("STARTTLS\r\n")), Command::StartTls);
+        assert_eq!(
+            code(interpret(&s, LIMITS, parse("AUTH PLAIN AGEAYg==\r\n"))),
+            530
+        );
+        assert_eq!(
+            code(interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c>\r\n"))),
+            530
+        );
+        assert_eq!(
+            interpret(&s, LIMITS, parse("STARTTLS\r\n")),
+            Command::StartTls
+        );
         let s = state(true, false);
         assert_eq!(code(interpret(&s, LIMITS, parse("STARTTLS\r\n"))), 503);
-        assert_eq!(code(interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c>\r\n"))), 530);
-        assert!(matches!(interpret(&s, LIMITS, parse("AUTH LOGIN\r\n")), Command::AuthLogin(None)));
+        assert_eq!(
+            code(interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c>\r\n"))),
+            530
+        );
+        assert!(matches!(
+            interpret(&s, LIMITS, parse("AUTH LOGIN\r\n")),
+            Command::AuthLogin(None)
+        ));
         assert_eq!(code(interpret(&s, LIMITS, parse("AUTH CRAM-MD5\r\n"))), 504);
     }
 
     #[test]
     fn transaction_sequencing_and_limits() {
         let mut s = state(true, true);
-        assert_eq!(code(interpret(&s, LIMITS, parse("RCPT TO:<a@b.c>\r\n"))), 503);
+        assert_eq!(
+            code(interpret(&s, LIMITS, parse("RCPT TO:<a@b.c>\r\n"))),
+            503
+        );
         assert_eq!(code(interpret(&s, LIMITS, parse("DATA\r\n"))), 503);
-        assert_eq!(code(interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c> SIZE=5000\r\n"))), 552);
+        assert_eq!(
+            code(interpret(
+                &s,
+                LIMITS,
+                parse("MAIL FROM:<a@b.c> SIZE=5000\r\n")
+            )),
+            552
+        );
         assert_eq!(
             interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c> SIZE=10\r\n")),
-            Command::Mail { address: "a@b.c".into(), size: 10 }
+            Command::Mail {
+                address: "a@b.c".into(),
+                size: 10
+            }
         );
         s.mail_from = Some("a@b.c".into());
-        assert_eq!(code(interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c>\r\n"))), 503);
+        assert_eq!(
+            code(interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c>\r\n"))),
+            503
+        );
         assert_eq!(code(interpret(&s, LIMITS, parse("DATA\r\n"))), 554);
         s.recipients = vec!["x@y.z".into(), "y@y.z".into()];
-        assert_eq!(code(interpret(&s, LIMITS, parse("RCPT TO:<z@y.z>\r\n"))), 452);
+        assert_eq!(
+            code(interpret(&s, LIMITS, parse("RCPT TO:<z@y.z>\r\n"))),
+            452
+        );
         assert_eq!(interpret(&s, LIMITS, parse("DATA\r\n")), Command::Data);
         assert_eq!(code(interpret(&s, LIMITS, parse("AUTH PLAIN\r\n"))), 503);
     }
@@ -313,20 +412,37 @@ mod tests {
         let ok = B64.encode("\0did:plc:x\0atmos_key");
         assert_eq!(
             decode_plain(&ok).unwrap(),
-            Credentials { username: "did:plc:x".into(), password: "atmos_key".into() }
+            Credentials {
+                username: "did:plc:x".into(),
+                password: "atmos_key".into()
+            }
         );
         assert_eq!(decode_plain("!!!").unwrap_err().code, 501);
-        assert_eq!(decode_plain(&B64.encode("only-one-part")).unwrap_err().code, 501);
-        assert_eq!(decode_plain(&B64.encode("other\0did:plc:x\0k")).unwrap_err().code, 535);
+        assert_eq!(
+            decode_plain(&B64.encode("only-one-part")).unwrap_err().code,
+            501
+        );
+        assert_eq!(
+            decode_plain(&B64.encode("other\0did:plc:x\0k"))
+                .unwrap_err()
+                .code,
+            535
+        );
         assert_eq!(decode_login_line("*").unwrap_err().code, 501);
         assert_eq!(decode_login_line(&B64.encode("user")).unwrap(), "user");
     }
 
     #[test]
     fn reply_wire_format() {
-        assert_eq!(Reply::new(250, "2.0.0", "queued as x").to_wire(), "250 2.0.0 queued as x\r\n");
+        assert_eq!(
+            Reply::new(250, "2.0.0", "queued as x").to_wire(),
+            "250 2.0.0 queued as x\r\n"
+        );
         assert_eq!(Reply::plain(354, "go").to_wire(), "354 go\r\n");
-        assert_eq!(Reply::new(550, "5.7.1", "a\r\nb").to_wire(), "550 5.7.1 a  b\r\n");
+        assert_eq!(
+            Reply::new(550, "5.7.1", "a\r\nb").to_wire(),
+            "550 5.7.1 a  b\r\n"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::protocol::{
     Command, Credentials, Limits, Reply, SessionState, auth_prompt, decode_login_line,
     decode_plain, ehlo_reply, interpret, parse_error_reply,
 };
-use crate::accept::{Acceptor, Source, SubmitError, Submission};
+use crate::accept::{Acceptor, Source, Submission, SubmitError};
 use crate::auth::{AuthThrottle, Authenticator};
 use crate::store::Store;
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
@@ -67,9 +67,15 @@ enum End {
 
 enum Mode {
     Command,
-    Data { receiver: DataReceiver, body: Vec<u8>, too_big: bool },
+    Data {
+        receiver: DataReceiver,
+        body: Vec<u8>,
+        too_big: bool,
+    },
     AuthPlain,
-    AuthLogin { username: Option<String> },
+    AuthLogin {
+        username: Option<String>,
+    },
 }
 
 enum Input {
@@ -100,8 +106,17 @@ async fn session(
         let _ = stream.write_all(reply.to_wire().as_bytes()).await;
         return;
     }
-    let mut s = Session { svc: svc.clone(), peer, state: SessionState::default(), shutdown, out: Vec::new() };
-    s.reply(Reply::plain(220, format!("{} ESMTP Atmosphere Mail submission", svc.hostname)));
+    let mut s = Session {
+        svc: svc.clone(),
+        peer,
+        state: SessionState::default(),
+        shutdown,
+        out: Vec::new(),
+    };
+    s.reply(Reply::plain(
+        220,
+        format!("{} ESMTP Atmosphere Mail submission", svc.hostname),
+    ));
     match s.run(&mut stream).await {
         End::StartTls => {}
         End::Quit | End::Closed => return,
@@ -115,7 +130,10 @@ async fn session(
         Err(_) => return,
     };
     // RFC 3207: after the handshake the session starts over, knowing nothing from before.
-    s.state = SessionState { tls: true, ..Default::default() };
+    s.state = SessionState {
+        tls: true,
+        ..Default::default()
+    };
     let _ = s.run(&mut tls).await;
     let _ = tls.shutdown().await;
 }
@@ -151,7 +169,11 @@ impl Session {
                         Err(smtp_proto::Error::NeedsMoreData { .. }) => None,
                         Err(e) => Some(Input::Bad(e)),
                     },
-                    Mode::Data { receiver, body, too_big } => {
+                    Mode::Data {
+                        receiver,
+                        body,
+                        too_big,
+                    } => {
                         let done = receiver.ingest(&mut iter, body);
                         if *too_big || body.len() > self.svc.limits.max_message_size {
                             // Keep reading to the final dot, but hold nothing more.
@@ -219,7 +241,11 @@ impl Session {
             }
             Input::Request(req) => {
                 if self.shutdown.is_cancelled() {
-                    self.reply(Reply::new(421, "4.3.2", "Service shutting down, try again later"));
+                    self.reply(Reply::new(
+                        421,
+                        "4.3.2",
+                        "Service shutting down, try again later",
+                    ));
                     return Some(End::Closed);
                 }
                 return self.command(req, mode).await;
@@ -231,11 +257,15 @@ impl Session {
                     Mode::AuthLogin { username: None } => match decode_login_line(&line) {
                         Ok(user) => {
                             self.reply(auth_prompt("Password:"));
-                            *mode = Mode::AuthLogin { username: Some(user) };
+                            *mode = Mode::AuthLogin {
+                                username: Some(user),
+                            };
                         }
                         Err(r) => self.reply(r),
                     },
-                    Mode::AuthLogin { username: Some(username) } => {
+                    Mode::AuthLogin {
+                        username: Some(username),
+                    } => {
                         let creds = decode_login_line(&line)
                             .map(|password| Credentials { username, password });
                         return self.finish_auth(creds).await;
@@ -244,7 +274,8 @@ impl Session {
                 }
             }
             Input::DataDone => {
-                let Mode::Data { body, too_big, .. } = std::mem::replace(mode, Mode::Command) else {
+                let Mode::Data { body, too_big, .. } = std::mem::replace(mode, Mode::Command)
+                else {
                     return None;
                 };
                 let reply = if too_big {
@@ -264,7 +295,12 @@ impl Session {
             Command::Ehlo(host) => {
                 self.state.helo = Some(host);
                 self.state.reset_transaction();
-                let r = ehlo_reply(&self.svc.hostname, &self.peer.ip().to_string(), &self.state, self.svc.limits);
+                let r = ehlo_reply(
+                    &self.svc.hostname,
+                    &self.peer.ip().to_string(),
+                    &self.state,
+                    self.svc.limits,
+                );
                 self.reply(r);
             }
             Command::Helo(host) => {
@@ -276,7 +312,9 @@ impl Session {
                 self.reply(Reply::new(220, "2.0.0", "Ready to start TLS"));
                 return Some(End::StartTls);
             }
-            Command::AuthPlain(Some(initial)) => return self.finish_auth(decode_plain(&initial)).await,
+            Command::AuthPlain(Some(initial)) => {
+                return self.finish_auth(decode_plain(&initial)).await;
+            }
             Command::AuthPlain(None) => {
                 self.reply(Reply::plain(334, ""));
                 *mode = Mode::AuthPlain;
@@ -288,7 +326,9 @@ impl Session {
             Command::AuthLogin(Some(initial)) => match decode_login_line(&initial) {
                 Ok(user) => {
                     self.reply(auth_prompt("Password:"));
-                    *mode = Mode::AuthLogin { username: Some(user) };
+                    *mode = Mode::AuthLogin {
+                        username: Some(user),
+                    };
                 }
                 Err(r) => self.reply(r),
             },
@@ -309,7 +349,11 @@ impl Session {
             }
             Command::Data => {
                 self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
-                *mode = Mode::Data { receiver: DataReceiver::new(), body: Vec::new(), too_big: false };
+                *mode = Mode::Data {
+                    receiver: DataReceiver::new(),
+                    body: Vec::new(),
+                    too_big: false,
+                };
             }
             Command::Rset => {
                 self.state.reset_transaction();
@@ -329,7 +373,11 @@ impl Session {
     async fn finish_auth(&mut self, creds: Result<Credentials, Reply>) -> Option<End> {
         let ip = self.peer.ip();
         if self.svc.throttle.is_blocked(ip) {
-            self.reply(Reply::new(421, "4.7.0", "Too many authentication failures, try later"));
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                "Too many authentication failures, try later",
+            ));
             return Some(End::Closed);
         }
         let creds = match creds {
@@ -340,7 +388,11 @@ impl Session {
             }
         };
         let svc = self.svc.clone();
-        match svc.auth.authenticate(&svc.store, &creds.username, &creds.password).await {
+        match svc
+            .auth
+            .authenticate(&svc.store, &creds.username, &creds.password)
+            .await
+        {
             Ok(member) => {
                 svc.throttle.succeeded(ip);
                 tracing::debug!(peer = %self.peer, did = %member.did, "submission: authenticated");
@@ -361,8 +413,10 @@ impl Session {
     }
 
     async fn submit(&mut self, body: Vec<u8>) -> Reply {
-        let (Some(did), Some(mail_from)) = (self.state.authenticated.clone(), self.state.mail_from.clone())
-        else {
+        let (Some(did), Some(mail_from)) = (
+            self.state.authenticated.clone(),
+            self.state.mail_from.clone(),
+        ) else {
             return Reply::new(503, "5.5.1", "No transaction");
         };
         let sub = Submission {
@@ -380,7 +434,9 @@ impl Session {
 
     /// Renders a refusal and records it as a `relay_rejected` event.
     fn reject(&self, e: SubmitError) -> Reply {
-        self.svc.acceptor.record_rejection(self.state.authenticated.as_deref(), &e);
+        self.svc
+            .acceptor
+            .record_rejection(self.state.authenticated.as_deref(), &e);
         let (code, enhanced, text) = e.smtp();
         Reply::new(code, enhanced, text)
     }

@@ -22,10 +22,16 @@ pub enum TlsError {
 /// The acceptor for `hostname`: configured files when set, else a fresh self-signed certificate.
 pub fn acceptor(config: &TlsConfig, hostname: &str) -> Result<TlsAcceptor, TlsError> {
     let (certs, key) = if config.cert_file.as_os_str().is_empty() {
-        tracing::warn!(hostname, "no [tls] certificate configured: using a self-signed one");
+        tracing::warn!(
+            hostname,
+            "no [tls] certificate configured: using a self-signed one"
+        );
         let cert = rcgen::generate_simple_self_signed(vec![hostname.to_string()])?;
         let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der()).map_err(|e| {
-            TlsError::Key { path: "<self-signed>".into(), message: e.to_string() }
+            TlsError::Key {
+                path: "<self-signed>".into(),
+                message: e.to_string(),
+            }
         })?;
         (vec![cert.cert.der().clone()], key)
     } else {
@@ -33,12 +39,20 @@ pub fn acceptor(config: &TlsConfig, hostname: &str) -> Result<TlsAcceptor, TlsEr
         let key_path = config.key_file.display().to_string();
         let certs = CertificateDer::pem_file_iter(&config.cert_file)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| TlsError::Cert { path: cert_path.clone(), message: e.to_string() })?;
+            .map_err(|e| TlsError::Cert {
+                path: cert_path.clone(),
+                message: e.to_string(),
+            })?;
         if certs.is_empty() {
-            return Err(TlsError::Cert { path: cert_path, message: "no certificate found".into() });
+            return Err(TlsError::Cert {
+                path: cert_path,
+                message: "no certificate found".into(),
+            });
         }
-        let key = PrivateKeyDer::from_pem_file(&config.key_file)
-            .map_err(|e| TlsError::Key { path: key_path, message: e.to_string() })?;
+        let key = PrivateKeyDer::from_pem_file(&config.key_file).map_err(|e| TlsError::Key {
+            path: key_path,
+            message: e.to_string(),
+        })?;
         (certs, key)
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -56,8 +70,13 @@ mod tests {
     #[test]
     fn self_signed_and_bad_files() {
         acceptor(&TlsConfig::default(), "relay.test").expect("self-signed");
-        let bad = TlsConfig { cert_file: "/nonexistent.pem".into(), key_file: "/nonexistent.key".into() };
-        let err = acceptor(&bad, "relay.test").err().expect("missing files fail");
+        let bad = TlsConfig {
+            cert_file: "/nonexistent.pem".into(),
+            key_file: "/nonexistent.key".into(),
+        };
+        let err = acceptor(&bad, "relay.test")
+            .err()
+            .expect("missing files fail");
         assert!(err.to_string().contains("tls.cert_file"));
     }
 }

@@ -29,7 +29,11 @@ pub struct Event {
 
 /// Appends an event; returns its id.
 pub fn append(conn: &Connection, at: i64, e: &NewEvent<'_>) -> Result<i64, StoreError> {
-    let data = if e.data.is_null() { "{}".to_string() } else { e.data.to_string() };
+    let data = if e.data.is_null() {
+        "{}".to_string()
+    } else {
+        e.data.to_string()
+    };
     conn.prepare_cached(
         "INSERT INTO relay_events (at, type, did, message_id, actor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?

@@ -26,7 +26,9 @@ impl MemberState {
             "pending" => Ok(Self::Pending),
             "active" => Ok(Self::Active),
             "suspended" => Ok(Self::Suspended),
-            other => Err(StoreError::Invalid(format!("unknown member state {other:?}"))),
+            other => Err(StoreError::Invalid(format!(
+                "unknown member state {other:?}"
+            ))),
         }
     }
 }
@@ -78,7 +80,9 @@ fn finish(found: Option<(Member, String)>) -> Result<Option<Member>, StoreError>
 /// Inserts a new member.
 pub fn insert(conn: &Connection, m: &Member) -> Result<(), StoreError> {
     conn.execute(
-        &format!("INSERT INTO members ({MEMBER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        &format!(
+            "INSERT INTO members ({MEMBER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
         params![
             m.did,
             m.handle,
@@ -97,7 +101,9 @@ pub fn insert(conn: &Connection, m: &Member) -> Result<(), StoreError> {
 /// Looks a member up by DID.
 pub fn get(conn: &Connection, did: &str) -> Result<Option<Member>, StoreError> {
     let found = conn
-        .prepare_cached(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE did = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE did = ?1"
+        ))?
         .query_row([did], member_from_row)
         .optional()?;
     finish(found)
@@ -133,7 +139,10 @@ pub fn set_state(
 
 /// Replaces the API key hash (the old key stops working at once).
 pub fn set_api_key_hash(conn: &Connection, did: &str, hash: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute("UPDATE members SET api_key_hash = ?2 WHERE did = ?1", params![did, hash])? == 1)
+    Ok(conn.execute(
+        "UPDATE members SET api_key_hash = ?2 WHERE did = ?1",
+        params![did, hash],
+    )? == 1)
 }
 
 /// A sending domain row.
@@ -219,7 +228,10 @@ mod tests {
             .with(|c| {
                 let m = get(c, "did:plc:a")?.expect("member");
                 assert_eq!(m.state, MemberState::Pending);
-                assert_eq!(get_by_handle(c, "ALICE.test")?.map(|m| m.did), Some(m.did.clone()));
+                assert_eq!(
+                    get_by_handle(c, "ALICE.test")?.map(|m| m.did),
+                    Some(m.did.clone())
+                );
                 assert!(set_state(c, "did:plc:a", MemberState::Active, None, 42)?);
                 let m = get(c, "did:plc:a")?.expect("member");
                 assert_eq!((m.state, m.approved_at), (MemberState::Active, Some(42)));

@@ -78,7 +78,11 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
     )?;
     let mut due = Vec::with_capacity(m.recipients.len());
     for address in m.recipients {
-        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("").to_ascii_lowercase();
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .unwrap_or("")
+            .to_ascii_lowercase();
         rcpt.execute(params![m.id, address, domain, m.received_at])?;
         due.push(DueRecipient {
             id: conn.last_insert_rowid(),
@@ -167,7 +171,14 @@ pub fn record_attempt(
         "INSERT INTO delivery_attempts (recipient_id, at, mx, code, reply, outcome)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![a.recipient_id, a.at, a.mx, a.code, a.reply, a.status.as_str()])?;
+    .execute(params![
+        a.recipient_id,
+        a.at,
+        a.mx,
+        a.code,
+        a.reply,
+        a.status.as_str()
+    ])?;
     let message_id: String = conn
         .prepare_cached(
             "UPDATE recipients SET status = ?2, attempts = attempts + 1, last_reply = ?3,
@@ -175,7 +186,13 @@ pub fn record_attempt(
              WHERE id = ?1 RETURNING message_id",
         )?
         .query_row(
-            params![a.recipient_id, a.status.as_str(), a.reply, a.next_attempt_at, a.at],
+            params![
+                a.recipient_id,
+                a.status.as_str(),
+                a.reply,
+                a.next_attempt_at,
+                a.at
+            ],
             |r| r.get(0),
         )?;
     let open: i64 = conn
@@ -204,7 +221,10 @@ pub struct RecipientView {
 }
 
 /// The recipients of a message with their status.
-pub fn recipients_of(conn: &Connection, message_id: &str) -> Result<Vec<RecipientView>, StoreError> {
+pub fn recipients_of(
+    conn: &Connection,
+    message_id: &str,
+) -> Result<Vec<RecipientView>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT address, status, attempts, last_reply FROM recipients WHERE message_id = ?1 ORDER BY id",
     )?;

@@ -21,7 +21,10 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database schema version {found} is newer than this binary knows ({known})")]
     FutureSchema { found: i64, known: i64 },
     #[error("{0}")]
@@ -30,7 +33,10 @@ pub enum StoreError {
 
 /// Milliseconds since the Unix epoch, the time unit of every column.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Handle to the database: file path and a pool of read connections.
@@ -42,12 +48,17 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating when needed) the database in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::DataDir { path: data_dir.into(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.into(),
+            source,
+        })?;
         let path = data_dir.join("atmos.sqlite");
         let mut conn = open_connection(&path)?;
         schema::migrate(&mut conn)?;
-        Ok(Self { path, readers: Mutex::new(vec![conn]) })
+        Ok(Self {
+            path,
+            readers: Mutex::new(vec![conn]),
+        })
     }
 
     /// Path of the database file.

@@ -90,7 +90,10 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > VERSION {
-        return Err(StoreError::FutureSchema { found: current, known: VERSION });
+        return Err(StoreError::FutureSchema {
+            found: current,
+            known: VERSION,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -112,9 +115,15 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, VERSION);
-        conn.pragma_update(None, "user_version", VERSION + 1).unwrap();
-        assert!(matches!(migrate(&mut conn), Err(StoreError::FutureSchema { .. })));
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::FutureSchema { .. })
+        ));
     }
 }
