@@ -40,6 +40,8 @@ pub struct Relay {
     pub config_path: PathBuf,
     child: Option<Child>,
     pub submission: Option<SocketAddr>,
+    /// Extra environment for `serve` (e.g. `ATMOS_SMTP_IDLE_TIMEOUT`).
+    pub env: Vec<(String, String)>,
     starts: u32,
 }
 
@@ -76,6 +78,7 @@ connect_timeout = "5s"
             config_path,
             child: None,
             submission: None,
+            env: Vec::new(),
             starts: 0,
         }
     }
@@ -121,6 +124,7 @@ connect_timeout = "5s"
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("ATMOS_LOG", "info,atmos_relay=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

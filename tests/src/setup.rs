@@ -23,13 +23,27 @@ pub struct World {
 
 impl World {
     /// Everything running; the sink started with `sink_flags` (`None`: sink port closed).
+    /// `extra_config` lines go into `[delivery]`.
     pub fn start(sink_flags: Option<&[&str]>, extra_config: &str) -> Self {
+        Self::start_with_env(sink_flags, extra_config, &[])
+    }
+
+    /// As [`World::start`], with `ATMOS_*` overrides for the relay process.
+    pub fn start_with_env(
+        sink_flags: Option<&[&str]>,
+        extra_config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dns = Dns::with_mx(&[RCPT_DOMAIN]);
         let sink = match sink_flags {
             Some(flags) => SmtpSink::start(flags),
             None => SmtpSink::stopped(),
         };
         let mut relay = Relay::new(Some(&dns.address()), sink.port, extra_config);
+        relay.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let member = relay.add_member(DID, SENDER_DOMAIN, true);
         let submission = relay.start();
         Self {

@@ -1,0 +1,96 @@
+//! Session behaviour on the wire: PIPELINING, the idle timeout, and 421 on shutdown.
+
+use atmos_tests::setup::{RCPT_DOMAIN, World};
+use base64::Engine;
+use mail_send::SmtpClient;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+type Tls = SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn authed(addr: SocketAddr, did: &str, key: &str) -> Tls {
+    let mut c = SmtpClient::connect(addr, Duration::from_secs(30))
+        .await
+        .expect("connect");
+    c.read().await.expect("greeting");
+    c.ehlo("probe.test").await.expect("ehlo");
+    let connector = mail_send::smtp::tls::build_tls_connector(true).expect("connector");
+    let mut c = c
+        .start_tls(&connector, "relay.test")
+        .await
+        .expect("starttls");
+    let ehlo = c.ehlo("probe.test").await.expect("ehlo");
+    assert!(
+        ehlo.has_capability(smtp_proto::EXT_PIPELINING),
+        "PIPELINING advertised"
+    );
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("\0{did}\0{key}"));
+    assert_eq!(
+        c.cmd(format!("AUTH PLAIN {b}\r\n"))
+            .await
+            .expect("auth")
+            .code,
+        235
+    );
+    c
+}
+
+#[test]
+fn pipelined_commands_get_replies_in_order() {
+    let world = World::start(Some(&[]), "");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut c = authed(world.submission, &world.member.did, &world.member.api_key).await;
+        let batch = format!(
+            "MAIL FROM:<app@sender.test>\r\nRCPT TO:<a@{RCPT_DOMAIN}>\r\nRCPT TO:<b@{RCPT_DOMAIN}>\r\nDATA\r\n"
+        );
+        c.stream.write_all(batch.as_bytes()).await.expect("write");
+        let codes: Vec<u16> = c.read_many(4).await.expect("replies").iter().map(|r| r.code).collect();
+        assert_eq!(codes, vec![250, 250, 250, 354]);
+        c.stream
+            .write_all(b"From: <app@sender.test>\r\nX-Test-Id: piped\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+            .await
+            .expect("write");
+        let replies = c.read_many(2).await.expect("replies");
+        assert_eq!((replies[0].code, replies[1].code), (250, 221));
+    });
+    atmos_tests::poll_until(
+        Duration::from_secs(20),
+        "pipelined message delivered",
+        || (world.sink.messages_with("X-Test-Id: piped").len() == 1).then_some(()),
+    );
+}
+
+#[test]
+fn idle_sessions_are_closed_with_421() {
+    let world = World::start_with_env(Some(&[]), "", &[("ATMOS_SMTP_IDLE_TIMEOUT", "1s")]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut c = SmtpClient::connect(world.submission, Duration::from_secs(30))
+            .await
+            .expect("connect");
+        c.read().await.expect("greeting");
+        let r = c.read().await.expect("421 after idling");
+        assert_eq!(r.code, 421);
+        assert!(r.message.contains("Idle timeout"), "{}", r.message);
+    });
+}
+
+#[test]
+fn shutdown_sends_421_to_open_sessions_and_exits_cleanly() {
+    let mut world = World::start(Some(&[]), "");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut c = rt.block_on(authed(
+        world.submission,
+        &world.member.did,
+        &world.member.api_key,
+    ));
+    world.relay.signal_term();
+    let r = rt.block_on(c.read()).expect("421 on shutdown");
+    assert_eq!(r.code, 421);
+    assert_eq!(r.esc, [4, 3, 2]);
+    assert_eq!(world.relay.wait_exit(), Some(0));
+    // The listener is closed.
+    assert!(std::net::TcpStream::connect(world.submission).is_err());
+}
