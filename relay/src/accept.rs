@@ -104,7 +104,12 @@ impl From<StoreError> for SubmitError {
 impl From<SpoolError> for SubmitError {
     fn from(e: SpoolError) -> Self {
         // Whatever failed, nothing was written: the client must retry (451 / 503).
-        tracing::error!(error = %e, "accept: spool write failed");
+        match &e {
+            SpoolError::Job(inner) if matches!(**inner, StoreError::QueueFull) => {
+                tracing::warn!("accept: queue full, refusing new mail");
+            }
+            _ => tracing::error!(error = %e, "accept: spool write failed"),
+        }
         Self::QueueFull
     }
 }
@@ -140,6 +145,8 @@ pub struct Acceptor {
     store: Arc<Store>,
     spool: Spool,
     queued: QueuedSender,
+    /// Refuse new mail (451) when the database would grow past this; 0 = no limit.
+    max_queue_bytes: u64,
 }
 
 /// The domain part of an address, lowercased.
@@ -150,11 +157,17 @@ pub fn domain_of(address: &str) -> Option<String> {
 
 impl Acceptor {
     /// A new acceptor; `queued` gets each accepted message's recipients after its commit.
-    pub fn new(store: Arc<Store>, spool: Spool, queued: QueuedSender) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        spool: Spool,
+        queued: QueuedSender,
+        max_queue_bytes: u64,
+    ) -> Self {
         Self {
             store,
             spool,
             queued,
+            max_queue_bytes,
         }
     }
 
@@ -183,9 +196,14 @@ impl Acceptor {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let now = now_ms();
         let message_id = id.clone();
+        let cap = self.max_queue_bytes;
         let due = self
             .spool
             .write(move |tx| {
+                // Checked inside the writer's transaction, so concurrent sessions cannot overshoot.
+                if cap > 0 && messages::used_bytes(tx)? + sub.raw.len() as u64 > cap {
+                    return Err(StoreError::QueueFull);
+                }
                 let due = messages::insert(
                     tx,
                     &NewMessage {

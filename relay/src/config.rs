@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub shutdown_deadline: Duration,
     /// Sending domains one member may hold.
     pub max_domains_per_member: u32,
+    /// Largest size of the database (queue included) in bytes; 0 = no limit. When reached,
+    /// submissions get `451 4.3.1 queue full` until delivery frees space.
+    pub max_queue_bytes: u64,
 }
 
 /// `[smtp]`: the submission and inbound listeners.
@@ -131,6 +134,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("/var/lib/atmos"),
             shutdown_deadline: Duration::from_secs(30),
             max_domains_per_member: 2,
+            max_queue_bytes: 0,
         }
     }
 }
@@ -217,10 +221,13 @@ impl Config {
                 let key = e.path().to_string();
                 let inner = e.into_inner().to_string();
                 // serde names the unknown field in the message; the path points at its section.
+                // Depending on the serde path, the unknown field may or may not end the path.
                 let key = match unknown_field(&inner) {
                     Some(field) if key == "." => field,
-                    Some(field) => format!("{key}.{field}"),
-                    None => key,
+                    Some(field) if key != field && !key.ends_with(&format!(".{field}")) => {
+                        format!("{key}.{field}")
+                    }
+                    _ => key,
                 };
                 ConfigError::Key {
                     key,
@@ -398,7 +405,11 @@ global_per_minute = 500
     #[test]
     fn unknown_key_is_named() {
         let err = load("[smtp]\nsubmision_listen = \"0.0.0.0:587\"\n", &[]).unwrap_err();
-        assert!(err.to_string().contains("smtp.submision_listen"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("config key `smtp.submision_listen`:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -48,7 +48,12 @@ pub async fn serve(
     let store = Arc::new(Store::open(&config.server.data_dir)?);
     let (spool, writer) = Spool::start(&store)?;
     let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
-    let acceptor = Arc::new(Acceptor::new(store.clone(), spool.clone(), queued_tx));
+    let acceptor = Arc::new(Acceptor::new(
+        store.clone(),
+        spool.clone(),
+        queued_tx,
+        config.server.max_queue_bytes,
+    ));
     let delivery = Arc::new(
         Delivery::new(&config, store.clone(), spool.clone()).map_err(ServeError::Delivery)?,
     );

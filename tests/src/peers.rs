@@ -88,6 +88,17 @@ impl SmtpSink {
             .collect()
     }
 
+    /// The `X-Test-Id` header values of every message received, with their counts.
+    pub fn test_ids(&self) -> std::collections::HashMap<String, usize> {
+        let mut ids = std::collections::HashMap::new();
+        for m in self.messages() {
+            if let Some(id) = m.lines().find_map(|l| l.strip_prefix("X-Test-Id: ")) {
+                *ids.entry(id.trim().to_string()).or_insert(0) += 1;
+            }
+        }
+        ids
+    }
+
     /// Messages containing `needle`.
     pub fn messages_with(&self, needle: &str) -> Vec<String> {
         self.messages()

@@ -97,6 +97,14 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
     Ok(due)
 }
 
+/// Bytes the database uses (pages in use, free pages excluded).
+pub fn used_bytes(conn: &Connection) -> Result<u64, StoreError> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
+
 /// A recipient that is due for a delivery attempt, with what delivery needs of its message.
 #[derive(Debug, Clone)]
 pub struct DueRecipient {

@@ -29,6 +29,9 @@ pub enum StoreError {
     FutureSchema { found: i64, known: i64 },
     #[error("{0}")]
     Invalid(String),
+    /// The queue holds as much as the operator allows (`server.max_queue_bytes`).
+    #[error("queue full")]
+    QueueFull,
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every column.
