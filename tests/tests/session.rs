@@ -94,3 +94,54 @@ fn shutdown_sends_421_to_open_sessions_and_exits_cleanly() {
     // The listener is closed.
     assert!(std::net::TcpStream::connect(world.submission).is_err());
 }
+
+#[test]
+fn suspension_applies_at_once_even_with_a_cached_key() {
+    let world = World::start(Some(&[]), "");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // A first login fills the credential cache.
+    rt.block_on(authed(
+        world.submission,
+        &world.member.did,
+        &world.member.api_key,
+    ));
+    let out = world.relay.cli(&[
+        "member",
+        "suspend",
+        &world.member.did,
+        "--reason",
+        "abuse report",
+    ]);
+    assert!(out.status.success());
+    let reply = rt.block_on(async {
+        let mut c = SmtpClient::connect(world.submission, Duration::from_secs(30))
+            .await
+            .expect("connect");
+        c.read().await.expect("greeting");
+        c.ehlo("probe.test").await.expect("ehlo");
+        let connector = mail_send::smtp::tls::build_tls_connector(true).expect("connector");
+        let mut c = c
+            .start_tls(&connector, "relay.test")
+            .await
+            .expect("starttls");
+        c.ehlo("probe.test").await.expect("ehlo");
+        let b = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{}\0{}", world.member.did, world.member.api_key));
+        c.cmd(format!("AUTH PLAIN {b}\r\n")).await.expect("reply")
+    });
+    assert_eq!((reply.code, reply.esc), (535, [5, 7, 8]));
+    assert_eq!(reply.message, "account suspended");
+    // Reactivation applies at once too.
+    assert!(
+        world
+            .relay
+            .cli(&["member", "reactivate", &world.member.did])
+            .status
+            .success()
+    );
+    rt.block_on(authed(
+        world.submission,
+        &world.member.did,
+        &world.member.api_key,
+    ));
+}
