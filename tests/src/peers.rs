@@ -184,3 +184,95 @@ fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
+
+/// The project's Python (tests/.venv, made by tests/install-peers).
+pub fn venv_python() -> PathBuf {
+    let p = crate::workspace_root().join("tests/.venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: run tests/install-peers",
+        p.display()
+    );
+    p
+}
+
+/// A STARTTLS-capable MX (aiosmtpd) that records whether each message came over TLS.
+pub struct TlsMx {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl TlsMx {
+    /// Starts it with a fresh self-signed certificate.
+    pub fn start() -> Self {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let dir = temp.path().join("mail");
+        std::fs::create_dir_all(&dir).expect("mail dir");
+        let (cert, key) = (temp.path().join("cert.pem"), temp.path().join("key.pem"));
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=mx.rcpt.test",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(status.success(), "openssl req failed");
+        let port = free_port();
+        let script = crate::workspace_root().join("tests/py/tls_mx.py");
+        let mut child = Command::new(venv_python())
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&dir)
+            .arg(&cert)
+            .arg(&key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tls_mx.py");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("ready line");
+        assert_eq!(line.trim(), "ready", "tls_mx.py did not start");
+        Self {
+            child,
+            port,
+            dir,
+            _temp: temp,
+        }
+    }
+
+    /// Contents of every message received so far.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    }
+}
+
+impl Drop for TlsMx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
