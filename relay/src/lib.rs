@@ -6,8 +6,10 @@
 
 pub mod accept;
 pub mod auth;
+pub mod secrets;
 pub mod config;
 pub mod delivery;
+pub mod dkim;
 pub mod dev;
 pub mod members;
 pub mod server;

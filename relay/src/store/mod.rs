@@ -3,6 +3,7 @@
 //! Writes that must be durable go through the spool's single writer (group commit); reads use a
 //! small pool of read connections. Submodules hold the typed queries of one domain word each.
 
+pub mod dkim_keys;
 pub mod events;
 pub mod members;
 pub mod messages;

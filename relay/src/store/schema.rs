@@ -81,6 +81,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX relay_events_did ON relay_events(did, at);
     CREATE INDEX relay_events_type ON relay_events(type, at);
     ",
+    // 2: DKIM keys (private halves sealed with the KEK).
+    "
+    CREATE TABLE dkim_keys (
+        id              INTEGER PRIMARY KEY,
+        domain          TEXT NOT NULL,
+        owner           TEXT NOT NULL CHECK (owner IN ('member', 'operator')),
+        selector        TEXT NOT NULL,
+        algorithm       TEXT NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+        private_sealed  BLOB NOT NULL,
+        public_key      TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        retired_at      INTEGER,
+        UNIQUE (domain, selector)
+    );
+    CREATE INDEX dkim_keys_active ON dkim_keys(domain) WHERE retired_at IS NULL;
+    ",
 ];
 
 /// Number of migrations this binary knows.

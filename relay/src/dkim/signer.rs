@@ -1,0 +1,173 @@
+//! The signer: four DKIM signatures per message with mail-auth (relaxed/relaxed, SHA-256):
+//! the member's domain (DMARC alignment) and the operator's pool domain (feedback loops), each
+//! with RSA and Ed25519. Unsealed keys are cached per domain and reloaded when the active key set
+//! changes (a rotation by the CLI shows up at the next message).
+
+use super::keys::{KeyError, seal_context};
+use crate::secrets::Secrets;
+use crate::store::Store;
+use crate::store::dkim_keys;
+use mail_auth::common::crypto::{Ed25519Key, HashImpl, RsaKey, Sha256, SigningKey};
+use mail_auth::common::headers::{HeaderWriter, Writable};
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Headers covered by `h=` (SPEC §4.3), plus the usual content headers when present.
+pub const SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "X-Atmos-Member-Did",
+    "Feedback-ID",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+];
+
+/// A key shared between threads (mail-auth takes signing keys by value).
+struct Shared<K>(Arc<K>);
+
+impl<K: SigningKey> SigningKey for Shared<K> {
+    type Hasher = K::Hasher;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
+        self.0.algorithm()
+    }
+}
+
+/// The unsealed signing keys of one domain.
+struct DomainKeys {
+    ids: Vec<i64>,
+    rsa: Option<(String, Arc<RsaKey<Sha256>>)>,
+    ed25519: Option<(String, Arc<Ed25519Key>)>,
+}
+
+/// Adds the DKIM signatures at acceptance.
+pub struct Signer {
+    store: Arc<Store>,
+    secrets: Arc<Secrets>,
+    operator_domain: String,
+    cache: Mutex<HashMap<String, Arc<DomainKeys>>>,
+}
+
+impl Signer {
+    /// A signer for the operator domain plus whichever member domains it is asked for.
+    pub fn new(store: Arc<Store>, secrets: Arc<Secrets>, operator_domain: &str) -> Self {
+        Self {
+            store,
+            secrets,
+            operator_domain: operator_domain.to_ascii_lowercase(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The `DKIM-Signature` header lines for `message` (member domain first, then operator).
+    pub fn sign(&self, member_domain: &str, message: &[u8]) -> Result<String, KeyError> {
+        let mut out = String::new();
+        for domain in [member_domain.to_ascii_lowercase(), self.operator_domain.clone()] {
+            let keys = self.keys(&domain)?;
+            if keys.rsa.is_none() && keys.ed25519.is_none() {
+                return Err(KeyError::Unusable { selector: domain, message: "no DKIM key".into() });
+            }
+            if let Some((selector, key)) = &keys.rsa {
+                out.push_str(&sign_one(Shared(key.clone()), &domain, selector, message)?);
+            }
+            if let Some((selector, key)) = &keys.ed25519 {
+                out.push_str(&sign_one(Shared(key.clone()), &domain, selector, message)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn keys(&self, domain: &str) -> Result<Arc<DomainKeys>, KeyError> {
+        let ids = self.store.with(|c| dkim_keys::active_ids(c, domain))?;
+        if let Some(k) = self.cache.lock().ok().and_then(|c| c.get(domain).cloned())
+            && k.ids == ids
+        {
+            return Ok(k);
+        }
+        let rows = self.store.with(|c| dkim_keys::active(c, domain))?;
+        let mut keys = DomainKeys { ids, rsa: None, ed25519: None };
+        for row in rows {
+            let unusable = |message: String| KeyError::Unusable { selector: row.selector.clone(), message };
+            let der = self.secrets.open(&row.private_sealed, seal_context(&row.domain, &row.selector).as_bytes())?;
+            match row.algorithm.as_str() {
+                "rsa" if keys.rsa.is_none() => {
+                    let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)))
+                        .map_err(|e| unusable(e.to_string()))?;
+                    keys.rsa = Some((row.selector.clone(), Arc::new(key)));
+                }
+                "ed25519" if keys.ed25519.is_none() => {
+                    let key = Ed25519Key::from_pkcs8_der(&der).map_err(|e| unusable(e.to_string()))?;
+                    keys.ed25519 = Some((row.selector.clone(), Arc::new(key)));
+                }
+                _ => {}
+            }
+        }
+        let keys = Arc::new(keys);
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(domain.to_string(), keys.clone());
+        }
+        Ok(keys)
+    }
+}
+
+fn sign_one<K: SigningKey>(key: K, domain: &str, selector: &str, message: &[u8]) -> Result<String, KeyError>
+where
+    K::Hasher: HashImpl,
+{
+    DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(SIGNED_HEADERS.iter().copied())
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
+        .sign(message)
+        .map(|s| s.to_header())
+        .map_err(|e| KeyError::Unusable { selector: selector.into(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dkim::keys::{Owner, rotate};
+    use crate::store::{StoreError, test_store};
+
+    #[test]
+    fn four_signatures_and_rotation_is_picked_up() {
+        let (_d, store) = test_store();
+        let store = Arc::new(store);
+        let secrets = Arc::new(Secrets::from_key(&[5; 32]));
+        let rot = |domain: &str, owner| {
+            store
+                .write(|tx| rotate(tx, &secrets, domain, owner, 1_795_397_691_000).map_err(|e| StoreError::Invalid(e.to_string())))
+                .unwrap()
+        };
+        rot("member.test", Owner::Member);
+        rot("pool.test", Owner::Operator);
+        let signer = Signer::new(store.clone(), secrets.clone(), "pool.test");
+        let msg = b"From: a@member.test\r\nTo: b@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        let headers = signer.sign("member.test", msg).unwrap();
+        assert_eq!(headers.matches("DKIM-Signature:").count(), 4);
+        assert!(headers.contains("d=member.test") && headers.contains("d=pool.test"));
+        assert!(headers.contains("a=rsa-sha256") && headers.contains("a=ed25519-sha256"));
+        assert!(headers.contains("c=relaxed/relaxed"));
+        assert!(headers.contains("s=atmos20261123r"));
+        rot("pool.test", Owner::Operator);
+        let headers = signer.sign("member.test", msg).unwrap();
+        assert!(headers.contains("s=atmos20261123-2r"), "new operator selector after rotation");
+        assert!(signer.sign("nokeys.test", msg).is_err());
+    }
+}
