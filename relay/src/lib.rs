@@ -6,13 +6,17 @@
 
 pub mod accept;
 pub mod auth;
-pub mod secrets;
 pub mod config;
 pub mod delivery;
-pub mod dkim;
 pub mod dev;
+pub mod dkim;
+pub mod headers;
 pub mod members;
+pub mod operator;
+pub mod records;
+pub mod secrets;
 pub mod server;
 pub mod smtp;
 pub mod spool;
 pub mod store;
+pub mod verp;

@@ -4,8 +4,9 @@
 use anyhow::Context;
 use atmos_relay::config::Config;
 use atmos_relay::members::{self, Transition};
+use atmos_relay::secrets::{self, Secrets};
 use atmos_relay::store::Store;
-use atmos_relay::{dev, server};
+use atmos_relay::{dev, operator, server};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,25 @@ enum Cmd {
     Member {
         #[command(subcommand)]
         command: MemberCmd,
+    },
+    /// The operator's pool-domain DKIM keys.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCmd {
+    /// Print the operator's DNS records as JSON (keys are made on first use).
+    Dns {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+    },
+    /// Make new dated DKIM keys and sign with them from now on; old records stay listed 48 h.
+    RotateDkim {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -147,15 +167,54 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })?;
         }
         Cmd::Member { command } => member(command)?,
+        Cmd::Operator { command } => operator_cmd(command)?,
     }
+    Ok(())
+}
+
+/// Opens the store and the key-encryption key of a configuration.
+fn open_state(config: &Config) -> Result<(Store, Secrets), Failure> {
+    let store = Store::open(&config.server.data_dir).context("opening the store")?;
+    let secrets = Secrets::load(
+        &config.server.data_dir,
+        std::env::var(secrets::KEK_ENV).ok(),
+    )
+    .context("loading the key-encryption key")?;
+    Ok((store, secrets))
+}
+
+fn operator_cmd(cmd: OperatorCmd) -> Result<(), Failure> {
+    let (path, rotate) = match cmd {
+        OperatorCmd::Dns { config } => (config, false),
+        OperatorCmd::RotateDkim { config } => (config, true),
+    };
+    let config = load_config(&path)?;
+    let (store, secrets) = open_state(&config)?;
+    operator::ensure_keys(&store, &secrets, &config).context("making operator keys")?;
+    if rotate {
+        let new = operator::rotate(&store, &secrets, &config).context("rotating operator keys")?;
+        eprintln!(
+            "atmos: new operator selectors: {}",
+            new.iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let records = operator::dns_records(&store, &config).context("listing records")?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "dns_records": records }))
+            .context("printing")?
+    );
     Ok(())
 }
 
 fn member(cmd: MemberCmd) -> Result<(), Failure> {
     let usage_or_runtime = |e: members::MemberError| match e {
-        members::MemberError::Store(_) | members::MemberError::Hash(_) => {
-            Failure::Runtime(anyhow::Error::new(e))
-        }
+        members::MemberError::Store(_)
+        | members::MemberError::Hash(_)
+        | members::MemberError::Keys(_) => Failure::Runtime(anyhow::Error::new(e)),
         other => Failure::Usage(other.to_string()),
     };
     let (args, t) = match cmd {
@@ -167,10 +226,11 @@ fn member(cmd: MemberCmd) -> Result<(), Failure> {
             approve,
         } => {
             let config = load_config(&config)?;
-            let store = Store::open(&config.server.data_dir).context("opening the store")?;
+            let (store, secrets) = open_state(&config)?;
             let added = members::add(
                 &store,
                 &config,
+                &secrets,
                 &did,
                 &domain,
                 handle.as_deref(),

@@ -3,6 +3,10 @@
 
 use crate::auth;
 use crate::config::Config;
+use crate::dkim::keys::{KeyError, KeySet, Owner};
+use crate::records::{self, DnsRecord};
+use crate::secrets::Secrets;
+use crate::store::dkim_keys::DkimKeyRow;
 use crate::store::events::{self, NewEvent};
 use crate::store::members::{self, Member, MemberState, SendingDomain};
 use crate::store::{Store, StoreError, now_ms};
@@ -30,17 +34,10 @@ pub enum MemberError {
     },
     #[error("cannot hash the API key: {0}")]
     Hash(#[from] bcrypt::BcryptError),
+    #[error("DKIM keys: {0}")]
+    Keys(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// One DNS record the member must publish.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct DnsRecord {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
 }
 
 /// What `member add` prints: the key appears here and nowhere else.
@@ -77,38 +74,12 @@ pub fn valid_domain(domain: &str) -> bool {
         })
 }
 
-/// Records the member must publish for `domain` (DKIM keys join these with signing).
-pub fn dns_records(config: &Config, did: &str, domain: &str) -> Vec<DnsRecord> {
-    let txt = |name: String, value: String| DnsRecord {
-        name,
-        kind: "TXT".into(),
-        value,
-    };
-    vec![
-        txt(format!("_atmos.{domain}"), format!("did={did}")),
-        txt(
-            domain.to_string(),
-            format!("v=spf1 a:{} -all", config.server.hostname),
-        ),
-        txt(
-            format!("_dmarc.{domain}"),
-            format!(
-                "v=DMARC1; p=reject; adkim=r; aspf=r; rua=mailto:postmaster@{}",
-                config.server.operator_domain
-            ),
-        ),
-        DnsRecord {
-            name: domain.to_string(),
-            kind: "MX".into(),
-            value: format!("10 {}.", config.server.hostname),
-        },
-    ]
-}
-
 /// Enrols a member with one sending domain and a new API key.
+#[allow(clippy::too_many_arguments)]
 pub fn add(
     store: &Store,
     config: &Config,
+    secrets: &Secrets,
     did: &str,
     domain: &str,
     handle: Option<&str>,
@@ -122,6 +93,7 @@ pub fn add(
     if !valid_domain(&domain) {
         return Err(MemberError::InvalidDomain(domain));
     }
+    let keys = KeySet::generate()?;
     let api_key = auth::generate_api_key();
     let hash = auth::hash_api_key(&api_key)?;
     let now = now_ms();
@@ -131,7 +103,7 @@ pub fn add(
         MemberState::Pending
     };
     let limit = config.server.max_domains_per_member;
-    let is_new = store.write(|tx| {
+    let (is_new, dkim_rows) = store.write(|tx| {
         if members::domain_owner(tx, &domain)?.is_some() {
             return Ok(Err(MemberError::DomainTaken(domain.clone())));
         }
@@ -185,7 +157,9 @@ pub fn add(
                 created_at: now,
             },
         )?;
-        Ok(Ok(is_new))
+        let rows: Vec<DkimKeyRow> =
+            crate::dkim::keys::rotate(tx, secrets, &domain, Owner::Member, now, keys)?;
+        Ok(Ok((is_new, rows)))
     })??;
     let current = store
         .with(|c| members::get(c, did))?
@@ -195,7 +169,7 @@ pub fn add(
         did: did.into(),
         api_key: is_new.then_some(api_key),
         state: current.as_str(),
-        dns_records: dns_records(config, did, &domain),
+        dns_records: records::member(config, did, &domain, &dkim_rows),
     })
 }
 
@@ -293,9 +267,11 @@ mod tests {
     fn add_and_transitions_write_events() {
         let (_d, store) = test_store();
         let config = Config::default();
+        let secrets = Secrets::from_key(&[1; 32]);
         let added = add(
             &store,
             &config,
+            &secrets,
             DID,
             "Example.COM",
             Some("alice.test"),
@@ -317,16 +293,44 @@ mod tests {
                 .any(|r| r.name == "_dmarc.example.com")
         );
         assert!(matches!(
-            add(&store, &config, DID, "example.com", None, false, "cli"),
+            add(
+                &store,
+                &config,
+                &secrets,
+                DID,
+                "example.com",
+                None,
+                false,
+                "cli"
+            ),
             Err(MemberError::DomainTaken(_))
         ));
-        let second = add(&store, &config, DID, "second.example", None, false, "cli").unwrap();
+        let second = add(
+            &store,
+            &config,
+            &secrets,
+            DID,
+            "second.example",
+            None,
+            false,
+            "cli",
+        )
+        .unwrap();
         assert!(
             second.api_key.is_none(),
             "an existing member's key is not shown or changed"
         );
         assert!(matches!(
-            add(&store, &config, DID, "third.example", None, false, "cli"),
+            add(
+                &store,
+                &config,
+                &secrets,
+                DID,
+                "third.example",
+                None,
+                false,
+                "cli"
+            ),
             Err(MemberError::DomainLimit { .. })
         ));
         assert!(matches!(

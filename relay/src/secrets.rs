@@ -56,21 +56,31 @@ impl Secrets {
         let derive = |label: &[u8]| hmac::sign(&master, label);
         let seal_key = derive(b"atmos dkim seal v1");
         // A 32-byte HMAC-SHA256 output is always a valid AES-256 key.
-        let unbound = UnboundKey::new(&AES_256_GCM, seal_key.as_ref()).expect("32-byte AES-256-GCM key");
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, seal_key.as_ref()).expect("32-byte AES-256-GCM key");
         Self {
             aead: LessSafeKey::new(unbound),
             verp: hmac::Key::new(hmac::HMAC_SHA256, derive(b"atmos verp v1").as_ref()),
-            unsubscribe: hmac::Key::new(hmac::HMAC_SHA256, derive(b"atmos unsubscribe v1").as_ref()),
+            unsubscribe: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                derive(b"atmos unsubscribe v1").as_ref(),
+            ),
         }
     }
 
     /// Encrypts `plain` (nonce ‖ ciphertext ‖ tag); `context` binds it to its use (e.g. selector).
     pub fn seal(&self, plain: &[u8], context: &[u8]) -> Result<Vec<u8>, SecretError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| SecretError::Random)?;
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| SecretError::Random)?;
         let mut data = plain.to_vec();
         self.aead
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut data)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context),
+                &mut data,
+            )
             .map_err(|_| SecretError::Random)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
@@ -85,7 +95,10 @@ impl Secrets {
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SecretError::Open)?;
         let mut data = body.to_vec();
-        let plain = self.aead.open_in_place(nonce, Aad::from(context), &mut data).map_err(|_| SecretError::Open)?;
+        let plain = self
+            .aead
+            .open_in_place(nonce, Aad::from(context), &mut data)
+            .map_err(|_| SecretError::Open)?;
         Ok(plain.to_vec())
     }
 
@@ -97,7 +110,9 @@ impl Secrets {
     /// Constant-time check of a VERP tag prefix.
     pub fn verify_verp_tag(&self, data: &[u8], tag: &[u8]) -> bool {
         let full = self.verp_tag(data);
-        tag.len() >= 8 && tag.len() <= full.len() && subtle::ConstantTimeEq::ct_eq(&full[..tag.len()], tag).into()
+        tag.len() >= 8
+            && tag.len() <= full.len()
+            && subtle::ConstantTimeEq::ct_eq(&full[..tag.len()], tag).into()
     }
 
     /// HMAC-SHA256 tag for unsubscribe tokens.
@@ -108,18 +123,30 @@ impl Secrets {
 
 fn load_or_create_file(path: &Path) -> Result<[u8; 32], SecretError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let err = |message: String| SecretError::File { path: path.display().to_string(), message };
+    let err = |message: String| SecretError::File {
+        path: path.display().to_string(),
+        message,
+    };
     match std::fs::read(path) {
         Ok(bytes) => {
-            let mode = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.permissions().mode();
+            let mode = std::fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .permissions()
+                .mode();
             if mode & 0o077 != 0 {
-                return Err(err(format!("mode {:o} is too open; chmod 600 it", mode & 0o777)));
+                return Err(err(format!(
+                    "mode {:o} is too open; chmod 600 it",
+                    mode & 0o777
+                )));
             }
-            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| err("must hold exactly 32 bytes".into()))
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| err("must hold exactly 32 bytes".into()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
-            SystemRandom::new().fill(&mut key).map_err(|_| SecretError::Random)?;
+            SystemRandom::new()
+                .fill(&mut key)
+                .map_err(|_| SecretError::Random)?;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -146,7 +173,10 @@ mod tests {
         assert_ne!(&sealed[NONCE_LEN..], b"private key");
         assert_eq!(s.open(&sealed, b"sel1").unwrap(), b"private key");
         assert!(s.open(&sealed, b"sel2").is_err(), "context is bound");
-        assert!(Secrets::from_key(&[8; 32]).open(&sealed, b"sel1").is_err(), "other KEK fails");
+        assert!(
+            Secrets::from_key(&[8; 32]).open(&sealed, b"sel1").is_err(),
+            "other KEK fails"
+        );
         let mut tampered = sealed.clone();
         tampered[NONCE_LEN] ^= 1;
         assert!(s.open(&tampered, b"sel1").is_err());
@@ -158,13 +188,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = Secrets::load(dir.path(), None).unwrap();
         let sealed = a.seal(b"x", b"c").unwrap();
-        let mode = std::fs::metadata(dir.path().join("kek")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("kek"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let b = Secrets::load(dir.path(), None).unwrap();
         assert_eq!(b.open(&sealed, b"c").unwrap(), b"x");
-        std::fs::set_permissions(dir.path().join("kek"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(Secrets::load(dir.path(), None).is_err(), "a readable KEK file is refused");
-        assert!(matches!(Secrets::load(dir.path(), Some("short".into())), Err(SecretError::BadEnvKey)));
+        std::fs::set_permissions(
+            dir.path().join("kek"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        assert!(
+            Secrets::load(dir.path(), None).is_err(),
+            "a readable KEK file is refused"
+        );
+        assert!(matches!(
+            Secrets::load(dir.path(), Some("short".into())),
+            Err(SecretError::BadEnvKey)
+        ));
         let env = B64.encode([9u8; 32]);
         Secrets::load(dir.path(), Some(env)).unwrap();
     }
@@ -175,6 +218,9 @@ mod tests {
         let tag = s.verp_tag(b"msg-1");
         assert!(s.verify_verp_tag(b"msg-1", &tag[..10]));
         assert!(!s.verify_verp_tag(b"msg-2", &tag[..10]));
-        assert!(!s.verify_verp_tag(b"msg-1", &tag[..4]), "too short to trust");
+        assert!(
+            !s.verify_verp_tag(b"msg-1", &tag[..4]),
+            "too short to trust"
+        );
     }
 }

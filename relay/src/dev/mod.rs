@@ -114,11 +114,14 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
 /// Makes sure the demo member exists and is active, with a fresh key to print.
 fn demo_member(config: &Config) -> Result<String, DevError> {
     let store = Store::open(&config.server.data_dir)?;
+    let secrets = crate::secrets::Secrets::load(&config.server.data_dir, None)
+        .map_err(|e| members::MemberError::Keys(e.into()))?;
     let existing = store.with(|c| member_rows::get(c, DEMO_DID))?;
     if existing.is_none() {
         let added = members::add(
             &store,
             config,
+            &secrets,
             DEMO_DID,
             DEMO_DOMAIN,
             Some("demo.localhost"),

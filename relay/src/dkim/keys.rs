@@ -79,12 +79,20 @@ pub fn generate(algorithm: Algorithm) -> Result<KeyPair, KeyError> {
             let public = aws_lc_rs::signature::KeyPair::public_key(&pair)
                 .as_der()
                 .map_err(|e| gen_err(&e))?;
-            Ok(KeyPair { private_pkcs8: private.as_ref().to_vec(), public_b64: B64.encode(public.as_ref()) })
+            Ok(KeyPair {
+                private_pkcs8: private.as_ref().to_vec(),
+                public_b64: B64.encode(public.as_ref()),
+            })
         }
         Algorithm::Ed25519 => {
-            let pkcs8 = mail_auth::common::crypto::Ed25519Key::generate_pkcs8().map_err(|e| gen_err(&e))?;
-            let key = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&pkcs8).map_err(|e| gen_err(&e))?;
-            Ok(KeyPair { private_pkcs8: pkcs8, public_b64: B64.encode(key.public_key()) })
+            let pkcs8 =
+                mail_auth::common::crypto::Ed25519Key::generate_pkcs8().map_err(|e| gen_err(&e))?;
+            let key = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&pkcs8)
+                .map_err(|e| gen_err(&e))?;
+            Ok(KeyPair {
+                private_pkcs8: pkcs8,
+                public_b64: B64.encode(key.public_key()),
+            })
         }
     }
 }
@@ -95,20 +103,50 @@ pub fn date_stamp(now_ms: i64) -> String {
     humantime::format_rfc3339(t).to_string()[..10].replace('-', "")
 }
 
-/// Makes, seals and stores an RSA and an Ed25519 key for `domain`, retiring the ones it had.
-/// Selectors are `atmos<YYYYMMDD>r|e`, with `-<n>` before the letter when that date is taken.
+/// A fresh RSA + Ed25519 pair set (slow for RSA: make it before opening a transaction).
+pub struct KeySet {
+    rsa: KeyPair,
+    ed25519: KeyPair,
+}
+
+impl KeySet {
+    /// Generates both keys.
+    pub fn generate() -> Result<Self, KeyError> {
+        Ok(Self {
+            rsa: generate(Algorithm::Rsa)?,
+            ed25519: generate(Algorithm::Ed25519)?,
+        })
+    }
+}
+
+impl From<KeyError> for StoreError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Store(s) => s,
+            other => StoreError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// Seals and stores `set` as the keys of `domain`, retiring the ones it had. Selectors are
+/// `atmos<YYYYMMDD>r|e`, with `-<n>` before the letter when that date is taken.
 pub fn rotate(
     tx: &Transaction<'_>,
     secrets: &Secrets,
     domain: &str,
     owner: Owner,
     now_ms: i64,
+    set: KeySet,
 ) -> Result<Vec<DkimKeyRow>, KeyError> {
     let domain = domain.to_ascii_lowercase();
     let date = date_stamp(now_ms);
     let mut n = 1;
     let base = loop {
-        let base = if n == 1 { format!("atmos{date}") } else { format!("atmos{date}-{n}") };
+        let base = if n == 1 {
+            format!("atmos{date}")
+        } else {
+            format!("atmos{date}-{n}")
+        };
         if !dkim_keys::selector_exists(tx, &domain, &format!("{base}r"))?
             && !dkim_keys::selector_exists(tx, &domain, &format!("{base}e"))?
         {
@@ -118,8 +156,7 @@ pub fn rotate(
     };
     dkim_keys::retire_active(tx, &domain, now_ms)?;
     let mut rows = Vec::new();
-    for algorithm in [Algorithm::Rsa, Algorithm::Ed25519] {
-        let pair = generate(algorithm)?;
+    for (algorithm, pair) in [(Algorithm::Rsa, set.rsa), (Algorithm::Ed25519, set.ed25519)] {
         let selector = format!("{base}{}", algorithm.suffix());
         let mut row = DkimKeyRow {
             id: 0,
@@ -127,7 +164,10 @@ pub fn rotate(
             owner: owner.as_str().into(),
             selector: selector.clone(),
             algorithm: algorithm.as_str().into(),
-            private_sealed: secrets.seal(&pair.private_pkcs8, seal_context(&domain, &selector).as_bytes())?,
+            private_sealed: secrets.seal(
+                &pair.private_pkcs8,
+                seal_context(&domain, &selector).as_bytes(),
+            )?,
             public_key: pair.public_b64,
             created_at: now_ms,
             retired_at: None,
@@ -164,20 +204,56 @@ mod tests {
         let (_d, store) = test_store();
         let secrets = Secrets::from_key(&[3; 32]);
         let now = 1_795_397_691_000;
-        let first = store.write(|tx| rotate(tx, &secrets, "Example.COM", Owner::Member, now).map_err(|e| StoreError::Invalid(e.to_string()))).unwrap();
+        let first = store
+            .write(|tx| {
+                Ok(rotate(
+                    tx,
+                    &secrets,
+                    "Example.COM",
+                    Owner::Member,
+                    now,
+                    KeySet::generate()?,
+                )?)
+            })
+            .unwrap();
         let sels: Vec<&str> = first.iter().map(|r| r.selector.as_str()).collect();
         assert_eq!(sels, ["atmos20261123r", "atmos20261123e"]);
-        assert!(txt_value(&first[0]).starts_with("v=DKIM1; k=rsa; p=MII"), "SPKI DER starts with MII");
+        assert!(
+            txt_value(&first[0]).starts_with("v=DKIM1; k=rsa; p=MII"),
+            "SPKI DER starts with MII"
+        );
         assert_eq!(B64.decode(&first[1].public_key).unwrap().len(), 32);
         // The private half is sealed: it is not a PKCS#8 DER in clear.
-        let opened = secrets.open(&first[0].private_sealed, seal_context("example.com", "atmos20261123r").as_bytes()).unwrap();
+        let opened = secrets
+            .open(
+                &first[0].private_sealed,
+                seal_context("example.com", "atmos20261123r").as_bytes(),
+            )
+            .unwrap();
         assert_eq!(opened[0], 0x30);
         assert_ne!(first[0].private_sealed[12..16], opened[..4]);
-        let second = store.write(|tx| rotate(tx, &secrets, "example.com", Owner::Member, now).map_err(|e| StoreError::Invalid(e.to_string()))).unwrap();
+        let second = store
+            .write(|tx| {
+                Ok(rotate(
+                    tx,
+                    &secrets,
+                    "example.com",
+                    Owner::Member,
+                    now,
+                    KeySet::generate()?,
+                )?)
+            })
+            .unwrap();
         assert_eq!(second[0].selector, "atmos20261123-2r");
         let active = store.with(|c| dkim_keys::active(c, "example.com")).unwrap();
         assert_eq!(active.len(), 2);
         assert!(active.iter().all(|k| k.selector.contains("-2")));
-        assert_eq!(store.with(|c| dkim_keys::published(c, "example.com", now - 1)).unwrap().len(), 4);
+        assert_eq!(
+            store
+                .with(|c| dkim_keys::published(c, "example.com", now - 1))
+                .unwrap()
+                .len(),
+            4
+        );
     }
 }

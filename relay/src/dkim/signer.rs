@@ -76,10 +76,16 @@ impl Signer {
     /// The `DKIM-Signature` header lines for `message` (member domain first, then operator).
     pub fn sign(&self, member_domain: &str, message: &[u8]) -> Result<String, KeyError> {
         let mut out = String::new();
-        for domain in [member_domain.to_ascii_lowercase(), self.operator_domain.clone()] {
+        for domain in [
+            member_domain.to_ascii_lowercase(),
+            self.operator_domain.clone(),
+        ] {
             let keys = self.keys(&domain)?;
             if keys.rsa.is_none() && keys.ed25519.is_none() {
-                return Err(KeyError::Unusable { selector: domain, message: "no DKIM key".into() });
+                return Err(KeyError::Unusable {
+                    selector: domain,
+                    message: "no DKIM key".into(),
+                });
             }
             if let Some((selector, key)) = &keys.rsa {
                 out.push_str(&sign_one(Shared(key.clone()), &domain, selector, message)?);
@@ -99,18 +105,31 @@ impl Signer {
             return Ok(k);
         }
         let rows = self.store.with(|c| dkim_keys::active(c, domain))?;
-        let mut keys = DomainKeys { ids, rsa: None, ed25519: None };
+        let mut keys = DomainKeys {
+            ids,
+            rsa: None,
+            ed25519: None,
+        };
         for row in rows {
-            let unusable = |message: String| KeyError::Unusable { selector: row.selector.clone(), message };
-            let der = self.secrets.open(&row.private_sealed, seal_context(&row.domain, &row.selector).as_bytes())?;
+            let unusable = |message: String| KeyError::Unusable {
+                selector: row.selector.clone(),
+                message,
+            };
+            let der = self.secrets.open(
+                &row.private_sealed,
+                seal_context(&row.domain, &row.selector).as_bytes(),
+            )?;
             match row.algorithm.as_str() {
                 "rsa" if keys.rsa.is_none() => {
-                    let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)))
-                        .map_err(|e| unusable(e.to_string()))?;
+                    let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(
+                        PrivatePkcs8KeyDer::from(der),
+                    ))
+                    .map_err(|e| unusable(e.to_string()))?;
                     keys.rsa = Some((row.selector.clone(), Arc::new(key)));
                 }
                 "ed25519" if keys.ed25519.is_none() => {
-                    let key = Ed25519Key::from_pkcs8_der(&der).map_err(|e| unusable(e.to_string()))?;
+                    let key =
+                        Ed25519Key::from_pkcs8_der(&der).map_err(|e| unusable(e.to_string()))?;
                     keys.ed25519 = Some((row.selector.clone(), Arc::new(key)));
                 }
                 _ => {}
@@ -124,7 +143,12 @@ impl Signer {
     }
 }
 
-fn sign_one<K: SigningKey>(key: K, domain: &str, selector: &str, message: &[u8]) -> Result<String, KeyError>
+fn sign_one<K: SigningKey>(
+    key: K,
+    domain: &str,
+    selector: &str,
+    message: &[u8],
+) -> Result<String, KeyError>
 where
     K::Hasher: HashImpl,
 {
@@ -136,14 +160,17 @@ where
         .body_canonicalization(Canonicalization::Relaxed)
         .sign(message)
         .map(|s| s.to_header())
-        .map_err(|e| KeyError::Unusable { selector: selector.into(), message: e.to_string() })
+        .map_err(|e| KeyError::Unusable {
+            selector: selector.into(),
+            message: e.to_string(),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dkim::keys::{Owner, rotate};
-    use crate::store::{StoreError, test_store};
+    use crate::dkim::keys::{KeySet, Owner, rotate};
+    use crate::store::test_store;
 
     #[test]
     fn four_signatures_and_rotation_is_picked_up() {
@@ -152,7 +179,16 @@ mod tests {
         let secrets = Arc::new(Secrets::from_key(&[5; 32]));
         let rot = |domain: &str, owner| {
             store
-                .write(|tx| rotate(tx, &secrets, domain, owner, 1_795_397_691_000).map_err(|e| StoreError::Invalid(e.to_string())))
+                .write(|tx| {
+                    Ok(rotate(
+                        tx,
+                        &secrets,
+                        domain,
+                        owner,
+                        1_795_397_691_000,
+                        KeySet::generate()?,
+                    )?)
+                })
                 .unwrap()
         };
         rot("member.test", Owner::Member);
@@ -167,7 +203,10 @@ mod tests {
         assert!(headers.contains("s=atmos20261123r"));
         rot("pool.test", Owner::Operator);
         let headers = signer.sign("member.test", msg).unwrap();
-        assert!(headers.contains("s=atmos20261123-2r"), "new operator selector after rotation");
+        assert!(
+            headers.contains("s=atmos20261123-2r"),
+            "new operator selector after rotation"
+        );
         assert!(signer.sign("nokeys.test", msg).is_err());
     }
 }

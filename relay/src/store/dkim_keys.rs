@@ -62,7 +62,11 @@ pub fn active(conn: &Connection, domain: &str) -> Result<Vec<DkimKeyRow>, StoreE
 }
 
 /// Keys of `domain` still to be published: active ones, and ones retired after `since`.
-pub fn published(conn: &Connection, domain: &str, since: i64) -> Result<Vec<DkimKeyRow>, StoreError> {
+pub fn published(
+    conn: &Connection,
+    domain: &str,
+    since: i64,
+) -> Result<Vec<DkimKeyRow>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM dkim_keys WHERE domain = lower(?1) AND (retired_at IS NULL OR retired_at > ?2)
          ORDER BY id DESC"
@@ -81,7 +85,11 @@ pub fn active_ids(conn: &Connection, domain: &str) -> Result<Vec<i64>, StoreErro
 }
 
 /// Whether a selector is taken for `domain`.
-pub fn selector_exists(conn: &Connection, domain: &str, selector: &str) -> Result<bool, StoreError> {
+pub fn selector_exists(
+    conn: &Connection,
+    domain: &str,
+    selector: &str,
+) -> Result<bool, StoreError> {
     Ok(conn.query_row(
         "SELECT count(*) FROM dkim_keys WHERE domain = lower(?1) AND selector = ?2",
         params![domain, selector],

@@ -1,0 +1,165 @@
+//! VERP return paths and unsubscribe tokens, both authenticated with HMAC so bounces and
+//! unsubscribe requests cannot be forged.
+//!
+//! Return path: `bounces+<message-id>-<tag>@<operator domain>`, tag = first 10 bytes of
+//! HMAC-SHA256(message id), hex. Token: base64url(`<did> <message-id> <recipient>`) `.` base64url(tag).
+
+use crate::secrets::Secrets;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+
+const TAG_BYTES: usize = 10;
+
+/// Why an address or token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerpError {
+    #[error("not a VERP address of this relay")]
+    NotVerp,
+    #[error("VERP tag does not match: forged or damaged bounce")]
+    Forged,
+}
+
+/// The return path for `message_id`.
+pub fn return_path(secrets: &Secrets, message_id: &str, operator_domain: &str) -> String {
+    let tag = hex(&secrets.verp_tag(message_id.as_bytes())[..TAG_BYTES]);
+    format!("bounces+{message_id}-{tag}@{operator_domain}")
+}
+
+/// The message id a bounce address belongs to, if its tag is genuine.
+pub fn parse_return_path(
+    secrets: &Secrets,
+    address: &str,
+    operator_domain: &str,
+) -> Result<String, VerpError> {
+    let (local, domain) = address
+        .trim_matches(['<', '>'])
+        .rsplit_once('@')
+        .ok_or(VerpError::NotVerp)?;
+    if !domain.eq_ignore_ascii_case(operator_domain) {
+        return Err(VerpError::NotVerp);
+    }
+    let rest = local.strip_prefix("bounces+").ok_or(VerpError::NotVerp)?;
+    let (id, tag) = rest.rsplit_once('-').ok_or(VerpError::NotVerp)?;
+    let tag = unhex(&tag.to_ascii_lowercase()).ok_or(VerpError::Forged)?;
+    if tag.len() == TAG_BYTES && secrets.verify_verp_tag(id.as_bytes(), &tag) {
+        Ok(id.to_string())
+    } else {
+        Err(VerpError::Forged)
+    }
+}
+
+/// What an unsubscribe token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsubscribe {
+    pub did: String,
+    pub message_id: String,
+    pub recipient: String,
+}
+
+/// A signed token for the List-Unsubscribe URL.
+pub fn unsubscribe_token(secrets: &Secrets, u: &Unsubscribe) -> String {
+    let payload = format!("{} {} {}", u.did, u.message_id, u.recipient);
+    let tag = secrets.unsubscribe_tag(payload.as_bytes());
+    format!("{}.{}", B64URL.encode(payload), B64URL.encode(&tag[..16]))
+}
+
+/// Checks and reads a token.
+pub fn parse_unsubscribe_token(secrets: &Secrets, token: &str) -> Result<Unsubscribe, VerpError> {
+    let (payload, tag) = token.split_once('.').ok_or(VerpError::NotVerp)?;
+    let payload = B64URL.decode(payload).map_err(|_| VerpError::NotVerp)?;
+    let tag = B64URL.decode(tag).map_err(|_| VerpError::Forged)?;
+    let expected = secrets.unsubscribe_tag(&payload);
+    if tag.len() != 16
+        || !bool::from(subtle::ConstantTimeEq::ct_eq(
+            &expected[..16],
+            tag.as_slice(),
+        ))
+    {
+        return Err(VerpError::Forged);
+    }
+    let text = String::from_utf8(payload).map_err(|_| VerpError::NotVerp)?;
+    let mut parts = text.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(d), Some(m), Some(r)) => Ok(Unsubscribe {
+            did: d.into(),
+            message_id: m.into(),
+            recipient: r.into(),
+        }),
+        _ => Err(VerpError::NotVerp),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verp_round_trip_and_forgery() {
+        let s = Secrets::from_key(&[2; 32]);
+        let a = return_path(&s, "01abc", "pool.test");
+        assert!(a.starts_with("bounces+01abc-") && a.ends_with("@pool.test"));
+        assert_eq!(parse_return_path(&s, &a, "POOL.test").unwrap(), "01abc");
+        assert_eq!(
+            parse_return_path(&s, &format!("<{a}>"), "pool.test").unwrap(),
+            "01abc"
+        );
+        // Another message id with a copied tag is a forgery.
+        let tag = a.split('-').nth(1).unwrap().split('@').next().unwrap();
+        assert_eq!(
+            parse_return_path(&s, &format!("bounces+01abd-{tag}@pool.test"), "pool.test"),
+            Err(VerpError::Forged)
+        );
+        // A tag made with another key is a forgery.
+        let other = return_path(&Secrets::from_key(&[3; 32]), "01abc", "pool.test");
+        assert_eq!(
+            parse_return_path(&s, &other, "pool.test"),
+            Err(VerpError::Forged)
+        );
+        assert_eq!(
+            parse_return_path(&s, "postmaster@pool.test", "pool.test"),
+            Err(VerpError::NotVerp)
+        );
+        assert_eq!(
+            parse_return_path(&s, &a, "other.test"),
+            Err(VerpError::NotVerp)
+        );
+    }
+
+    #[test]
+    fn unsubscribe_tokens() {
+        let s = Secrets::from_key(&[4; 32]);
+        let u = Unsubscribe {
+            did: "did:plc:x".into(),
+            message_id: "m1".into(),
+            recipient: "r@x.test".into(),
+        };
+        let t = unsubscribe_token(&s, &u);
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        );
+        assert_eq!(parse_unsubscribe_token(&s, &t).unwrap(), u);
+        let (p, _) = t.split_once('.').unwrap();
+        let forged = format!(
+            "{}.{}",
+            B64URL.encode("did:plc:x m1 victim@x.test"),
+            t.split_once('.').unwrap().1
+        );
+        assert_eq!(parse_unsubscribe_token(&s, &forged), Err(VerpError::Forged));
+        assert!(parse_unsubscribe_token(&s, p).is_err());
+    }
+}
