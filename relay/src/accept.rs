@@ -5,11 +5,15 @@
 
 use crate::auth::AuthError;
 use crate::delivery::QueuedSender;
+use crate::dkim::signer::Signer;
+use crate::headers::{self, StampInput};
+use crate::secrets::Secrets;
 use crate::spool::{Spool, SpoolError};
 use crate::store::events::{self, NewEvent};
 use crate::store::members;
 use crate::store::messages::{self, NewMessage};
 use crate::store::{Store, StoreError, now_ms};
+use crate::verp::{self, Unsubscribe};
 use std::sync::Arc;
 
 /// Every reason a submission is refused. SMTP replies and HTTP codes are two renderings of these.
@@ -140,13 +144,27 @@ pub struct Submission {
     pub source: Source,
 }
 
-/// The acceptance service: checks, then durably queues, then wakes delivery.
+/// Names and limits acceptance uses.
+#[derive(Debug, Clone)]
+pub struct AcceptSettings {
+    /// Refuse new mail (451) when the database would grow past this; 0 = no limit.
+    pub max_queue_bytes: u64,
+    /// `server.hostname`: Message-ID right-hand side.
+    pub hostname: String,
+    /// `server.operator_domain`: VERP domain.
+    pub operator_domain: String,
+    /// Base of the one-click unsubscribe URL (`https://<host>/unsubscribe/`).
+    pub unsubscribe_base: String,
+}
+
+/// The acceptance service: checks, stamps and signs, then durably queues, then wakes delivery.
 pub struct Acceptor {
     store: Arc<Store>,
     spool: Spool,
     queued: QueuedSender,
-    /// Refuse new mail (451) when the database would grow past this; 0 = no limit.
-    max_queue_bytes: u64,
+    signer: Signer,
+    secrets: Arc<Secrets>,
+    settings: AcceptSettings,
 }
 
 /// The domain part of an address, lowercased.
@@ -161,13 +179,17 @@ impl Acceptor {
         store: Arc<Store>,
         spool: Spool,
         queued: QueuedSender,
-        max_queue_bytes: u64,
+        secrets: Arc<Secrets>,
+        settings: AcceptSettings,
     ) -> Self {
+        let signer = Signer::new(store.clone(), secrets.clone(), &settings.operator_domain);
         Self {
             store,
             spool,
             queued,
-            max_queue_bytes,
+            signer,
+            secrets,
+            settings,
         }
     }
 
@@ -186,17 +208,56 @@ impl Acceptor {
         }
     }
 
-    /// Checks the header From, queues the message durably, and returns its id.
-    pub async fn accept(&self, sub: Submission) -> Result<String, SubmitError> {
+    /// Checks the header From, stamps the relay headers, signs four times, queues the message
+    /// durably, and returns its id. Signing happens once, here; retries resend these bytes.
+    pub async fn accept(&self, mut sub: Submission) -> Result<String, SubmitError> {
         let header_from = header_from_addresses(&sub.raw)?;
         for address in &header_from {
             self.check_sender(&sub.did, address)?;
         }
+        let member_domain = header_from
+            .first()
+            .and_then(|a| domain_of(a))
+            .unwrap_or_default();
         let from_domain = domain_of(&sub.mail_from).unwrap_or_default();
         let id = uuid::Uuid::now_v7().simple().to_string();
         let now = now_ms();
+        let recipient = match sub.recipients.as_slice() {
+            [one] => one.clone(),
+            _ => "*".to_string(),
+        };
+        let token = verp::unsubscribe_token(
+            &self.secrets,
+            &Unsubscribe {
+                did: sub.did.clone(),
+                message_id: id.clone(),
+                recipient,
+            },
+        );
+        let url = format!("{}{token}", self.settings.unsubscribe_base);
+        let date = mail_parser::DateTime::from_timestamp(now / 1000).to_rfc822();
+        let (stamped, category) = headers::stamp(
+            &sub.raw,
+            &StampInput {
+                did: &sub.did,
+                member_domain: &member_domain,
+                message_id: &id,
+                hostname: &self.settings.hostname,
+                unsubscribe_url: Some(&url),
+                date: &date,
+            },
+        );
+        let signatures = self.signer.sign(&member_domain, &stamped).map_err(|e| {
+            tracing::error!(error = %e, domain = %member_domain, "accept: cannot sign");
+            SubmitError::Internal
+        })?;
+        let mut signed = signatures.into_bytes();
+        signed.extend_from_slice(&stamped);
+        sub.raw = signed;
+        let return_path = verp::return_path(&self.secrets, &id, &self.settings.operator_domain);
+        let category = category.name().to_string();
         let message_id = id.clone();
-        let cap = self.max_queue_bytes;
+        let cap = self.settings.max_queue_bytes;
         let due = self
             .spool
             .write(move |tx| {
@@ -210,6 +271,8 @@ impl Acceptor {
                         id: &message_id,
                         did: &sub.did,
                         mail_from: &sub.mail_from,
+                        return_path: &return_path,
+                        category: &category,
                         from_domain: &from_domain,
                         source: sub.source.as_str(),
                         received_at: now,
@@ -229,6 +292,7 @@ impl Acceptor {
                             "recipients": sub.recipients.len(),
                             "size": sub.raw.len(),
                             "source": sub.source.as_str(),
+                            "category": category,
                         }),
                     },
                 )?;

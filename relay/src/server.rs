@@ -1,10 +1,12 @@
 //! `atmos serve`: opens the store, starts the spool writer, delivery and the submission listener,
 //! and shuts them down in order (listeners, sessions, deliveries, then the writer).
 
-use crate::accept::Acceptor;
+use crate::accept::{AcceptSettings, Acceptor};
 use crate::auth::{AuthThrottle, Authenticator};
 use crate::config::Config;
 use crate::delivery::Delivery;
+use crate::dkim::keys::KeyError;
+use crate::secrets::{SecretError, Secrets};
 use crate::smtp::protocol::Limits;
 use crate::smtp::submission::{self, SubmissionService};
 use crate::smtp::tls;
@@ -31,6 +33,10 @@ pub enum ServeError {
     },
     #[error("delivery set-up failed: {0}")]
     Delivery(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("operator DKIM keys: {0}")]
+    Keys(#[from] KeyError),
 }
 
 /// Addresses actually bound (useful when the configuration asked for port 0).
@@ -46,13 +52,24 @@ pub async fn serve(
     on_ready: impl FnOnce(Listening),
 ) -> Result<(), ServeError> {
     let store = Arc::new(Store::open(&config.server.data_dir)?);
+    let secrets = Arc::new(Secrets::load(
+        &config.server.data_dir,
+        std::env::var(crate::secrets::KEK_ENV).ok(),
+    )?);
+    crate::operator::ensure_keys(&store, &secrets, &config)?;
     let (spool, writer) = Spool::start(&store)?;
     let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
     let acceptor = Arc::new(Acceptor::new(
         store.clone(),
         spool.clone(),
         queued_tx,
-        config.server.max_queue_bytes,
+        secrets,
+        AcceptSettings {
+            max_queue_bytes: config.server.max_queue_bytes,
+            hostname: config.server.hostname.clone(),
+            operator_domain: config.server.operator_domain.clone(),
+            unsubscribe_base: format!("https://{}/unsubscribe/", config.server.hostname),
+        },
     ));
     let delivery = Arc::new(
         Delivery::new(&config, store.clone(), spool.clone()).map_err(ServeError::Delivery)?,

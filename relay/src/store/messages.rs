@@ -47,6 +47,9 @@ pub struct NewMessage<'a> {
     pub id: &'a str,
     pub did: &'a str,
     pub mail_from: &'a str,
+    /// Envelope sender used for delivery (VERP on the operator domain).
+    pub return_path: &'a str,
+    pub category: &'a str,
     pub from_domain: &'a str,
     pub source: &'a str,
     pub received_at: i64,
@@ -58,8 +61,8 @@ pub struct NewMessage<'a> {
 /// recipients as delivery will see them.
 pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>, StoreError> {
     conn.prepare_cached(
-        "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at, return_path, category)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         m.id,
@@ -68,7 +71,9 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
         m.from_domain,
         m.body.len() as i64,
         m.source,
-        m.received_at
+        m.received_at,
+        m.return_path,
+        m.category
     ])?;
     conn.prepare_cached("INSERT INTO message_bodies (message_id, data) VALUES (?1, ?2)")?
         .execute(params![m.id, m.body])?;
@@ -90,7 +95,7 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
             address: address.clone(),
             domain,
             attempts: 0,
-            mail_from: m.mail_from.to_string(),
+            mail_from: m.return_path.to_string(),
             received_at: m.received_at,
         });
     }
@@ -113,6 +118,7 @@ pub struct DueRecipient {
     pub address: String,
     pub domain: String,
     pub attempts: u32,
+    /// The envelope sender for delivery (the VERP return path).
     pub mail_from: String,
     pub received_at: i64,
 }
@@ -120,7 +126,7 @@ pub struct DueRecipient {
 /// Up to `limit` recipients not final and due at `now`, oldest due first.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<DueRecipient>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, m.mail_from, m.received_at
+        "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, coalesce(m.return_path, m.mail_from), m.received_at
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.status IN ('accepted', 'deferred') AND r.next_attempt_at <= ?1
          ORDER BY r.next_attempt_at, r.id LIMIT ?2",
@@ -274,6 +280,8 @@ mod tests {
                         id: "m1",
                         did: "did:plc:a",
                         mail_from: "s@a.test",
+                        return_path: "bounces+m1-00@pool.test",
+                        category: "bulk",
                         from_domain: "a.test",
                         source: "smtp",
                         received_at: 100,

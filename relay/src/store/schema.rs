@@ -97,6 +97,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dkim_keys_active ON dkim_keys(domain) WHERE retired_at IS NULL;
     ",
+    // 3: the VERP return path and the category of each message.
+    "
+    ALTER TABLE messages ADD COLUMN return_path TEXT;
+    ALTER TABLE messages ADD COLUMN category TEXT;
+    ",
 ];
 
 /// Number of migrations this binary knows.
