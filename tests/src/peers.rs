@@ -124,9 +124,13 @@ pub struct Dns {
 impl Dns {
     /// Starts dnsmasq with `lines` of configuration (e.g. `mx-host=...`), authoritative for `domains`.
     pub fn start(domains: &[&str], lines: &[String]) -> Self {
+        Self::start_on(free_udp_tcp_port(), domains, lines)
+    }
+
+    /// As [`Dns::start`], on a port chosen beforehand (when the relay's config needs it first).
+    pub fn start_on(port: u16, domains: &[&str], lines: &[String]) -> Self {
         require_program("/usr/sbin/dnsmasq", "apt-get install dnsmasq-base");
         let temp = tempfile::tempdir().expect("tempdir");
-        let port = free_udp_tcp_port();
         let mut conf = format!(
             "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\nuser=root\n"
         );
@@ -165,6 +169,39 @@ impl Dns {
             lines.push(format!("host-record=mx.{d},127.0.0.1"));
         }
         Self::start(domains, &lines)
+    }
+
+    /// dnsmasq lines for DNS records as `atmos member add` / `atmos operator dns` print them
+    /// (TXT values split into 255-byte strings; MX values `pref host.`).
+    pub fn record_lines(records: &[serde_json::Value]) -> Vec<String> {
+        records
+            .iter()
+            .filter_map(|r| {
+                let (name, kind, value) = (
+                    r["name"].as_str()?,
+                    r["type"].as_str()?,
+                    r["value"].as_str()?,
+                );
+                match kind {
+                    "TXT" => {
+                        let chunks: Vec<String> = value
+                            .as_bytes()
+                            .chunks(255)
+                            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                            .collect();
+                        Some(format!("txt-record={name},{}", chunks.join(",")))
+                    }
+                    "MX" => {
+                        let (pref, host) = value.split_once(' ')?;
+                        Some(format!(
+                            "mx-host={name},{},{pref}",
+                            host.trim_end_matches('.')
+                        ))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// `ip:port` for the relay's `[dns] nameservers`.

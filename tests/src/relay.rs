@@ -94,8 +94,30 @@ connect_timeout = "5s"
             .expect("run atmos")
     }
 
+    /// Runs a command that prints JSON with `dns_records`; returns them.
+    pub fn dns_records(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        v["dns_records"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Adds a member with `domain` (approved when `approve`).
     pub fn add_member(&self, did: &str, domain: &str, approve: bool) -> TestMember {
+        self.add_member_with_records(did, domain, approve).0
+    }
+
+    /// Adds a member and also returns the DNS records `member add` printed.
+    pub fn add_member_with_records(
+        &self,
+        did: &str,
+        domain: &str,
+        approve: bool,
+    ) -> (TestMember, Vec<serde_json::Value>) {
         let mut args = vec!["member", "add", "--did", did, "--domain", domain];
         if approve {
             args.push("--approve");
@@ -108,11 +130,15 @@ connect_timeout = "5s"
         );
         let v: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("member add prints JSON");
-        TestMember {
+        let member = TestMember {
             did: did.into(),
             api_key: v["api_key"].as_str().expect("api_key").into(),
             domain: domain.into(),
-        }
+        };
+        (
+            member,
+            v["dns_records"].as_array().cloned().unwrap_or_default(),
+        )
     }
 
     /// Starts `atmos serve` and waits for its listening line.
