@@ -56,6 +56,74 @@ fn verify(dns_port: u16, path: &std::path::Path) -> Vec<Value> {
         .expect("list")
 }
 
+/// The message with only its `keep`-th DKIM-Signature (opendkim-testmsg passes if any one
+/// signature verifies, so each is tested alone).
+fn only_signature(message: &str, keep: usize) -> String {
+    let (head, body) = message.split_once("\n\n").expect("header/body split");
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.split('\n') {
+        if (line.starts_with(' ') || line.starts_with('\t')) && !fields.is_empty() {
+            let last = fields.last_mut().expect("field");
+            last.push('\n');
+            last.push_str(line);
+        } else {
+            fields.push(line.to_string());
+        }
+    }
+    let mut n = 0;
+    let kept: Vec<String> = fields
+        .into_iter()
+        .filter(|f| {
+            if f.to_ascii_lowercase().starts_with("dkim-signature:") {
+                n += 1;
+                n - 1 == keep
+            } else {
+                true
+            }
+        })
+        .collect();
+    format!("{}\n\n{body}", kept.join("\n"))
+}
+
+/// Runs opendkim-testmsg on `message` in private network and mount namespaces, where dnsmasq
+/// answers on 127.0.0.1:53 with `zone` and /etc/resolv.conf points at it (opendkim-testmsg only
+/// uses the system resolver on port 53). Returns (verified, output).
+fn opendkim_verify(zone: &[String], domains: &[&str], message: &str) -> (bool, String) {
+    atmos_tests::require_program("opendkim-testmsg", "apt-get install opendkim-tools");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut conf = String::from(
+        "port=53\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\nuser=root\n",
+    );
+    for d in domains {
+        conf.push_str(&format!("local=/{d}/\n"));
+    }
+    for l in zone {
+        conf.push_str(l);
+        conf.push('\n');
+    }
+    std::fs::write(dir.path().join("dns.conf"), conf).expect("conf");
+    std::fs::write(dir.path().join("resolv.conf"), "nameserver 127.0.0.1\n").expect("resolv");
+    std::fs::write(dir.path().join("msg.eml"), message).expect("msg");
+    let script = format!(
+        "set -e; ip link set lo up; mount --bind {d}/resolv.conf /etc/resolv.conf; \
+         /usr/sbin/dnsmasq --conf-file={d}/dns.conf --pid-file={d}/dns.pid; \
+         for i in $(seq 100); do dig +short +time=1 @127.0.0.1 -p 53 TXT {probe} >/dev/null 2>&1 && break; sleep 0.05; done; \
+         rc=0; opendkim-testmsg < {d}/msg.eml || rc=$?; kill $(cat {d}/dns.pid); exit $rc",
+        d = dir.path().display(),
+        probe = domains[0],
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-mn", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 fn summary(results: &[Value]) -> Vec<(String, String, bool)> {
     results
         .iter()
@@ -118,15 +186,28 @@ fn dkimpy_verifies_all_four_signatures_and_rotation_keeps_old_mail_valid() {
     // Negative: a changed body fails every signature.
     let text = std::fs::read_to_string(&first).expect("read");
     let tampered = work.path().join("tampered.eml");
-    std::fs::write(
-        &tampered,
-        text.replacen("quick brown fox", "quick brown cat", 1),
-    )
-    .expect("write");
+    let tampered_text = text.replacen("quick brown fox", "quick brown cat", 1);
+    std::fs::write(&tampered, &tampered_text).expect("write");
     assert!(
         summary(&verify(dns_port, &tampered)).iter().all(|r| !r.2),
         "tampered body must fail"
     );
+
+    // opendkim-testmsg, a second verifier in C, checks each signature alone; tampered fails.
+    let domains = ["signed.test", "operator.test"];
+    for i in 0..4 {
+        let (ok, out) = opendkim_verify(&zone(&[]), &domains, &only_signature(&text, i));
+        assert!(ok, "opendkim-testmsg rejected signature {i}: {out}");
+        let (ok, _) = opendkim_verify(&zone(&[]), &domains, &only_signature(&tampered_text, i));
+        assert!(!ok, "opendkim-testmsg accepted tampered signature {i}");
+    }
+    // Without the published keys nothing verifies: the passes above came from DNS.
+    let keyless: Vec<String> = zone(&[])
+        .into_iter()
+        .filter(|l| !l.contains("_domainkey"))
+        .collect();
+    let (ok, _) = opendkim_verify(&keyless, &domains, &only_signature(&text, 0));
+    assert!(!ok, "opendkim-testmsg must fail without the key in DNS");
 
     // Rotation: new operator selectors; the old records stay listed and old mail still verifies.
     let out = relay.cli(&["operator", "rotate-dkim"]);
