@@ -123,15 +123,33 @@ impl From<SpoolError> for SubmitError {
 pub enum Source {
     Smtp,
     Http,
+    /// A delivery status notification the relay itself generated.
+    Dsn,
 }
 
 impl Source {
-    fn as_str(self) -> &'static str {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Smtp => "smtp",
             Self::Http => "http",
+            Self::Dsn => "dsn",
         }
     }
+}
+
+/// A message ready for the spool.
+pub(crate) struct QueueItem {
+    pub id: String,
+    pub did: String,
+    pub mail_from: String,
+    pub return_path: String,
+    pub category: String,
+    pub from_domain: String,
+    pub source: Source,
+    pub received_at: i64,
+    pub raw: Vec<u8>,
+    pub recipients: Vec<String>,
 }
 
 /// A complete submission from an authenticated member.
@@ -255,44 +273,66 @@ impl Acceptor {
         signed.extend_from_slice(&stamped);
         sub.raw = signed;
         let return_path = verp::return_path(&self.secrets, &id, &self.settings.operator_domain);
-        let category = category.name().to_string();
-        let message_id = id.clone();
-        let cap = self.settings.max_queue_bytes;
+        self.queue(QueueItem {
+            id: id.clone(),
+            did: sub.did,
+            mail_from: sub.mail_from,
+            return_path,
+            category: category.name().to_string(),
+            from_domain,
+            source: sub.source,
+            received_at: now,
+            raw: sub.raw,
+            recipients: sub.recipients,
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Writes a message to the spool (one transaction with its `relay_attempt` event) and hands
+    /// its recipients to delivery. Member mail counts against the queue cap; DSNs do not, so a
+    /// full queue never loses a bounce notice.
+    pub(crate) async fn queue(&self, item: QueueItem) -> Result<(), SubmitError> {
+        let cap = if matches!(item.source, Source::Dsn) {
+            0
+        } else {
+            self.settings.max_queue_bytes
+        };
         let due = self
             .spool
             .write(move |tx| {
                 // Checked inside the writer's transaction, so concurrent sessions cannot overshoot.
-                if cap > 0 && messages::used_bytes(tx)? + sub.raw.len() as u64 > cap {
+                if cap > 0 && messages::used_bytes(tx)? + item.raw.len() as u64 > cap {
                     return Err(StoreError::QueueFull);
                 }
                 let due = messages::insert(
                     tx,
                     &NewMessage {
-                        id: &message_id,
-                        did: &sub.did,
-                        mail_from: &sub.mail_from,
-                        return_path: &return_path,
-                        category: &category,
-                        from_domain: &from_domain,
-                        source: sub.source.as_str(),
-                        received_at: now,
-                        body: &sub.raw,
-                        recipients: &sub.recipients,
+                        id: &item.id,
+                        did: &item.did,
+                        mail_from: &item.mail_from,
+                        return_path: &item.return_path,
+                        category: &item.category,
+                        from_domain: &item.from_domain,
+                        source: item.source.as_str(),
+                        received_at: item.received_at,
+                        body: &item.raw,
+                        recipients: &item.recipients,
                     },
                 )?;
                 events::append(
                     tx,
-                    now,
+                    item.received_at,
                     &NewEvent {
                         kind: "relay_attempt",
-                        did: Some(&sub.did),
-                        message_id: Some(&message_id),
+                        did: Some(&item.did),
+                        message_id: Some(&item.id),
                         actor: Some("relay"),
                         data: serde_json::json!({
-                            "recipients": sub.recipients.len(),
-                            "size": sub.raw.len(),
-                            "source": sub.source.as_str(),
-                            "category": category,
+                            "recipients": item.recipients.len(),
+                            "size": item.raw.len(),
+                            "source": item.source.as_str(),
+                            "category": item.category,
                         }),
                     },
                 )?;
@@ -301,7 +341,27 @@ impl Acceptor {
             .await?;
         // Delivery may be stopped (shutdown): the message is on disk and will be found at start.
         let _ = self.queued.send(due);
-        Ok(id)
+        Ok(())
+    }
+
+    /// The signer (the relay's own mail is signed with the operator keys).
+    pub(crate) fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// Acceptance names and limits.
+    pub(crate) fn settings(&self) -> &AcceptSettings {
+        &self.settings
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The spool.
+    pub(crate) fn spool(&self) -> &Spool {
+        &self.spool
     }
 
     /// Records a refused submission as a `relay_rejected` event (best effort, not awaited).

@@ -6,6 +6,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod bounces;
 pub mod config;
 pub mod delivery;
 pub mod dev;

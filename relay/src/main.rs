@@ -81,6 +81,15 @@ enum MemberCmd {
         #[arg(long)]
         approve: bool,
     },
+    /// Set (or with no --address, clear) where bounce notices for a sending domain go.
+    ForwardTo {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        address: Option<String>,
+    },
     /// Approve a pending member.
     Approve(StateArgs),
     /// Suspend a member.
@@ -241,6 +250,32 @@ fn member(cmd: MemberCmd) -> Result<(), Failure> {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&added).context("printing")?
+            );
+            return Ok(());
+        }
+        MemberCmd::ForwardTo {
+            config,
+            domain,
+            address,
+        } => {
+            let config = load_config(&config)?;
+            if let Some(a) = &address
+                && atmos_relay::accept::domain_of(a).is_none()
+            {
+                return Err(Failure::Usage(format!("invalid address {a:?}")));
+            }
+            let store = Store::open(&config.server.data_dir).context("opening the store")?;
+            let found = store
+                .with(|c| {
+                    atmos_relay::store::members::set_forward_to(c, &domain, address.as_deref())
+                })
+                .context("updating the domain")?;
+            if !found {
+                return Err(Failure::Usage(format!("no sending domain {domain}")));
+            }
+            println!(
+                "{}",
+                serde_json::json!({ "domain": domain, "forward_to": address })
             );
             return Ok(());
         }

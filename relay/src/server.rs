@@ -72,7 +72,13 @@ pub async fn serve(
         },
     ));
     let delivery = Arc::new(
-        Delivery::new(&config, store.clone(), spool.clone()).map_err(ServeError::Delivery)?,
+        Delivery::new(
+            &config,
+            store.clone(),
+            spool.clone(),
+            Some(Arc::new(crate::bounces::DsnReporter(acceptor.clone()))),
+        )
+        .map_err(ServeError::Delivery)?,
     );
     let listener = TcpListener::bind(config.smtp.submission_listen)
         .await

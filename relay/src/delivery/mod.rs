@@ -7,6 +7,7 @@
 //! due again (at-least-once).
 
 pub mod client;
+pub mod dsn;
 pub mod mx;
 pub mod retry;
 
@@ -16,6 +17,7 @@ use crate::store::events::{self, NewEvent};
 use crate::store::messages::{self, AttemptRecord, DueRecipient, RecipientStatus};
 use crate::store::{Store, now_ms};
 use client::{ClientConfig, ConnectError, Connection, RemoteReply};
+use dsn::{BounceReport, BounceReporter};
 use hickory_resolver::TokioResolver;
 use mx::MailHost;
 use retry::{Outcome, RetryPolicy};
@@ -62,6 +64,7 @@ pub struct Delivery {
     smarthost: Option<SocketAddr>,
     per_destination: usize,
     global: Arc<Semaphore>,
+    reporter: Option<Arc<dyn BounceReporter>>,
 }
 
 /// The sender side acceptance uses to hand over newly queued recipients.
@@ -69,7 +72,13 @@ pub type QueuedSender = mpsc::UnboundedSender<Vec<DueRecipient>>;
 
 impl Delivery {
     /// Builds delivery from the configuration.
-    pub fn new(config: &Config, store: Arc<Store>, spool: Spool) -> Result<Self, String> {
+    /// `reporter` hears about every bounce after it is committed (to send the DSN).
+    pub fn new(
+        config: &Config,
+        store: Arc<Store>,
+        spool: Spool,
+        reporter: Option<Arc<dyn BounceReporter>>,
+    ) -> Result<Self, String> {
         let resolver = mx::resolver(&config.nameservers())?;
         let tls = mail_send::smtp::tls::build_tls_connector(true)?;
         Ok(Self {
@@ -90,6 +99,7 @@ impl Delivery {
             smarthost: config.delivery.smarthost.parse().ok(),
             per_destination: config.delivery.per_destination_concurrency,
             global: Arc::new(Semaphore::new(config.delivery.global_concurrency)),
+            reporter,
         })
     }
 
@@ -399,15 +409,43 @@ impl Delivery {
     /// Commits the attempt of each recipient, its event, and drops the body once all are final.
     async fn record(&self, job: &Job, results: Vec<(RemoteReply, Outcome, Option<String>)>) {
         let now = now_ms();
-        let policy = self.policy;
+        let decided: Vec<(RecipientStatus, i64)> = job
+            .recipients
+            .iter()
+            .zip(&results)
+            .map(|((_, _, attempts), (_, outcome, _))| {
+                self.policy
+                    .decide(*outcome, attempts + 1, job.received_at, now)
+            })
+            .collect();
+        // Bounces need the original headers for the DSN; read them before the body may go.
+        let bounced = decided.iter().any(|(s, _)| *s == RecipientStatus::Bounced);
+        let origin = if bounced && self.reporter.is_some() {
+            self.bounce_context(&job.message_id)
+        } else {
+            None
+        };
+        let reports: Vec<(String, RemoteReply, Option<String>)> = job
+            .recipients
+            .iter()
+            .zip(&results)
+            .zip(&decided)
+            .filter(|(_, (s, _))| *s == RecipientStatus::Bounced)
+            .map(|(((_, address, _), (reply, _, mx)), _)| {
+                (address.clone(), reply.clone(), mx.clone())
+            })
+            .collect();
         let job = job.clone();
+        let job_for_write = job.clone();
         let write = self
             .spool
             .write(move |tx| {
+                let job = job_for_write;
                 let mut finished = None;
-                for ((id, address, attempts), (reply, outcome, mx)) in job.recipients.iter().zip(results) {
+                for (((id, address, attempts), (reply, _outcome, mx)), (status, next)) in
+                    job.recipients.iter().zip(results).zip(decided)
+                {
                     let tries = attempts + 1;
-                    let (status, next) = policy.decide(outcome, tries, job.received_at, now);
                     let (message_id, all_final) = messages::record_attempt(
                         tx,
                         &AttemptRecord {
@@ -452,6 +490,43 @@ impl Delivery {
         if let Err(e) = write {
             // The attempt stays unrecorded; the recipients are due again and will be retried.
             tracing::error!(error = %e, "delivery: cannot record attempt");
+            return;
         }
+        if let (Some(reporter), Some((did, domain, source, headers))) = (&self.reporter, origin) {
+            for (recipient, reply, mx) in reports {
+                reporter.report(BounceReport {
+                    message_id: job.message_id.clone(),
+                    did: did.clone(),
+                    domain: domain.clone(),
+                    recipient,
+                    reply: reply.text,
+                    mx,
+                    original_headers: headers.clone(),
+                    source: source.clone(),
+                    arrival_ms: job.received_at,
+                });
+            }
+        }
+    }
+
+    /// (DID, sending domain, source, original header block) of a message.
+    fn bounce_context(&self, message_id: &str) -> Option<(String, String, String, Vec<u8>)> {
+        let (did, domain, source) = self
+            .store
+            .with(|c| messages::origin(c, message_id))
+            .ok()
+            .flatten()?;
+        let body = self
+            .store
+            .with(|c| messages::body(c, message_id))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let end = body
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| p + 2)
+            .unwrap_or(body.len());
+        Some((did, domain, source, body[..end].to_vec()))
     }
 }

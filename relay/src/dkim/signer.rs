@@ -75,23 +75,35 @@ impl Signer {
 
     /// The `DKIM-Signature` header lines for `message` (member domain first, then operator).
     pub fn sign(&self, member_domain: &str, message: &[u8]) -> Result<String, KeyError> {
+        self.sign_for(
+            &[
+                member_domain.to_ascii_lowercase(),
+                self.operator_domain.clone(),
+            ],
+            message,
+        )
+    }
+
+    /// Signatures of the operator domain only (the relay's own mail, such as DSNs).
+    pub fn sign_operator(&self, message: &[u8]) -> Result<String, KeyError> {
+        self.sign_for(std::slice::from_ref(&self.operator_domain), message)
+    }
+
+    fn sign_for(&self, domains: &[String], message: &[u8]) -> Result<String, KeyError> {
         let mut out = String::new();
-        for domain in [
-            member_domain.to_ascii_lowercase(),
-            self.operator_domain.clone(),
-        ] {
-            let keys = self.keys(&domain)?;
+        for domain in domains {
+            let keys = self.keys(domain)?;
             if keys.rsa.is_none() && keys.ed25519.is_none() {
                 return Err(KeyError::Unusable {
-                    selector: domain,
+                    selector: domain.clone(),
                     message: "no DKIM key".into(),
                 });
             }
             if let Some((selector, key)) = &keys.rsa {
-                out.push_str(&sign_one(Shared(key.clone()), &domain, selector, message)?);
+                out.push_str(&sign_one(Shared(key.clone()), domain, selector, message)?);
             }
             if let Some((selector, key)) = &keys.ed25519 {
-                out.push_str(&sign_one(Shared(key.clone()), &domain, selector, message)?);
+                out.push_str(&sign_one(Shared(key.clone()), domain, selector, message)?);
             }
         }
         Ok(out)

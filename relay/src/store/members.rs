@@ -180,6 +180,27 @@ pub fn domains_of(conn: &Connection, did: &str) -> Result<Vec<SendingDomain>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Sets (or clears) the forward-to address of a sending domain.
+pub fn set_forward_to(
+    conn: &Connection,
+    domain: &str,
+    address: Option<&str>,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE sending_domains SET forward_to = ?2 WHERE domain = lower(?1)",
+        params![domain, address],
+    )? == 1)
+}
+
+/// The forward-to address of a sending domain.
+pub fn forward_to(conn: &Connection, domain: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT forward_to FROM sending_domains WHERE domain = lower(?1)")?
+        .query_row([domain], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
 /// The DID owning `domain`, if any.
 pub fn domain_owner(conn: &Connection, domain: &str) -> Result<Option<String>, StoreError> {
     Ok(conn

@@ -154,6 +154,17 @@ pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
         .query_row([], |r| r.get(0))?)
 }
 
+/// Who sent a message and how: (DID, sending domain, source).
+pub fn origin(
+    conn: &Connection,
+    message_id: &str,
+) -> Result<Option<(String, String, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT did, from_domain, source FROM messages WHERE id = ?1")?
+        .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
 /// The stored body of a message (gone once every recipient is final).
 pub fn body(conn: &Connection, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(conn
