@@ -13,9 +13,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn cpu_time() -> f64 {
-    let mut ts = libc_timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc_timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the struct we own.
-    unsafe { clock_gettime(2 /* CLOCK_PROCESS_CPUTIME_ID */, &mut ts) };
+    unsafe {
+        clock_gettime(2 /* CLOCK_PROCESS_CPUTIME_ID */, &mut ts)
+    };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
@@ -45,18 +50,33 @@ fn measure(n: u32, mut f: impl FnMut()) -> (f64, f64) {
 fn main() {
     let rsa_pair = keys::generate(Algorithm::Rsa).expect("rsa");
     let ed_pair = keys::generate(Algorithm::Ed25519).expect("ed25519");
-    let rsa = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(rsa_pair.private_pkcs8)))
-        .expect("rsa key");
+    let rsa = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        rsa_pair.private_pkcs8,
+    )))
+    .expect("rsa key");
     let ed = Ed25519Key::from_pkcs8_der(&ed_pair.private_pkcs8).expect("ed key");
-    let digest_input: &[u8] = b"v=1; a=rsa-sha256; d=example.com; s=sel; h=from:to:subject; bh=abc; b=";
+    let digest_input: &[u8] =
+        b"v=1; a=rsa-sha256; d=example.com; s=sel; h=from:to:subject; bh=abc; b=";
 
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path()).expect("store"));
     let secrets = Arc::new(Secrets::from_key(&[9; 32]));
-    for (domain, owner) in [("member.bench", Owner::Member), ("operator.bench", Owner::Operator)] {
+    for (domain, owner) in [
+        ("member.bench", Owner::Member),
+        ("operator.bench", Owner::Operator),
+    ] {
         let set = KeySet::generate().expect("keys");
         store
-            .write(|tx| Ok(keys::rotate(tx, &secrets, domain, owner, 1_795_397_691_000, set)?))
+            .write(|tx| {
+                Ok(keys::rotate(
+                    tx,
+                    &secrets,
+                    domain,
+                    owner,
+                    1_795_397_691_000,
+                    set,
+                )?)
+            })
             .expect("rotate");
     }
     let signer = Signer::new(store, secrets, "operator.bench");
@@ -65,7 +85,9 @@ fn main() {
          Message-ID: <x@member.bench>\r\nX-Atmos-Member-Did: did:plc:x\r\nFeedback-ID: bulk:did:plc:x:member.bench:atmosphere-mail\r\n\r\n",
     );
     while message.len() < 2048 {
-        message.push_str("The quick brown fox jumps over the lazy dog, again and again and again.\r\n");
+        message.push_str(
+            "The quick brown fox jumps over the lazy dog, again and again and again.\r\n",
+        );
     }
     let message = message.into_bytes();
 

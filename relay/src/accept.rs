@@ -200,7 +200,11 @@ impl Acceptor {
         secrets: Arc<Secrets>,
         settings: AcceptSettings,
     ) -> Self {
-        let signer = Arc::new(Signer::new(store.clone(), secrets.clone(), &settings.operator_domain));
+        let signer = Arc::new(Signer::new(
+            store.clone(),
+            secrets.clone(),
+            &settings.operator_domain,
+        ));
         Self {
             store,
             spool,
