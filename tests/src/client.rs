@@ -68,3 +68,32 @@ pub fn message(from: &str, to: &str, id: &str, size: usize) -> Vec<u8> {
     }
     m.into_bytes()
 }
+
+/// A raw connection for protocol probes: connected, greeted, EHLO said (no TLS, no AUTH).
+pub async fn probe_plain(addr: SocketAddr) -> SmtpClient<TcpStream> {
+    let mut c = SmtpClient::connect(addr, Duration::from_secs(30))
+        .await
+        .expect("connect");
+    c.read().await.expect("greeting");
+    c.ehlo("probe.test").await.expect("ehlo");
+    c
+}
+
+/// A raw probe after STARTTLS (any certificate) and a second EHLO, with that EHLO's reply.
+pub async fn probe_tls(addr: SocketAddr) -> (Session, smtp_proto::EhloResponse<String>) {
+    let connector = mail_send::smtp::tls::build_tls_connector(true).expect("tls connector");
+    let mut c = probe_plain(addr)
+        .await
+        .start_tls(&connector, "relay.test")
+        .await
+        .expect("starttls");
+    let ehlo = c.ehlo("probe.test").await.expect("ehlo after tls");
+    (c, ehlo)
+}
+
+/// `AUTH PLAIN <base64>` for a DID and key.
+pub fn auth_plain_line(did: &str, key: &str) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("\0{did}\0{key}"));
+    format!("AUTH PLAIN {b}")
+}

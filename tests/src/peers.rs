@@ -78,14 +78,7 @@ impl SmtpSink {
 
     /// Contents of every message received so far.
     pub fn messages(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .collect()
+        read_messages(&self.dir)
     }
 
     /// The `X-Test-Id` header values of every message received, with their counts.
@@ -296,14 +289,7 @@ impl TlsMx {
 
     /// Contents of every message received so far.
     pub fn messages(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .collect()
+        read_messages(&self.dir)
     }
 }
 
@@ -312,4 +298,16 @@ impl Drop for TlsMx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Contents of every file in a mail directory.
+fn read_messages(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect()
 }

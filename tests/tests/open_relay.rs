@@ -1,16 +1,14 @@
 //! No open relay: every probe is refused with the SPEC's reply, and nothing is queued or delivered.
 //! Protocol probes use mail-send's raw client; credential probes use swaks.
 
+use atmos_tests::client;
 use atmos_tests::relay::TestMember;
 use atmos_tests::setup::{RCPT_DOMAIN, World};
-use base64::Engine;
 use mail_send::SmtpClient;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-
-const T: Duration = Duration::from_secs(30);
 
 fn render(r: &smtp_proto::Response<String>) -> String {
     let esc = if r.esc[0] > 0 {
@@ -27,34 +25,18 @@ async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(c: &mut SmtpClient<S>, line: &st
 }
 
 async fn plain(addr: SocketAddr) -> SmtpClient<tokio::net::TcpStream> {
-    let mut c = SmtpClient::connect(addr, T).await.expect("connect");
-    c.read().await.expect("greeting");
-    c.ehlo("probe.test").await.expect("ehlo");
-    c
+    client::probe_plain(addr).await
 }
 
-async fn tls(
-    addr: SocketAddr,
-) -> SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let connector = mail_send::smtp::tls::build_tls_connector(true).expect("tls connector");
-    let mut c = plain(addr)
-        .await
-        .start_tls(&connector, "relay.test")
-        .await
-        .expect("starttls");
-    c.ehlo("probe.test").await.expect("ehlo after tls");
-    c
+async fn tls(addr: SocketAddr) -> client::Session {
+    client::probe_tls(addr).await.0
 }
 
 fn auth_plain(m: &TestMember) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{}", m.did, m.api_key));
-    format!("AUTH PLAIN {b}")
+    client::auth_plain_line(&m.did, &m.api_key)
 }
 
-async fn authed(
-    addr: SocketAddr,
-    m: &TestMember,
-) -> SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+async fn authed(addr: SocketAddr, m: &TestMember) -> client::Session {
     let mut c = tls(addr).await;
     let r = cmd(&mut c, &auth_plain(m)).await;
     assert!(r.starts_with("235"), "auth failed: {r}");

@@ -1,7 +1,7 @@
 //! Session behaviour on the wire: PIPELINING, the idle timeout, and 421 on shutdown.
 
+use atmos_tests::client;
 use atmos_tests::setup::{RCPT_DOMAIN, World};
-use base64::Engine;
 use mail_send::SmtpClient;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,29 +10,16 @@ use tokio::io::AsyncWriteExt;
 type Tls = SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 async fn authed(addr: SocketAddr, did: &str, key: &str) -> Tls {
-    let mut c = SmtpClient::connect(addr, Duration::from_secs(30))
-        .await
-        .expect("connect");
-    c.read().await.expect("greeting");
-    c.ehlo("probe.test").await.expect("ehlo");
-    let connector = mail_send::smtp::tls::build_tls_connector(true).expect("connector");
-    let mut c = c
-        .start_tls(&connector, "relay.test")
-        .await
-        .expect("starttls");
-    let ehlo = c.ehlo("probe.test").await.expect("ehlo");
+    let (mut c, ehlo) = client::probe_tls(addr).await;
     assert!(
         ehlo.has_capability(smtp_proto::EXT_PIPELINING),
         "PIPELINING advertised"
     );
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("\0{did}\0{key}"));
-    assert_eq!(
-        c.cmd(format!("AUTH PLAIN {b}\r\n"))
-            .await
-            .expect("auth")
-            .code,
-        235
-    );
+    let r = c
+        .cmd(format!("{}\r\n", client::auth_plain_line(did, key)))
+        .await
+        .expect("auth");
+    assert_eq!(r.code, 235);
     c
 }
 
@@ -114,20 +101,9 @@ fn suspension_applies_at_once_even_with_a_cached_key() {
     ]);
     assert!(out.status.success());
     let reply = rt.block_on(async {
-        let mut c = SmtpClient::connect(world.submission, Duration::from_secs(30))
-            .await
-            .expect("connect");
-        c.read().await.expect("greeting");
-        c.ehlo("probe.test").await.expect("ehlo");
-        let connector = mail_send::smtp::tls::build_tls_connector(true).expect("connector");
-        let mut c = c
-            .start_tls(&connector, "relay.test")
-            .await
-            .expect("starttls");
-        c.ehlo("probe.test").await.expect("ehlo");
-        let b = base64::engine::general_purpose::STANDARD
-            .encode(format!("\0{}\0{}", world.member.did, world.member.api_key));
-        c.cmd(format!("AUTH PLAIN {b}\r\n")).await.expect("reply")
+        let (mut c, _) = client::probe_tls(world.submission).await;
+        let line = client::auth_plain_line(&world.member.did, &world.member.api_key);
+        c.cmd(format!("{line}\r\n")).await.expect("reply")
     });
     assert_eq!((reply.code, reply.esc), (535, [5, 7, 8]));
     assert_eq!(reply.message, "account suspended");
