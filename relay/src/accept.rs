@@ -23,6 +23,8 @@ pub enum SubmitError {
     AuthRequired,
     #[error("Authentication credentials invalid")]
     AuthFailed,
+    #[error("invalid DID or handle {0:?}")]
+    InvalidDid(String),
     #[error("pending operator approval")]
     MemberPending,
     #[error("account suspended")]
@@ -47,6 +49,7 @@ impl SubmitError {
         match self {
             Self::AuthRequired => "AUTH_REQUIRED",
             Self::AuthFailed => "AUTH_FAILED",
+            Self::InvalidDid(_) => "INVALID_DID",
             Self::MemberPending => "MEMBER_PENDING",
             Self::MemberSuspended => "MEMBER_SUSPENDED",
             Self::DomainMismatch(_) => "DOMAIN_MISMATCH",
@@ -64,6 +67,7 @@ impl SubmitError {
         match self {
             Self::AuthRequired => (530, "5.7.0", text),
             Self::AuthFailed => (535, "5.7.8", text),
+            Self::InvalidDid(_) => (535, "5.7.8", "Authentication credentials invalid".into()),
             Self::MemberPending | Self::MemberSuspended => (535, "5.7.8", text),
             Self::DomainMismatch(_) => (550, "5.7.1", text),
             Self::InvalidRequest(_) => (550, "5.6.0", text),
@@ -76,7 +80,7 @@ impl SubmitError {
     /// HTTP status for this error.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::AuthRequired | Self::InvalidRequest(_) => 400,
+            Self::AuthRequired | Self::InvalidDid(_) | Self::InvalidRequest(_) => 400,
             Self::AuthFailed => 401,
             Self::MemberPending | Self::MemberSuspended | Self::DomainMismatch(_) => 403,
             Self::TooBig => 413,

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod dev;
 pub mod dkim;
 pub mod headers;
+pub mod http;
 pub mod members;
 pub mod operator;
 pub mod records;

@@ -38,6 +38,9 @@ enum Cmd {
         /// Submission listener address.
         #[arg(long, default_value = "127.0.0.1:1587")]
         submission_listen: std::net::SocketAddr,
+        /// HTTP listener address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http_listen: std::net::SocketAddr,
     },
     /// Manage members.
     Member {
@@ -161,6 +164,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Dev {
             data_dir,
             submission_listen,
+            http_listen,
         } => {
             runtime()?.block_on(async {
                 let shutdown = shutdown_on_signal();
@@ -168,6 +172,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     dev::DevOptions {
                         data_dir,
                         submission_listen,
+                        http_listen,
                     },
                     shutdown,
                 )

@@ -43,6 +43,7 @@ pub enum ServeError {
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Listening {
     pub submission: SocketAddr,
+    pub http: SocketAddr,
 }
 
 /// Runs the relay until `shutdown` is cancelled; `on_ready` hears the bound addresses.
@@ -80,6 +81,7 @@ pub async fn serve(
         )
         .map_err(ServeError::Delivery)?,
     );
+    let auth = Arc::new(Authenticator::default());
     let listener = TcpListener::bind(config.smtp.submission_listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -87,10 +89,18 @@ pub async fn serve(
             addr: config.smtp.submission_listen,
             source,
         })?;
+    let http_listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            key: "http.listen",
+            addr: config.http.listen,
+            source,
+        })?;
     let listening = Listening {
         submission: listener
             .local_addr()
             .unwrap_or(config.smtp.submission_listen),
+        http: http_listener.local_addr().unwrap_or(config.http.listen),
     };
     let service = Arc::new(SubmissionService {
         hostname: config.server.hostname.clone(),
@@ -100,10 +110,16 @@ pub async fn serve(
         },
         idle_timeout: config.smtp.idle_timeout,
         tls: tls::acceptor(&config.tls, &config.server.hostname)?,
-        auth: Authenticator::default(),
+        auth: auth.clone(),
         throttle: AuthThrottle::default(),
-        acceptor,
+        acceptor: acceptor.clone(),
         store: store.clone(),
+    });
+    let http_state = Arc::new(crate::http::AppState {
+        acceptor,
+        auth,
+        store: store.clone(),
+        max_recipients: config.smtp.max_recipients,
     });
 
     let deadline = config.server.shutdown_deadline;
@@ -115,12 +131,18 @@ pub async fn serve(
         sessions.clone(),
     ));
     let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown.clone(), deadline));
-    tracing::info!(submission = %listening.submission, data_dir = %config.server.data_dir.display(), "relay ready");
+    let http_task = tokio::spawn(crate::http::serve(
+        http_listener,
+        http_state,
+        shutdown.clone(),
+    ));
+    tracing::info!(submission = %listening.submission, http = %listening.http, data_dir = %config.server.data_dir.display(), "relay ready");
     on_ready(listening);
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: listeners closed, finishing sessions and deliveries");
     let _ = listener_task.await;
+    let _ = http_task.await;
     sessions.close();
     if tokio::time::timeout(deadline, sessions.wait())
         .await

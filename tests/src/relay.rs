@@ -40,6 +40,8 @@ pub struct Relay {
     pub config_path: PathBuf,
     child: Option<Child>,
     pub submission: Option<SocketAddr>,
+    /// The HTTP listener of the running relay.
+    pub http: Option<SocketAddr>,
     /// Extra environment for `serve` (e.g. `ATMOS_SMTP_IDLE_TIMEOUT`).
     pub env: Vec<(String, String)>,
     starts: u32,
@@ -60,6 +62,8 @@ shutdown_deadline = "10s"
 submission_listen = "127.0.0.1:0"
 max_message_size = 65536
 max_recipients = 5
+[http]
+listen = "127.0.0.1:0"
 [dns]
 nameservers = [{ns}]
 [delivery]
@@ -78,6 +82,7 @@ connect_timeout = "5s"
             config_path,
             child: None,
             submission: None,
+            http: None,
             env: Vec::new(),
             starts: 0,
         }
@@ -173,6 +178,7 @@ connect_timeout = "5s"
             .parse()
             .expect("address");
         self.submission = Some(addr);
+        self.http = v["listening"]["http"].as_str().and_then(|a| a.parse().ok());
         addr
     }
 

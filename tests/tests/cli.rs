@@ -121,7 +121,14 @@ fn member_add_prints_the_key_once_and_stores_only_a_bcrypt_hash() {
 fn dev_mode_delivers_a_first_message_sent_with_swaks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(atmos_bin())
-        .args(["dev", "--submission-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "dev",
+            "--submission-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -23,12 +23,14 @@ pub const DEMO_DOMAIN: &str = "demo.localhost";
 pub struct DevOptions {
     pub data_dir: Option<PathBuf>,
     pub submission_listen: SocketAddr,
+    pub http_listen: SocketAddr,
 }
 
 /// What dev mode prints once it is ready (one JSON line, then a human summary).
 #[derive(Debug, Serialize)]
 pub struct DevReady {
     pub submission: SocketAddr,
+    pub http: SocketAddr,
     pub did: &'static str,
     pub api_key: String,
     pub domain: &'static str,
@@ -80,6 +82,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
     config.server.data_dir = data_dir.clone();
     config.server.shutdown_deadline = std::time::Duration::from_secs(5);
     config.smtp.submission_listen = opts.submission_listen;
+    config.http.listen = opts.http_listen;
     config.delivery.smarthost = sink.to_string();
     config.delivery.retry_base = std::time::Duration::from_secs(5);
 
@@ -87,6 +90,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
     let ready = move |l: Listening| {
         let info = DevReady {
             submission: l.submission,
+            http: l.http,
             did: DEMO_DID,
             api_key,
             domain: DEMO_DOMAIN,
@@ -97,10 +101,12 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
         println!(
             "\nAtmosphere Mail dev relay is running.\n\
              Submission (STARTTLS + AUTH): {sub}\n\
+             HTTP API: http://{http}/v1/send\n\
              Username: {did}\nPassword: {key}\n\
              Mail is captured, not sent: {cap}\n\n\
              Send a first message:\n  swaks --server {sub} --tls --auth PLAIN \\\n    --auth-user {did} --auth-password {key} \\\n    --from hello@{dom} --to you@example.com\n",
             sub = info.submission,
+            http = info.http,
             did = info.did,
             key = info.api_key,
             cap = info.captured_dir.display(),

@@ -27,7 +27,7 @@ pub struct SubmissionService {
     pub limits: Limits,
     pub idle_timeout: Duration,
     pub tls: TlsAcceptor,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub throttle: AuthThrottle,
     pub acceptor: Arc<Acceptor>,
     pub store: Arc<Store>,

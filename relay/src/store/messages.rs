@@ -265,6 +265,94 @@ pub fn recipients_of(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A message as the status API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: String,
+    #[serde(skip)]
+    pub did: String,
+    pub from: String,
+    pub category: Option<String>,
+    pub source: String,
+    pub size: i64,
+    /// Milliseconds since the epoch.
+    pub received_at: i64,
+}
+
+fn message_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
+    Ok(MessageView {
+        id: r.get(0)?,
+        did: r.get(1)?,
+        from: r.get(2)?,
+        category: r.get(3)?,
+        source: r.get(4)?,
+        size: r.get(5)?,
+        received_at: r.get(6)?,
+    })
+}
+
+/// One message by id.
+pub fn get(conn: &Connection, message_id: &str) -> Result<Option<MessageView>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, did, mail_from, category, source, size, received_at FROM messages WHERE id = ?1",
+        )?
+        .query_row([message_id], message_view)
+        .optional()?)
+}
+
+/// A member's messages, newest first: optionally only those with a recipient in `status`,
+/// received at or after `since`, and older than the `before` id (the cursor).
+pub fn list_for(
+    conn: &Connection,
+    did: &str,
+    status: Option<&str>,
+    since: Option<i64>,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<Vec<MessageView>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, m.did, m.mail_from, m.category, m.source, m.size, m.received_at FROM messages m
+         WHERE m.did = ?1 AND (?2 IS NULL OR m.received_at >= ?2) AND (?3 IS NULL OR m.id < ?3)
+           AND (?4 IS NULL OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = ?4))
+         ORDER BY m.id DESC LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(params![did, since, before, status, limit], message_view)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One delivery attempt as the status API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptView {
+    pub at: i64,
+    pub mx: Option<String>,
+    pub code: Option<i64>,
+    pub reply: String,
+}
+
+/// Attempts for one recipient of a message, oldest first.
+pub fn attempts_of(
+    conn: &Connection,
+    message_id: &str,
+    address: &str,
+) -> Result<Vec<AttemptView>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.at, a.mx, a.code, a.reply FROM delivery_attempts a
+         JOIN recipients r ON r.id = a.recipient_id
+         WHERE r.message_id = ?1 AND r.address = ?2 ORDER BY a.id",
+    )?;
+    let rows = stmt.query_map(params![message_id, address], |r| {
+        Ok(AttemptView {
+            at: r.get(0)?,
+            mx: r.get(1)?,
+            code: r.get(2)?,
+            reply: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Number of recipients not yet final (queue depth).
 pub fn queue_depth(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row(

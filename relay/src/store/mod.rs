@@ -5,6 +5,7 @@
 
 pub mod dkim_keys;
 pub mod events;
+pub mod idempotency;
 pub mod members;
 pub mod messages;
 mod schema;

@@ -102,6 +102,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN return_path TEXT;
     ALTER TABLE messages ADD COLUMN category TEXT;
     ",
+    // 4: HTTP idempotency keys (kept 24 h).
+    "
+    CREATE TABLE idempotency_keys (
+        did          TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        body_sha256  BLOB NOT NULL,
+        status       INTEGER NOT NULL,
+        response     TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (did, key)
+    );
+    ",
 ];
 
 /// Number of migrations this binary knows.

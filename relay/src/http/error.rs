@@ -1,0 +1,61 @@
+//! JSON errors: `SubmitError` rendered as HTTP status + `{"error", "code"}` (+ `Retry-After`).
+
+use crate::accept::SubmitError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An API error: one of the shared submission errors, or a plain not-found.
+#[derive(Debug)]
+pub enum ApiError {
+    Submit(SubmitError),
+    NotFound(String),
+    IdempotencyConflict,
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        Self::Submit(e)
+    }
+}
+
+impl ApiError {
+    /// Status, stable code and text.
+    pub fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            Self::Submit(e) => (
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                e.code(),
+                e.to_string(),
+            ),
+            Self::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                format!("{what} not found"),
+            ),
+            Self::IdempotencyConflict => (
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_CONFLICT",
+                "Idempotency-Key was already used with a different request body".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, text) = self.parts();
+        let mut resp = (
+            status,
+            axum::Json(serde_json::json!({ "error": text, "code": code })),
+        )
+            .into_response();
+        if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,128 @@
+//! Per-message status (SPEC §12; the original lacked it): `GET /v1/messages/{id}` and
+//! `GET /v1/messages?status=&since=&cursor=`, each recipient with its attempts.
+
+use super::AppState;
+use super::credentials;
+use super::error::ApiError;
+use crate::accept::SubmitError;
+use crate::store::messages::{self, AttemptView, MessageView, RecipientStatus};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+const PAGE: u32 = 50;
+
+/// One recipient with its attempts.
+#[derive(Debug, Serialize)]
+pub struct RecipientStatusView {
+    pub recipient: String,
+    pub status: RecipientStatus,
+    pub attempts: Vec<AttemptView>,
+}
+
+/// A message with its recipients.
+#[derive(Debug, Serialize)]
+pub struct MessageStatus {
+    #[serde(flatten)]
+    pub message: MessageView,
+    pub recipients: Vec<RecipientStatusView>,
+}
+
+fn status_of(state: &AppState, m: MessageView) -> Result<MessageStatus, ApiError> {
+    let recipients = state
+        .store
+        .with(|c| {
+            messages::recipients_of(c, &m.id)?
+                .into_iter()
+                .map(|r| {
+                    Ok(RecipientStatusView {
+                        attempts: messages::attempts_of(c, &m.id, &r.address)?,
+                        recipient: r.address,
+                        status: r.status,
+                    })
+                })
+                .collect()
+        })
+        .map_err(SubmitError::from)?;
+    Ok(MessageStatus {
+        message: m,
+        recipients,
+    })
+}
+
+/// `GET /v1/messages/{id}`: only the sender's own messages are visible.
+pub async fn one(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<MessageStatus>, ApiError> {
+    let member = credentials::member(&state, &headers).await?;
+    let found = state
+        .store
+        .with(|c| messages::get(c, &id))
+        .map_err(SubmitError::from)?;
+    match found {
+        Some(m) if m.did == member.did => Ok(Json(status_of(&state, m)?)),
+        _ => Err(ApiError::NotFound(format!("message {id}"))),
+    }
+}
+
+/// Query of the list endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    /// Milliseconds since the epoch.
+    pub since: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// A page of messages.
+#[derive(Debug, Serialize)]
+pub struct MessagePage {
+    pub messages: Vec<MessageStatus>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// `GET /v1/messages?status=&since=&cursor=`, newest first.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let member = credentials::member(&state, &headers).await?;
+    let Query(q) = query.map_err(|e| SubmitError::InvalidRequest(format!("query: {e}")))?;
+    if let Some(s) = &q.status
+        && RecipientStatus::parse(s).is_none()
+    {
+        return Err(SubmitError::InvalidRequest(
+            "status: one of accepted, deferred, sent, bounced".into(),
+        )
+        .into());
+    }
+    let rows = state
+        .store
+        .with(|c| {
+            messages::list_for(
+                c,
+                &member.did,
+                q.status.as_deref(),
+                q.since,
+                q.cursor.as_deref(),
+                PAGE,
+            )
+        })
+        .map_err(SubmitError::from)?;
+    let cursor = (rows.len() as u32 == PAGE)
+        .then(|| rows.last().map(|m| m.id.clone()))
+        .flatten();
+    let messages = rows
+        .into_iter()
+        .map(|m| status_of(&state, m))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(MessagePage { messages, cursor }))
+}

@@ -1,0 +1,50 @@
+//! The HTTP edge (axum) on `[http] listen`: the send API, per-message status, health.
+//! Every JSON error is `{"error": text, "code": CODE}` rendered from the shared `SubmitError`.
+
+pub mod credentials;
+pub mod error;
+pub mod messages;
+pub mod send;
+
+use crate::accept::Acceptor;
+use crate::auth::Authenticator;
+use crate::store::Store;
+use axum::Router;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Largest accepted `/v1/send` body (SPEC §4.2).
+pub const MAX_SEND_BODY: usize = 1024 * 1024;
+
+/// What handlers share.
+pub struct AppState {
+    pub acceptor: Arc<Acceptor>,
+    pub auth: Arc<Authenticator>,
+    pub store: Arc<Store>,
+    pub max_recipients: usize,
+}
+
+/// All routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/send", post(send::send))
+        .route("/v1/messages", get(messages::list))
+        .route("/v1/messages/{id}", get(messages::one))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_SEND_BODY))
+        .with_state(state)
+}
+
+/// Serves until `shutdown`, then lets requests in flight finish.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
+    let app = router(state);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "http: server failed");
+    }
+    tracing::info!("http listener closed");
+}
