@@ -27,8 +27,7 @@ fn curl(method: &str, url: &str, headers: &[String], body: Option<&[u8]>) -> (u1
     // The last status line (large bodies get a `100 Continue` first).
     let status = head
         .lines()
-        .filter(|l| l.starts_with("HTTP/"))
-        .last()
+        .rfind(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
