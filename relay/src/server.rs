@@ -120,6 +120,7 @@ pub async fn serve(
         auth,
         store: store.clone(),
         max_recipients: config.smtp.max_recipients,
+        admin_token: std::env::var(crate::http::admin::ADMIN_TOKEN_ENV).ok(),
     });
 
     let deadline = config.server.shutdown_deadline;

@@ -4,6 +4,7 @@
 //! Every process is killed when its handle drops, so tests run in parallel without leftovers.
 
 pub mod client;
+pub mod http;
 pub mod peers;
 pub mod relay;
 pub mod setup;

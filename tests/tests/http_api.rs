@@ -1,43 +1,11 @@
 //! The HTTP send API with a real client (curl): the SPEC §4.2 error codes, idempotent replay and
 //! conflict, and per-message status moving from accepted to sent as the MX answers.
 
+use atmos_tests::http::curl;
 use atmos_tests::poll_until;
 use atmos_tests::setup::{RCPT_DOMAIN, World};
 use serde_json::{Value, json};
-use std::process::Command;
 use std::time::Duration;
-
-/// (status, JSON body, raw headers) of one request.
-fn curl(method: &str, url: &str, headers: &[String], body: Option<&[u8]>) -> (u16, Value, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-S", "-X", method, "-D", "-", "-o"])
-        .arg(dir.path().join("body"))
-        .arg(url);
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    if let Some(b) = body {
-        std::fs::write(dir.path().join("req"), b).expect("write body");
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-            .arg(format!("@{}", dir.path().join("req").display()));
-    }
-    let out = cmd.output().expect("run curl");
-    let head = String::from_utf8_lossy(&out.stdout).into_owned();
-    // The last status line (large bodies get a `100 Continue` first).
-    let status = head
-        .lines()
-        .rfind(|l| l.starts_with("HTTP/"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = std::fs::read(dir.path().join("body")).unwrap_or_default();
-    (
-        status,
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
-        head,
-    )
-}
 
 #[test]
 fn send_api_codes_idempotency_and_status() {

@@ -1,6 +1,7 @@
 //! The HTTP edge (axum) on `[http] listen`: the send API, per-message status, health.
 //! Every JSON error is `{"error": text, "code": CODE}` rendered from the shared `SubmitError`.
 
+pub mod admin;
 pub mod credentials;
 pub mod error;
 pub mod messages;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub store: Arc<Store>,
     pub max_recipients: usize,
+    /// `ADMIN_TOKEN` from the environment; `None` disables the admin API.
+    pub admin_token: Option<String>,
 }
 
 /// All routes.
@@ -33,6 +36,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/send", post(send::send))
         .route("/v1/messages", get(messages::list))
         .route("/v1/messages/{id}", get(messages::one))
+        .route("/admin/member/{did}/{action}", post(admin::member_action))
+        .route("/admin/members", get(admin::members_list))
+        .route("/admin/members/{did}", get(admin::member_detail))
+        .route("/admin/events", get(admin::events_list))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SEND_BODY))
         .with_state(state)
 }

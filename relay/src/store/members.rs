@@ -120,6 +120,22 @@ pub fn get_by_handle(conn: &Connection, handle: &str) -> Result<Option<Member>, 
     finish(found)
 }
 
+/// All members, pending first, then newest first.
+pub fn list(conn: &Connection) -> Result<Vec<Member>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM members
+         ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END, created_at DESC, did"
+    ))?;
+    let rows = stmt.query_map([], member_from_row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        if let Some(m) = finish(Some(r?))? {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 /// Changes a member's state; `approved_at` is set on the first approval.
 pub fn set_state(
     conn: &Connection,

@@ -1,0 +1,235 @@
+//! The operator's admin API (SPEC §12): `Authorization: Bearer $ADMIN_TOKEN`, compared in
+//! constant time; no token configured means the admin API refuses everything.
+
+use super::AppState;
+use crate::members::{self, MemberError, Transition};
+use crate::store::dkim_keys;
+use crate::store::events::{self, Event};
+use crate::store::members::{self as member_rows, Member, SendingDomain};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Environment variable holding the admin token.
+pub const ADMIN_TOKEN_ENV: &str = "ADMIN_TOKEN";
+
+/// An admin API failure as JSON.
+pub struct AdminError(StatusCode, &'static str, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(serde_json::json!({ "error": self.2, "code": self.1 })),
+        )
+            .into_response()
+    }
+}
+
+impl From<MemberError> for AdminError {
+    fn from(e: MemberError) -> Self {
+        match &e {
+            MemberError::NotFound(_) => Self(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string()),
+            MemberError::InvalidTransition { .. } => {
+                Self(StatusCode::CONFLICT, "INVALID_TRANSITION", e.to_string())
+            }
+            _ => internal(e),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AdminError {
+    tracing::error!(error = %e, "admin: internal error");
+    AdminError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+        "internal error".into(),
+    )
+}
+
+/// Checks the bearer token against `ADMIN_TOKEN` in constant time.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
+    let denied = || {
+        AdminError(
+            StatusCode::UNAUTHORIZED,
+            "ADMIN_AUTH_FAILED",
+            "admin token missing or wrong".into(),
+        )
+    };
+    let Some(expected) = state.admin_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(denied());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(denied)?;
+    // Compare digests so the comparison time does not depend on the length either.
+    let (a, b) = (
+        Sha256::digest(given.trim().as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    if bool::from(a.as_slice().ct_eq(b.as_slice())) {
+        Ok(())
+    } else {
+        Err(denied())
+    }
+}
+
+/// `?reason=` of the lifecycle endpoints.
+#[derive(Debug, Deserialize)]
+pub struct ReasonQuery {
+    pub reason: Option<String>,
+}
+
+/// `POST /admin/member/{did}/{action}` for approve, suspend and reactivate.
+pub async fn member_action(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((did, action)): Path<(String, String)>,
+    Query(q): Query<ReasonQuery>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&state, &headers)?;
+    let t = match action.as_str() {
+        "approve" => Transition::Approve,
+        "suspend" => Transition::Suspend,
+        "reactivate" => Transition::Reactivate,
+        other => {
+            return Err(AdminError(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                format!("no action {other}"),
+            ));
+        }
+    };
+    let new_state = members::transition(&state.store, &did, t, "admin", q.reason.as_deref())?;
+    Ok(Json(
+        serde_json::json!({ "did": did, "state": new_state.as_str() }),
+    ))
+}
+
+/// A member as the admin API lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberSummary {
+    pub did: String,
+    pub handle: Option<String>,
+    pub state: &'static str,
+    pub state_reason: Option<String>,
+    pub created_at: i64,
+    pub approved_at: Option<i64>,
+    pub domains: Vec<String>,
+}
+
+fn summary(m: Member, domains: Vec<SendingDomain>) -> MemberSummary {
+    MemberSummary {
+        state: m.state.as_str(),
+        did: m.did,
+        handle: m.handle,
+        state_reason: m.state_reason,
+        created_at: m.created_at,
+        approved_at: m.approved_at,
+        domains: domains.into_iter().map(|d| d.domain).collect(),
+    }
+}
+
+/// `GET /admin/members`: pending first.
+pub async fn members_list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<MemberSummary>>, AdminError> {
+    authorize(&state, &headers)?;
+    state
+        .store
+        .with(|c| {
+            member_rows::list(c)?
+                .into_iter()
+                .map(|m| {
+                    let d = member_rows::domains_of(c, &m.did)?;
+                    Ok(summary(m, d))
+                })
+                .collect()
+        })
+        .map(Json)
+        .map_err(internal)
+}
+
+/// One sending domain with its DKIM selectors.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainDetail {
+    pub domain: String,
+    pub forward_to: Option<String>,
+    pub dkim_selectors: Vec<String>,
+}
+
+/// `GET /admin/members/{did}`: the member, its domains and DKIM selectors, recent events.
+pub async fn member_detail(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(did): Path<String>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&state, &headers)?;
+    let found = state
+        .store
+        .with(|c| {
+            let Some(m) = member_rows::get(c, &did)? else {
+                return Ok(None);
+            };
+            let domains = member_rows::domains_of(c, &did)?;
+            let mut detail = Vec::new();
+            for d in &domains {
+                let selectors = dkim_keys::active(c, &d.domain)?
+                    .into_iter()
+                    .map(|k| k.selector)
+                    .collect();
+                detail.push(DomainDetail {
+                    domain: d.domain.clone(),
+                    forward_to: d.forward_to.clone(),
+                    dkim_selectors: selectors,
+                });
+            }
+            let recent = events::list(c, Some(&did), None, 50)?;
+            Ok(Some((summary(m, domains), detail, recent)))
+        })
+        .map_err(internal)?;
+    let Some((member, domains, recent)) = found else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no member {did}"),
+        ));
+    };
+    Ok(Json(
+        serde_json::json!({ "member": member, "domains": domains, "events": recent }),
+    ))
+}
+
+/// Filters of `GET /admin/events`.
+#[derive(Debug, Deserialize)]
+pub struct EventQuery {
+    pub did: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// `GET /admin/events?did=&type=&limit=`, newest first.
+pub async fn events_list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<EventQuery>,
+) -> Result<Json<Vec<Event>>, AdminError> {
+    authorize(&state, &headers)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    state
+        .store
+        .with(|c| events::list(c, q.did.as_deref(), q.kind.as_deref(), limit))
+        .map(Json)
+        .map_err(internal)
+}
