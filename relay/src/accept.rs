@@ -276,7 +276,12 @@ impl Acceptor {
         // Two RSA-2048 signatures cost ~2 ms of CPU: keep them off the async workers.
         let signer = self.signer.clone();
         let signed = tokio::task::spawn_blocking(move || {
-            signer.sign(&member_domain, &stamped).map(|signatures| {
+            let started = std::time::Instant::now();
+            let signatures = signer.sign(&member_domain, &stamped);
+            crate::metrics::METRICS
+                .signing_seconds
+                .observe(started.elapsed().as_secs_f64());
+            signatures.map(|signatures| {
                 let mut signed = signatures.into_bytes();
                 signed.extend_from_slice(&stamped);
                 signed
@@ -310,6 +315,7 @@ impl Acceptor {
     /// its recipients to delivery. Member mail counts against the queue cap; DSNs do not, so a
     /// full queue never loses a bounce notice.
     pub(crate) async fn queue(&self, item: QueueItem) -> Result<(), SubmitError> {
+        let source_name = item.source.as_str();
         let cap = if matches!(item.source, Source::Dsn) {
             0
         } else {
@@ -356,6 +362,12 @@ impl Acceptor {
                 Ok(due)
             })
             .await?;
+        crate::metrics::METRICS
+            .accepted
+            .get_or_create(&crate::metrics::SourceLabel {
+                source: source_name.into(),
+            })
+            .inc();
         // Delivery may be stopped (shutdown): the message is on disk and will be found at start.
         let _ = self.queued.send(due);
         Ok(())

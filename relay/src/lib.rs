@@ -14,6 +14,7 @@ pub mod dkim;
 pub mod headers;
 pub mod http;
 pub mod members;
+pub mod metrics;
 pub mod operator;
 pub mod records;
 pub mod secrets;

@@ -149,7 +149,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, stats: &SpoolStats
             tracing::error!(error = %e, jobs = n, "spool: commit failed; nothing of this batch was accepted");
             Arc::new(StoreError::from(e))
         });
-        let micros = started.elapsed().as_micros() as u64;
+        let elapsed = started.elapsed();
+        crate::metrics::METRICS
+            .fsync_seconds
+            .observe(elapsed.as_secs_f64());
+        let micros = elapsed.as_micros() as u64;
         stats.commits.fetch_add(1, Relaxed);
         stats.jobs.fetch_add(n as u64, Relaxed);
         stats.commit_micros.fetch_add(micros, Relaxed);

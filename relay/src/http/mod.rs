@@ -33,6 +33,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .route("/v1/send", post(send::send))
         .route("/v1/messages", get(messages::list))
         .route("/v1/messages/{id}", get(messages::one))
@@ -42,6 +43,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/events", get(admin::events_list))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SEND_BODY))
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match crate::metrics::METRICS.render(&state.store) {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: cannot render");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Serves until `shutdown`, then lets requests in flight finish.

@@ -353,6 +353,24 @@ pub fn attempts_of(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// When the oldest unfinished recipient's message arrived.
+pub fn oldest_queued_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn.query_row(
+        "SELECT min(m.received_at) FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.status IN ('accepted', 'deferred')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Recipient counts by status.
+pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT status, count(*) FROM recipients GROUP BY status")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Number of recipients not yet final (queue depth).
 pub fn queue_depth(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row(
