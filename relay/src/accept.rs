@@ -35,8 +35,9 @@ pub enum SubmitError {
     InvalidRequest(String),
     #[error("message too big")]
     TooBig,
+    /// Over a sending cap; retry after this many seconds.
     #[error("RATE_LIMITED hourly limit reached, retry later")]
-    RateLimited,
+    RateLimited(u64),
     #[error("queue full, retry later")]
     QueueFull,
     #[error("internal error, retry later")]
@@ -55,7 +56,7 @@ impl SubmitError {
             Self::DomainMismatch(_) => "DOMAIN_MISMATCH",
             Self::InvalidRequest(_) => "INVALID_REQUEST",
             Self::TooBig => "PAYLOAD_TOO_LARGE",
-            Self::RateLimited => "RATE_LIMITED",
+            Self::RateLimited(_) => "RATE_LIMITED",
             Self::QueueFull => "QUEUE_FULL",
             Self::Internal => "INTERNAL",
         }
@@ -72,7 +73,7 @@ impl SubmitError {
             Self::DomainMismatch(_) => (550, "5.7.1", text),
             Self::InvalidRequest(_) => (550, "5.6.0", text),
             Self::TooBig => (552, "5.3.4", text),
-            Self::RateLimited => (451, "4.7.1", text),
+            Self::RateLimited(_) => (451, "4.7.1", text),
             Self::QueueFull | Self::Internal => (451, "4.3.1", "queue full, retry later".into()),
         }
     }
@@ -84,7 +85,7 @@ impl SubmitError {
             Self::AuthFailed => 401,
             Self::MemberPending | Self::MemberSuspended | Self::DomainMismatch(_) => 403,
             Self::TooBig => 413,
-            Self::RateLimited => 429,
+            Self::RateLimited(_) => 429,
             Self::QueueFull => 503,
             Self::Internal => 500,
         }
@@ -113,9 +114,11 @@ impl From<SpoolError> for SubmitError {
     fn from(e: SpoolError) -> Self {
         // Whatever failed, nothing was written: the client must retry (451 / 503).
         match &e {
-            SpoolError::Job(inner) if matches!(**inner, StoreError::QueueFull) => {
-                tracing::warn!("accept: queue full, refusing new mail");
-            }
+            SpoolError::Job(inner) => match **inner {
+                StoreError::RateLimited(secs) => return Self::RateLimited(secs),
+                StoreError::QueueFull => tracing::warn!("accept: queue full, refusing new mail"),
+                _ => tracing::error!(error = %e, "accept: spool write failed"),
+            },
             _ => tracing::error!(error = %e, "accept: spool write failed"),
         }
         Self::QueueFull
@@ -177,6 +180,8 @@ pub struct AcceptSettings {
     pub operator_domain: String,
     /// Base of the one-click unsubscribe URL (`https://<host>/unsubscribe/`).
     pub unsubscribe_base: String,
+    /// Sending caps (SPEC §6).
+    pub limits: crate::config::LimitsConfig,
 }
 
 /// The acceptance service: checks, stamps and signs, then durably queues, then wakes delivery.
@@ -217,6 +222,19 @@ impl Acceptor {
             secrets,
             settings,
         }
+    }
+
+    /// Checks that `adding` more recipients from `did` fit its caps (SMTP asks at each RCPT; the
+    /// authoritative check runs again inside the accept transaction).
+    pub fn check_limits(&self, did: &str, adding: u32) -> Result<(), SubmitError> {
+        let limits = &self.settings.limits;
+        let verdict = self.store.with(|c| {
+            let Some(m) = members::get(c, did)? else {
+                return Ok(Ok(()));
+            };
+            crate::warming::check(c, &m, limits, adding, now_ms())
+        })?;
+        verdict.map_err(|over| SubmitError::RateLimited(over.retry_after_secs))
     }
 
     /// Checks that `address`'s domain is a sending domain of `did` (MAIL FROM and header From).
@@ -316,6 +334,8 @@ impl Acceptor {
     /// full queue never loses a bounce notice.
     pub(crate) async fn queue(&self, item: QueueItem) -> Result<(), SubmitError> {
         let source_name = item.source.as_str();
+        let is_dsn = matches!(item.source, Source::Dsn);
+        let limits = self.settings.limits.clone();
         let cap = if matches!(item.source, Source::Dsn) {
             0
         } else {
@@ -327,6 +347,14 @@ impl Acceptor {
                 // Checked inside the writer's transaction, so concurrent sessions cannot overshoot.
                 if cap > 0 && messages::used_bytes(tx)? + item.raw.len() as u64 > cap {
                     return Err(StoreError::QueueFull);
+                }
+                if let (false, Some(m)) = (is_dsn, members::get(tx, &item.did)?) {
+                    let adding = item.recipients.len() as u32;
+                    if let Err(over) =
+                        crate::warming::check(tx, &m, &limits, adding, item.received_at)?
+                    {
+                        return Err(StoreError::RateLimited(over.retry_after_secs));
+                    }
                 }
                 let due = messages::insert(
                     tx,
@@ -467,7 +495,7 @@ mod tests {
             SubmitError::QueueFull.smtp(),
             (451, "4.3.1", "queue full, retry later".into())
         );
-        assert_eq!(SubmitError::RateLimited.http_status(), 429);
+        assert_eq!(SubmitError::RateLimited(60).http_status(), 429);
         assert_eq!(
             SubmitError::DomainMismatch("x".into()).code(),
             "DOMAIN_MISMATCH"

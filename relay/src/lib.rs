@@ -23,3 +23,4 @@ pub mod smtp;
 pub mod spool;
 pub mod store;
 pub mod verp;
+pub mod warming;

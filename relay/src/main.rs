@@ -93,6 +93,19 @@ enum MemberCmd {
         #[arg(long)]
         address: Option<String>,
     },
+    /// Add or remove an internal label (highly_trusted, burst_warming, ...).
+    Label {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+        did: String,
+        #[arg(long, conflicts_with = "remove")]
+        add: Option<String>,
+        #[arg(long)]
+        remove: Option<String>,
+        /// With --add: the label expires after this long (e.g. 24h).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
     /// Approve a pending member.
     Approve(StateArgs),
     /// Suspend a member.
@@ -281,6 +294,33 @@ fn member(cmd: MemberCmd) -> Result<(), Failure> {
             println!(
                 "{}",
                 serde_json::json!({ "domain": domain, "forward_to": address })
+            );
+            return Ok(());
+        }
+        MemberCmd::Label {
+            config,
+            did,
+            add,
+            remove,
+            expires_in,
+        } => {
+            let config = load_config(&config)?;
+            let store = Store::open(&config.server.data_dir).context("opening the store")?;
+            let expires_at = match expires_in.as_deref().map(humantime::parse_duration) {
+                None => None,
+                Some(Ok(d)) => Some(atmos_relay::store::now_ms() + d.as_millis() as i64),
+                Some(Err(e)) => return Err(Failure::Usage(format!("--expires-in: {e}"))),
+            };
+            let (label, adding) = match (add, remove) {
+                (Some(l), None) => (l, true),
+                (None, Some(l)) => (l, false),
+                _ => return Err(Failure::Usage("give --add LABEL or --remove LABEL".into())),
+            };
+            let changed = members::set_label(&store, &did, &label, adding, expires_at, "cli")
+                .map_err(usage_or_runtime)?;
+            println!(
+                "{}",
+                serde_json::json!({ "did": did, "label": label, "added": adding, "changed": changed })
             );
             return Ok(());
         }

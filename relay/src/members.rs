@@ -27,6 +27,8 @@ pub enum MemberError {
     DomainLimit { did: String, limit: u32 },
     #[error("no member {0}")]
     NotFound(String),
+    #[error("invalid label {0:?}: 1-64 letters, digits, '_', '-' or ':'")]
+    InvalidLabel(String),
     #[error("cannot {action} a member who is {state}")]
     InvalidTransition {
         action: &'static str,
@@ -242,6 +244,57 @@ pub fn transition(
             },
         )?;
         Ok(Ok(to))
+    })?
+}
+
+/// Adds (`expires_at` optional) or removes an internal label, with its event; returns whether
+/// anything changed.
+pub fn set_label(
+    store: &Store,
+    did: &str,
+    label: &str,
+    add: bool,
+    expires_at: Option<i64>,
+    actor: &str,
+) -> Result<bool, MemberError> {
+    let label = label.trim();
+    if label.is_empty()
+        || label.len() > 64
+        || !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b':')
+    {
+        return Err(MemberError::InvalidLabel(label.to_string()));
+    }
+    let now = now_ms();
+    store.write(|tx| {
+        if members::get(tx, did)?.is_none() {
+            return Ok(Err(MemberError::NotFound(did.into())));
+        }
+        let changed = if add {
+            crate::store::labels::add(tx, did, label, expires_at, now)?;
+            true
+        } else {
+            crate::store::labels::remove(tx, did, label)?
+        };
+        if changed {
+            events::append(
+                tx,
+                now,
+                &NewEvent {
+                    kind: if add {
+                        "label_applied"
+                    } else {
+                        "label_removed"
+                    },
+                    did: Some(did),
+                    actor: Some(actor),
+                    data: serde_json::json!({ "label": label, "expires_at": expires_at }),
+                    ..Default::default()
+                },
+            )?;
+        }
+        Ok(Ok(changed))
     })?
 }
 

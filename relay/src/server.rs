@@ -70,6 +70,7 @@ pub async fn serve(
             hostname: config.server.hostname.clone(),
             operator_domain: config.server.operator_domain.clone(),
             unsubscribe_base: format!("https://{}/unsubscribe/", config.server.hostname),
+            limits: config.limits.clone(),
         },
     ));
     let delivery = Arc::new(

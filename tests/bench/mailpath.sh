@@ -54,6 +54,10 @@ operator_domain = "operator.bench"
 data_dir = "$WORK/atmos-data"
 [smtp]
 submission_listen = "127.0.0.1:0"
+[limits]
+hourly = 100000000
+daily = 100000000
+global_per_minute = 0
 [dns]
 nameservers = ["127.0.0.1:$DNS"]
 [delivery]
@@ -61,6 +65,7 @@ mx_port = $SINK
 CONF
 KEY=$("$ATMOS" member add --config "$WORK/atmos.toml" --did did:plc:benchbenchbenchbenchbenc --domain sender.bench --approve \
   | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
+"$ATMOS" member label --config "$WORK/atmos.toml" did:plc:benchbenchbenchbenchbenc --add highly_trusted >/dev/null
 ATMOS_LOG=warn "$ATMOS" serve --config "$WORK/atmos.toml" > "$WORK/atmos.out" 2> "$WORK/atmos.err" & ATMOS_PID=$!; PIDS+=($ATMOS_PID)
 for _ in $(seq 100); do grep -q listening "$WORK/atmos.out" 2>/dev/null && break; sleep 0.1; done
 ATMOS_ADDR=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["listening"]["submission"])' "$WORK/atmos.out")

@@ -64,6 +64,10 @@ max_message_size = 65536
 max_recipients = 5
 [http]
 listen = "127.0.0.1:0"
+[limits]
+hourly = 1000000
+daily = 1000000
+global_per_minute = 0
 [dns]
 nameservers = [{ns}]
 [delivery]
@@ -109,6 +113,16 @@ connect_timeout = "5s"
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
         v["dns_records"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Gives a member the `highly_trusted` label (no warming caps).
+    pub fn trust(&self, did: &str) {
+        let out = self.cli(&["member", "label", did, "--add", "highly_trusted"]);
+        assert!(
+            out.status.success(),
+            "label: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Adds a member with `domain` (approved when `approve`).

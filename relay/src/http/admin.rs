@@ -113,6 +113,54 @@ pub async fn member_action(
     ))
 }
 
+/// Body of `POST /admin/member/{did}/labels`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelRequest {
+    pub label: String,
+    /// Seconds until the label expires; absent = never.
+    pub expires_in: Option<u64>,
+}
+
+/// `POST /admin/member/{did}/labels`: adds an internal label (event `label_applied`).
+pub async fn label_add(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(did): Path<String>,
+    body: Result<Json<LabelRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&state, &headers)?;
+    let Json(req) =
+        body.map_err(|e| AdminError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.body_text()))?;
+    let expires_at = req
+        .expires_in
+        .map(|s| crate::store::now_ms() + (s as i64).saturating_mul(1000));
+    members::set_label(&state.store, &did, &req.label, true, expires_at, "admin")?;
+    Ok(Json(
+        serde_json::json!({ "did": did, "label": req.label, "expiresAt": expires_at }),
+    ))
+}
+
+/// `DELETE /admin/member/{did}/labels/{label}` (event `label_removed`).
+pub async fn label_remove(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((did, label)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&state, &headers)?;
+    let removed = members::set_label(&state.store, &did, &label, false, None, "admin")?;
+    if !removed {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{did} has no label {label}"),
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "did": did, "label": label, "removed": true }),
+    ))
+}
+
 /// A member as the admin API lists it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

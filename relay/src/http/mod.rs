@@ -38,6 +38,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages", get(messages::list))
         .route("/v1/messages/{id}", get(messages::one))
         .route("/admin/member/{did}/{action}", post(admin::member_action))
+        .route("/admin/member/{did}/labels", post(admin::label_add))
+        .route(
+            "/admin/member/{did}/labels/{label}",
+            axum::routing::delete(admin::label_remove),
+        )
         .route("/admin/members", get(admin::members_list))
         .route("/admin/members/{did}", get(admin::member_detail))
         .route("/admin/events", get(admin::events_list))

@@ -344,8 +344,16 @@ impl Session {
                 self.reply(reply);
             }
             Command::Rcpt(address) => {
-                self.state.recipients.push(address);
-                self.reply(Reply::new(250, "2.1.5", "Recipient OK"));
+                let did = self.state.authenticated.clone().unwrap_or_default();
+                let adding = self.state.recipients.len() as u32 + 1;
+                let reply = match self.svc.acceptor.check_limits(&did, adding) {
+                    Ok(()) => {
+                        self.state.recipients.push(address);
+                        Reply::new(250, "2.1.5", "Recipient OK")
+                    }
+                    Err(e) => self.reject(e),
+                };
+                self.reply(reply);
             }
             Command::Data => {
                 self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));

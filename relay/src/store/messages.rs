@@ -353,6 +353,21 @@ pub fn attempts_of(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Recipients of member mail (DSNs excluded) received since `since`, for one DID or all.
+/// Returns the count and the arrival time of the oldest counted message.
+pub fn recipients_since(
+    conn: &Connection,
+    did: Option<&str>,
+    since: i64,
+) -> Result<(i64, Option<i64>), StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*), min(m.received_at) FROM messages m JOIN recipients r ON r.message_id = m.id
+             WHERE m.received_at > ?2 AND m.source != 'dsn' AND (?1 IS NULL OR m.did = ?1)",
+        )?
+        .query_row(params![did, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
 /// When the oldest unfinished recipient's message arrived.
 pub fn oldest_queued_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row(

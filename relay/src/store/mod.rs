@@ -6,6 +6,7 @@
 pub mod dkim_keys;
 pub mod events;
 pub mod idempotency;
+pub mod labels;
 pub mod members;
 pub mod messages;
 mod schema;
@@ -34,6 +35,9 @@ pub enum StoreError {
     /// The queue holds as much as the operator allows (`server.max_queue_bytes`).
     #[error("queue full")]
     QueueFull,
+    /// A sending cap is reached; retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited(u64),
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every column.

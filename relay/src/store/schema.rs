@@ -114,6 +114,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (did, key)
     );
     ",
+    // 5: internal member labels (highly_trusted, burst_warming...), optionally expiring.
+    "
+    CREATE TABLE member_labels (
+        did         TEXT NOT NULL,
+        label       TEXT NOT NULL,
+        expires_at  INTEGER,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (did, label)
+    );
+    CREATE INDEX recipients_recent ON messages(received_at);
+    ",
 ];
 
 /// Number of migrations this binary knows.
