@@ -184,6 +184,15 @@ pub struct AcceptSettings {
     pub limits: crate::config::LimitsConfig,
 }
 
+/// What acceptance did with a submission.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The queued message, unless every recipient was suppressed.
+    pub id: Option<String>,
+    /// Recipients dropped because they are on the member's suppression list: (address, reason).
+    pub suppressed: Vec<(String, String)>,
+}
+
 /// The acceptance service: checks, stamps and signs, then durably queues, then wakes delivery.
 pub struct Acceptor {
     store: Arc<Store>,
@@ -254,7 +263,7 @@ impl Acceptor {
 
     /// Checks the header From, stamps the relay headers, signs four times, queues the message
     /// durably, and returns its id. Signing happens once, here; retries resend these bytes.
-    pub async fn accept(&self, mut sub: Submission) -> Result<String, SubmitError> {
+    pub async fn accept(&self, mut sub: Submission) -> Result<Accepted, SubmitError> {
         let header_from = header_from_addresses(&sub.raw)?;
         for address in &header_from {
             self.check_sender(&sub.did, address)?;
@@ -292,6 +301,27 @@ impl Acceptor {
             },
         );
         // Two RSA-2048 signatures cost ~2 ms of CPU: keep them off the async workers.
+        // Suppressed recipients (SPEC §4.1): auth categories bypass unsubscribes, nothing else.
+        let mut suppressed = Vec::new();
+        let mut kept = Vec::new();
+        for r in std::mem::take(&mut sub.recipients) {
+            match self
+                .store
+                .with(|c| crate::store::suppressions::reason(c, &sub.did, &r))?
+            {
+                Some(reason) if crate::suppression::blocks(&reason, &category) => {
+                    suppressed.push((r, reason))
+                }
+                _ => kept.push(r),
+            }
+        }
+        sub.recipients = kept;
+        if sub.recipients.is_empty() {
+            return Ok(Accepted {
+                id: None,
+                suppressed,
+            });
+        }
         let signer = self.signer.clone();
         let signed = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
@@ -326,7 +356,10 @@ impl Acceptor {
             recipients: sub.recipients,
         })
         .await?;
-        Ok(id)
+        Ok(Accepted {
+            id: Some(id),
+            suppressed,
+        })
     }
 
     /// Writes a message to the spool (one transaction with its `relay_attempt` event) and hands

@@ -22,5 +22,6 @@ pub mod server;
 pub mod smtp;
 pub mod spool;
 pub mod store;
+pub mod suppression;
 pub mod verp;
 pub mod warming;

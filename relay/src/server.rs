@@ -64,7 +64,7 @@ pub async fn serve(
         store.clone(),
         spool.clone(),
         queued_tx,
-        secrets,
+        secrets.clone(),
         AcceptSettings {
             max_queue_bytes: config.server.max_queue_bytes,
             hostname: config.server.hostname.clone(),
@@ -122,6 +122,7 @@ pub async fn serve(
         store: store.clone(),
         max_recipients: config.smtp.max_recipients,
         admin_token: std::env::var(crate::http::admin::ADMIN_TOKEN_ENV).ok(),
+        secrets: secrets.clone(),
     });
 
     let deadline = config.server.shutdown_deadline;

@@ -476,6 +476,14 @@ impl Delivery {
                             ..Default::default()
                         },
                     )?;
+                    // A bad mailbox or domain (5.1.x) goes on the member's suppression list.
+                    if status == RecipientStatus::Bounced
+                        && dsn::status_code(&reply.text).starts_with("5.1.")
+                        && let Some((did, _, source)) = messages::origin(tx, &message_id)?
+                        && source != "dsn"
+                    {
+                        crate::store::suppressions::add(tx, &did, address, "bounce", Some(&message_id), now)?;
+                    }
                     if status == RecipientStatus::Bounced {
                         tracing::info!(message_id, recipient = %address, reply = %reply.text, "delivery: bounced");
                     }

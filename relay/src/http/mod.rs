@@ -4,8 +4,10 @@
 pub mod admin;
 pub mod credentials;
 pub mod error;
+pub mod member;
 pub mod messages;
 pub mod send;
+pub mod unsubscribe;
 
 use crate::accept::Acceptor;
 use crate::auth::Authenticator;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub max_recipients: usize,
     /// `ADMIN_TOKEN` from the environment; `None` disables the admin API.
     pub admin_token: Option<String>,
+    /// Checks unsubscribe tokens.
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 /// All routes.
@@ -37,6 +41,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/send", post(send::send))
         .route("/v1/messages", get(messages::list))
         .route("/v1/messages/{id}", get(messages::one))
+        .route(
+            "/member/suppressions",
+            get(member::suppressions_list).delete(member::suppressions_delete),
+        )
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::page).post(unsubscribe::confirm),
+        )
         .route("/admin/member/{did}/{action}", post(admin::member_action))
         .route("/admin/member/{did}/labels", post(admin::label_add))
         .route(

@@ -191,17 +191,28 @@ async fn send_inner(
         source: Source::Http,
     };
     state.acceptor.check_sender(&member.did, &from)?;
-    let message_id = state.acceptor.accept(sub).await?;
-    let response = SendResponse {
-        accepted: recipients
+    let outcome = state.acceptor.accept(sub).await?;
+    let rejected: Vec<Rejected> = outcome
+        .suppressed
+        .iter()
+        .map(|(recipient, reason)| Rejected {
+            recipient: recipient.clone(),
+            code: "SUPPRESSED".into(),
+            reason: format!("{} ({reason})", crate::suppression::SUPPRESSED_TEXT),
+        })
+        .collect();
+    let accepted = match &outcome.id {
+        Some(id) => recipients
             .into_iter()
+            .filter(|r| !outcome.suppressed.iter().any(|(s, _)| s == r))
             .map(|recipient| Accepted {
                 recipient,
-                message_id: message_id.clone(),
+                message_id: id.clone(),
             })
             .collect(),
-        rejected: Vec::new(),
+        None => Vec::new(),
     };
+    let response = SendResponse { accepted, rejected };
     let json = serde_json::to_value(&response).unwrap_or_default();
     if let Some(key) = idempotency_key {
         let stored = Stored {

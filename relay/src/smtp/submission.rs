@@ -346,12 +346,19 @@ impl Session {
             Command::Rcpt(address) => {
                 let did = self.state.authenticated.clone().unwrap_or_default();
                 let adding = self.state.recipients.len() as u32 + 1;
-                let reply = match self.svc.acceptor.check_limits(&did, adding) {
-                    Ok(()) => {
+                let suppressed = self
+                    .svc
+                    .store
+                    .with(|c| crate::store::suppressions::reason(c, &did, &address));
+                let reply = match (suppressed, self.svc.acceptor.check_limits(&did, adding)) {
+                    (Ok(Some(reason)), _) if crate::suppression::refuse_at_rcpt(&reason) => {
+                        Reply::new(550, "5.7.1", crate::suppression::SUPPRESSED_TEXT)
+                    }
+                    (_, Ok(())) => {
                         self.state.recipients.push(address);
                         Reply::new(250, "2.1.5", "Recipient OK")
                     }
-                    Err(e) => self.reject(e),
+                    (_, Err(e)) => self.reject(e),
                 };
                 self.reply(reply);
             }
@@ -435,7 +442,15 @@ impl Session {
             source: Source::Smtp,
         };
         match self.svc.acceptor.accept(sub).await {
-            Ok(id) => Reply::new(250, "2.0.0", format!("queued as {id}")),
+            Ok(a) => match (a.id, a.suppressed.len()) {
+                (Some(id), 0) => Reply::new(250, "2.0.0", format!("queued as {id}")),
+                (Some(id), n) => Reply::new(
+                    250,
+                    "2.0.0",
+                    format!("queued as {id}; {n} unsubscribed recipients dropped"),
+                ),
+                (None, _) => Reply::new(550, "5.7.1", crate::suppression::SUPPRESSED_TEXT),
+            },
             Err(e) => self.reject(e),
         }
     }

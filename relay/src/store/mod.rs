@@ -10,6 +10,7 @@ pub mod labels;
 pub mod members;
 pub mod messages;
 mod schema;
+pub mod suppressions;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

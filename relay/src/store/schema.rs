@@ -125,6 +125,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX recipients_recent ON messages(received_at);
     ",
+    // 6: per-member suppression list.
+    "
+    CREATE TABLE suppressions (
+        did         TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        reason      TEXT NOT NULL CHECK (reason IN ('unsubscribe', 'bounce', 'complaint', 'manual')),
+        message_id  TEXT,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (did, address)
+    );
+    ",
 ];
 
 /// Number of migrations this binary knows.

@@ -1,0 +1,36 @@
+//! Suppression policy (SPEC §4.1, §4.4, §7): which suppressed recipients a message may still
+//! reach. Auth categories (login links, resets, codes, verification) bypass unsubscribes; nothing
+//! bypasses bounces, complaints or manual entries.
+
+use crate::headers::Category;
+
+/// True when a recipient suppressed for `reason` must not get mail of `category`.
+pub fn blocks(reason: &str, category: &Category) -> bool {
+    !(reason == "unsubscribe" && matches!(category, Category::Auth(_)))
+}
+
+/// True when the reason is known before the category is (at SMTP RCPT): everything but
+/// unsubscribes is refused there.
+pub fn refuse_at_rcpt(reason: &str) -> bool {
+    reason != "unsubscribe"
+}
+
+/// The SMTP reply text and HTTP reason for a suppressed recipient.
+pub const SUPPRESSED_TEXT: &str = "suppressed recipient";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_mail_bypasses_unsubscribes_only() {
+        let auth = Category::Auth("password-reset".into());
+        assert!(!blocks("unsubscribe", &auth));
+        assert!(blocks("unsubscribe", &Category::Bulk));
+        assert!(blocks("unsubscribe", &Category::Transactional));
+        assert!(blocks("complaint", &auth));
+        assert!(blocks("bounce", &auth));
+        assert!(!refuse_at_rcpt("unsubscribe"));
+        assert!(refuse_at_rcpt("complaint"));
+    }
+}
