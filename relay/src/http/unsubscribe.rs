@@ -10,10 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 
-fn check(state: &AppState, token: &str) -> Result<Unsubscribe, Response> {
+fn check(state: &AppState, token: &str) -> Result<Unsubscribe, Box<Response>> {
     verp::parse_unsubscribe_token(&state.secrets, token).map_err(|_| {
-        (StatusCode::BAD_REQUEST, Html("<!doctype html><title>Unsubscribe</title><p>This unsubscribe link is not valid.</p>".to_string()))
-            .into_response()
+        Box::new(
+            (StatusCode::BAD_REQUEST, Html("<!doctype html><title>Unsubscribe</title><p>This unsubscribe link is not valid.</p>".to_string()))
+                .into_response(),
+        )
     })
 }
 
@@ -21,7 +23,7 @@ fn check(state: &AppState, token: &str) -> Result<Unsubscribe, Response> {
 pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
     let u = match check(&state, &token) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let who = if u.recipient == "*" {
         "these addresses".to_string()
@@ -41,7 +43,7 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
 pub async fn confirm(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
     let u = match check(&state, &token) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = now_ms();
     let result = state.store.write(|tx| {
