@@ -123,6 +123,7 @@ pub async fn serve(
         max_recipients: config.smtp.max_recipients,
         admin_token: std::env::var(crate::http::admin::ADMIN_TOKEN_ENV).ok(),
         secrets: secrets.clone(),
+        limits: config.limits.clone(),
     });
 
     let deadline = config.server.shutdown_deadline;

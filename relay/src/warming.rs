@@ -77,6 +77,20 @@ pub fn caps(member: &Member, member_labels: &[String], limits: &LimitsConfig, no
     }
 }
 
+/// A member's tier, caps and use of them now (for `/member/status`).
+pub fn usage(
+    conn: &Connection,
+    member: &Member,
+    limits: &LimitsConfig,
+    now: i64,
+) -> Result<(Caps, Vec<String>, i64, i64), StoreError> {
+    let member_labels = labels::active(conn, &member.did, now)?;
+    let caps = caps(member, &member_labels, limits, now);
+    let (hour, _) = messages::recipients_since(conn, Some(&member.did), now - HOUR_MS)?;
+    let (day, _) = messages::recipients_since(conn, Some(&member.did), now - DAY_MS)?;
+    Ok((caps, member_labels, hour, day))
+}
+
 /// Over a cap: seconds until a retry can succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverLimit {

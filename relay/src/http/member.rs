@@ -1,4 +1,5 @@
-//! The member API (API-key auth): the suppression list (`GET`/`DELETE /member/suppressions`).
+//! The member API (API-key auth, SPEC §12): status, metrics, forward-to, and the suppression
+//! list.
 
 use super::AppState;
 use super::credentials;
@@ -55,4 +56,131 @@ pub async fn suppressions_delete(
         .into()),
         None => Err(ApiError::NotFound(format!("suppression of {}", q.address))),
     }
+}
+
+/// `GET /member/status`: state, labels, tier, caps and usage.
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let member = credentials::member(&state, &headers).await?;
+    let now = crate::store::now_ms();
+    let (caps, labels, hour, day) = state
+        .store
+        .with(|c| crate::warming::usage(c, &member, &state.limits, now))
+        .map_err(SubmitError::from)?;
+    let domains = state
+        .store
+        .with(|c| crate::store::members::domains_of(c, &member.did))
+        .map_err(SubmitError::from)?;
+    Ok(Json(serde_json::json!({
+        "did": member.did,
+        "handle": member.handle,
+        "state": member.state.as_str(),
+        "labels": labels,
+        "tier": caps.tier.name(),
+        "caps": { "hourly": caps.hourly, "daily": caps.daily },
+        "usage": { "lastHour": hour, "lastDay": day },
+        "domains": domains.iter().map(|d| serde_json::json!({"domain": d.domain, "forwardTo": d.forward_to})).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /member/metrics`: recipients by status for 1 h, 24 h, 7 d and 30 d, with bounce and
+/// complaint rates.
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let member = credentials::member(&state, &headers).await?;
+    let now = crate::store::now_ms();
+    let mut out = serde_json::Map::new();
+    for (name, window) in [
+        ("1h", 3_600_000i64),
+        ("24h", 86_400_000),
+        ("7d", 7 * 86_400_000),
+        ("30d", 30 * 86_400_000),
+    ] {
+        let (counts, complaints) = state
+            .store
+            .with(|c| {
+                Ok((
+                    crate::store::messages::member_counts_since(c, &member.did, now - window)?,
+                    crate::store::events::count_since(
+                        c,
+                        &member.did,
+                        "complaint_received",
+                        now - window,
+                    )?,
+                ))
+            })
+            .map_err(SubmitError::from)?;
+        let get = |s: &str| {
+            counts
+                .iter()
+                .find(|(k, _)| k == s)
+                .map(|(_, n)| *n)
+                .unwrap_or(0)
+        };
+        let total: i64 = counts.iter().map(|(_, n)| n).sum();
+        let rate = |n: i64| {
+            if total > 0 {
+                n as f64 / total as f64
+            } else {
+                0.0
+            }
+        };
+        out.insert(
+            name.into(),
+            serde_json::json!({
+                "accepted": get("accepted"), "deferred": get("deferred"), "sent": get("sent"), "bounced": get("bounced"),
+                "complaints": complaints, "bounceRate": rate(get("bounced")), "complaintRate": rate(complaints),
+            }),
+        );
+    }
+    Ok(Json(serde_json::Value::Object(out)))
+}
+
+/// Body of `PUT /member/forward-to`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForwardTo {
+    pub domain: String,
+    /// Where bounce notices for `domain` go; `null` clears it.
+    pub address: Option<String>,
+}
+
+/// `PUT /member/forward-to`.
+pub async fn forward_to(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<ForwardTo>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let member = credentials::member(&state, &headers).await?;
+    let Json(req) =
+        body.map_err(|e| SubmitError::InvalidRequest(format!("body: {}", e.body_text())))?;
+    if let Some(a) = &req.address
+        && crate::accept::domain_of(a).is_none()
+    {
+        return Err(
+            SubmitError::InvalidRequest(format!("address: {a:?} is not an email address")).into(),
+        );
+    }
+    let owner = state
+        .store
+        .with(|c| crate::store::members::domain_owner(c, &req.domain))
+        .map_err(SubmitError::from)?;
+    if owner.as_deref() != Some(member.did.as_str()) {
+        return Err(SubmitError::DomainMismatch(format!(
+            "{} is not a sending domain of {}",
+            req.domain, member.did
+        ))
+        .into());
+    }
+    state
+        .store
+        .with(|c| crate::store::members::set_forward_to(c, &req.domain, req.address.as_deref()))
+        .map_err(SubmitError::from)?;
+    Ok(Json(
+        serde_json::json!({ "domain": req.domain, "forwardTo": req.address }),
+    ))
 }

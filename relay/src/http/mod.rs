@@ -31,6 +31,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Checks unsubscribe tokens.
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// Sending caps, for `/member/status`.
+    pub limits: crate::config::LimitsConfig,
 }
 
 /// All routes.
@@ -41,6 +43,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/send", post(send::send))
         .route("/v1/messages", get(messages::list))
         .route("/v1/messages/{id}", get(messages::one))
+        .route("/member/status", get(member::status))
+        .route("/member/metrics", get(member::metrics))
+        .route("/member/forward-to", axum::routing::put(member::forward_to))
         .route(
             "/member/suppressions",
             get(member::suppressions_list).delete(member::suppressions_delete),

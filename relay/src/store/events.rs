@@ -41,6 +41,20 @@ pub fn append(conn: &Connection, at: i64, e: &NewEvent<'_>) -> Result<i64, Store
     Ok(conn.last_insert_rowid())
 }
 
+/// Number of events of `kind` for `did` since `since`.
+pub fn count_since(
+    conn: &Connection,
+    did: &str,
+    kind: &str,
+    since: i64,
+) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM relay_events WHERE did = ?1 AND type = ?2 AND at > ?3",
+        )?
+        .query_row(params![did, kind, since], |r| r.get(0))?)
+}
+
 /// Events, newest first, optionally for one DID and/or type.
 pub fn list(
     conn: &Connection,

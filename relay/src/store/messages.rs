@@ -368,6 +368,20 @@ pub fn recipients_since(
         .query_row(params![did, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
+/// A member's recipient counts by status for mail received since `since` (DSNs excluded).
+pub fn member_counts_since(
+    conn: &Connection,
+    did: &str,
+    since: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.status, count(*) FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE m.did = ?1 AND m.received_at > ?2 AND m.source != 'dsn' GROUP BY r.status",
+    )?;
+    let rows = stmt.query_map(params![did, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// When the oldest unfinished recipient's message arrived.
 pub fn oldest_queued_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row(
