@@ -142,3 +142,98 @@ fn admin_token_lifecycle_and_immediate_effect() {
     assert_eq!(status, 200);
     send(200, None);
 }
+
+#[test]
+fn queue_browser_retry_and_delete() {
+    let mut world = World::start_with_env(None, "", &[("ADMIN_TOKEN", TOKEN)]);
+    let http = world.relay.http.expect("http");
+    let base = format!("http://{http}");
+    let admin = vec![format!("Authorization: Bearer {TOKEN}")];
+    let headers = vec![
+        format!("X-Atmos-DID: {}", world.member.did),
+        format!("Authorization: Bearer {}", world.member.api_key),
+    ];
+    let mut ids = Vec::new();
+    for subject in ["keep", "drop"] {
+        let body = json!({"from": "app@sender.test", "to": format!("r@{RCPT_DOMAIN}"), "subject": subject, "text": "t"});
+        let (status, v, _) = curl(
+            "POST",
+            &format!("{base}/v1/send"),
+            &headers,
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(status, 200);
+        ids.push(
+            v["accepted"][0]["messageId"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    let (status, _, _) = curl("GET", &format!("{base}/admin/queue"), &[], None);
+    assert_eq!(status, 401);
+    let q = atmos_tests::poll_until(
+        std::time::Duration::from_secs(20),
+        "two deferred entries",
+        || {
+            let (_, q, _) = curl(
+                "GET",
+                &format!("{base}/admin/queue?status=deferred&domain={RCPT_DOMAIN}"),
+                &admin,
+                None,
+            );
+            (q.as_array().map(Vec::len) == Some(2)).then_some(q)
+        },
+    );
+    assert!(
+        q[0]["lastReply"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot connect"),
+        "{q}"
+    );
+    let (status, _, _) = curl(
+        "DELETE",
+        &format!("{base}/admin/queue/{}", ids[1]),
+        &admin,
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _, _) = curl(
+        "DELETE",
+        &format!("{base}/admin/queue/{}", ids[1]),
+        &admin,
+        None,
+    );
+    assert_eq!(status, 404);
+    let (_, q, _) = curl(
+        "GET",
+        &format!("{base}/admin/queue?did={}", world.member.did),
+        &admin,
+        None,
+    );
+    assert_eq!(q.as_array().map(Vec::len), Some(1));
+    world.sink.restart(&[]);
+    let (status, v, _) = curl(
+        "POST",
+        &format!("{base}/admin/queue/{}/retry", ids[0]),
+        &admin,
+        None,
+    );
+    assert_eq!((status, v["recipients"].as_u64()), (200, Some(1)));
+    atmos_tests::poll_until(
+        std::time::Duration::from_secs(20),
+        "kept message delivered",
+        || (world.sink.messages_with("Subject: keep").len() == 1).then_some(()),
+    );
+    assert!(
+        world.sink.messages_with("Subject: drop").is_empty(),
+        "a deleted message is never sent"
+    );
+    assert_eq!(
+        world
+            .relay
+            .count("SELECT count(*) FROM relay_events WHERE type = 'message_deleted'"),
+        1
+    );
+}

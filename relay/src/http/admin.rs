@@ -161,6 +161,104 @@ pub async fn label_remove(
     ))
 }
 
+/// Filters of `GET /admin/queue`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueQuery {
+    pub status: Option<String>,
+    pub did: Option<String>,
+    pub domain: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// `GET /admin/queue?status=&did=&domain=`: recipients not yet delivered or bounced.
+pub async fn queue_list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<QueueQuery>,
+) -> Result<Json<Vec<crate::store::messages::QueueEntry>>, AdminError> {
+    authorize(&state, &headers)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    state
+        .store
+        .with(|c| {
+            crate::store::messages::queue(
+                c,
+                q.status.as_deref(),
+                q.did.as_deref(),
+                q.domain.as_deref(),
+                limit,
+            )
+        })
+        .map(Json)
+        .map_err(internal)
+}
+
+/// `POST /admin/queue/{message_id}/retry`: due now (delivery picks it up within a second).
+pub async fn queue_retry(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&state, &headers)?;
+    let now = crate::store::now_ms();
+    let n = state
+        .store
+        .with(|c| crate::store::messages::retry_now(c, &id, now))
+        .map_err(internal)?;
+    if n == 0 {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no queued recipients of {id}"),
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "messageId": id, "recipients": n }),
+    ))
+}
+
+/// `DELETE /admin/queue/{message_id}`: removes the message and its recipients (event recorded).
+pub async fn queue_delete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&state, &headers)?;
+    let now = crate::store::now_ms();
+    let deleted = state
+        .store
+        .write(|tx| {
+            let origin = crate::store::messages::origin(tx, &id)?;
+            let deleted = crate::store::messages::delete(tx, &id)?;
+            if deleted {
+                events::append(
+                    tx,
+                    now,
+                    &crate::store::events::NewEvent {
+                        kind: "message_deleted",
+                        did: origin.as_ref().map(|o| o.0.as_str()),
+                        message_id: Some(&id),
+                        actor: Some("admin"),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            Ok(deleted)
+        })
+        .map_err(internal)?;
+    if !deleted {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no message {id}"),
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "messageId": id, "deleted": true }),
+    ))
+}
+
 /// A member as the admin API lists it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -63,6 +63,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/members", get(admin::members_list))
         .route("/admin/members/{did}", get(admin::member_detail))
         .route("/admin/events", get(admin::events_list))
+        .route("/admin/queue", get(admin::queue_list))
+        .route("/admin/queue/{id}/retry", post(admin::queue_retry))
+        .route(
+            "/admin/queue/{id}",
+            axum::routing::delete(admin::queue_delete),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SEND_BODY))
         .with_state(state)
 }

@@ -382,6 +382,65 @@ pub fn member_counts_since(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// One queued (not final) recipient for the admin queue browser.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueEntry {
+    pub message_id: String,
+    pub did: String,
+    pub recipient: String,
+    pub domain: String,
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_reply: Option<String>,
+    pub received_at: i64,
+}
+
+/// Queued recipients, oldest due first, filtered by status, member DID and recipient domain.
+pub fn queue(
+    conn: &Connection,
+    status: Option<&str>,
+    did: Option<&str>,
+    domain: Option<&str>,
+    limit: u32,
+) -> Result<Vec<QueueEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.message_id, m.did, r.address, r.domain, r.status, r.attempts, r.next_attempt_at, r.last_reply, m.received_at
+         FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.status IN ('accepted', 'deferred') AND (?1 IS NULL OR r.status = ?1)
+           AND (?2 IS NULL OR m.did = ?2) AND (?3 IS NULL OR r.domain = lower(?3))
+         ORDER BY r.next_attempt_at, r.id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![status, did, domain, limit], |r| {
+        Ok(QueueEntry {
+            message_id: r.get(0)?,
+            did: r.get(1)?,
+            recipient: r.get(2)?,
+            domain: r.get(3)?,
+            status: r.get(4)?,
+            attempts: r.get(5)?,
+            next_attempt_at: r.get(6)?,
+            last_reply: r.get(7)?,
+            received_at: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Makes a message's unfinished recipients due now; returns how many.
+pub fn retry_now(conn: &Connection, message_id: &str, now: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE recipients SET next_attempt_at = ?2 WHERE message_id = ?1 AND status IN ('accepted', 'deferred')",
+        params![message_id, now],
+    )?)
+}
+
+/// Deletes a message with its recipients and attempts; returns whether it existed.
+pub fn delete(conn: &Connection, message_id: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM messages WHERE id = ?1", [message_id])? == 1)
+}
+
 /// When the oldest unfinished recipient's message arrived.
 pub fn oldest_queued_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row(
