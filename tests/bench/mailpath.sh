@@ -7,68 +7,7 @@
 set -euo pipefail
 MESSAGES=${1:-5000}
 SESSIONS=${2:-20}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/atmos-bench.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/pf/etc/main.cf" ] && postfix -c "$WORK/pf/etc" stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-peak_rss_kb() { awk '/VmHWM/ {s+=$2} END {print s+0}' "$@" 2>/dev/null; }
-
-echo "building release binaries..." >&2
-(cd "$ROOT" && cargo build --release -q -p atmos-relay -p atmos-tests --bin atmos --bin loadgen)
-ATMOS=$ROOT/target/release/atmos
-LOADGEN=$ROOT/target/release/loadgen
-
-# The recipient MX for both.
-SINK=$(free_port)
-/usr/sbin/smtp-sink -u nobody 127.0.0.1:$SINK 1024 & PIDS+=($!)
-wait_port $SINK
-
-# --- atmos -------------------------------------------------------------------------------
-DNS=$(free_port)
-cat > "$WORK/dnsmasq.conf" <<CONF
-port=$DNS
-listen-address=127.0.0.1
-bind-interfaces
-no-resolv
-no-hosts
-user=root
-local=/rcpt.test/
-mx-host=rcpt.test,mx.rcpt.test,10
-host-record=mx.rcpt.test,127.0.0.1
-CONF
-/usr/sbin/dnsmasq --keep-in-foreground --conf-file="$WORK/dnsmasq.conf" --pid-file= & PIDS+=($!)
-wait_port $DNS
-cat > "$WORK/atmos.toml" <<CONF
-[server]
-hostname = "relay.bench"
-operator_domain = "operator.bench"
-data_dir = "$WORK/atmos-data"
-[smtp]
-submission_listen = "127.0.0.1:0"
-[limits]
-hourly = 100000000
-daily = 100000000
-global_per_minute = 0
-[dns]
-nameservers = ["127.0.0.1:$DNS"]
-[delivery]
-mx_port = $SINK
-CONF
-KEY=$("$ATMOS" member add --config "$WORK/atmos.toml" --did did:plc:benchbenchbenchbenchbenc --domain sender.bench --approve \
-  | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
-"$ATMOS" member label --config "$WORK/atmos.toml" did:plc:benchbenchbenchbenchbenc --add highly_trusted >/dev/null
-ATMOS_LOG=warn "$ATMOS" serve --config "$WORK/atmos.toml" > "$WORK/atmos.out" 2> "$WORK/atmos.err" & ATMOS_PID=$!; PIDS+=($ATMOS_PID)
-for _ in $(seq 100); do grep -q listening "$WORK/atmos.out" 2>/dev/null && break; sleep 0.1; done
-ATMOS_ADDR=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["listening"]["submission"])' "$WORK/atmos.out")
+source "$(dirname "$0")/lib.sh"
 
 echo "atmos: $MESSAGES messages over $SESSIONS sessions..." >&2
 A=$("$LOADGEN" --server "$ATMOS_ADDR" --user did:plc:benchbenchbenchbenchbenc --password "$KEY" \

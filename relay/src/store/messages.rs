@@ -61,8 +61,8 @@ pub struct NewMessage<'a> {
 /// recipients as delivery will see them.
 pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>, StoreError> {
     conn.prepare_cached(
-        "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at, return_path, category)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at, return_path, category, counted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         m.id,
@@ -73,7 +73,9 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
         m.source,
         m.received_at,
         m.return_path,
-        m.category
+        m.category,
+        // DSNs are the relay's own mail: they never count against a member's caps.
+        if m.source == "dsn" { 0 } else { m.recipients.len() as i64 }
     ])?;
     conn.prepare_cached("INSERT INTO message_bodies (message_id, data) VALUES (?1, ?2)")?
         .execute(params![m.id, m.body])?;
@@ -354,18 +356,28 @@ pub fn attempts_of(
 }
 
 /// Recipients of member mail (DSNs excluded) received since `since`, for one DID or all.
-/// Returns the count and the arrival time of the oldest counted message.
+/// Returns the count and the arrival time of the oldest counted message. Both forms are
+/// index range scans (`messages_did_window`, `messages_window`).
 pub fn recipients_since(
     conn: &Connection,
     did: Option<&str>,
     since: i64,
 ) -> Result<(i64, Option<i64>), StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT count(*), min(m.received_at) FROM messages m JOIN recipients r ON r.message_id = m.id
-             WHERE m.received_at > ?2 AND m.source != 'dsn' AND (?1 IS NULL OR m.did = ?1)",
-        )?
-        .query_row(params![did, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+    Ok(match did {
+        Some(did) => conn
+            .prepare_cached(
+                "SELECT coalesce(sum(counted), 0), min(received_at) FROM messages
+                 WHERE did = ?1 AND received_at > ?2 AND counted > 0",
+            )?
+            .query_row(params![did, since], row)?,
+        None => conn
+            .prepare_cached(
+                "SELECT coalesce(sum(counted), 0), min(received_at) FROM messages
+                 WHERE received_at > ?1 AND counted > 0",
+            )?
+            .query_row(params![since], row)?,
+    })
 }
 
 /// A member's recipient counts by status for mail received since `since` (DSNs excluded).

@@ -136,6 +136,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (did, address)
     );
     ",
+    // 7: recipients counted per message (0 for DSNs), so rolling windows sum an index range.
+    "
+    ALTER TABLE messages ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;
+    UPDATE messages SET counted = (SELECT count(*) FROM recipients r WHERE r.message_id = messages.id)
+        WHERE source != 'dsn';
+    CREATE INDEX messages_did_window ON messages(did, received_at, counted);
+    CREATE INDEX messages_window ON messages(received_at, counted);
+    ",
 ];
 
 /// Number of migrations this binary knows.
