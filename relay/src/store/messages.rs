@@ -60,6 +60,12 @@ pub struct NewMessage<'a> {
 /// Inserts a message, its body and its recipients (all `accepted`, due now); returns the
 /// recipients as delivery will see them.
 pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>, StoreError> {
+    // DSNs are the relay's own mail: they never count against a member's caps.
+    let counted = if m.source == "dsn" {
+        0
+    } else {
+        m.recipients.len() as i64
+    };
     conn.prepare_cached(
         "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at, return_path, category, counted)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -74,9 +80,11 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
         m.received_at,
         m.return_path,
         m.category,
-        // DSNs are the relay's own mail: they never count against a member's caps.
-        if m.source == "dsn" { 0 } else { m.recipients.len() as i64 }
+        counted
     ])?;
+    if counted > 0 {
+        count_recipients(conn, m.did, m.received_at, counted)?;
+    }
     conn.prepare_cached("INSERT INTO message_bodies (message_id, data) VALUES (?1, ?2)")?
         .execute(params![m.id, m.body])?;
     let mut rcpt = conn.prepare_cached(
@@ -355,29 +363,37 @@ pub fn attempts_of(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Recipients of member mail (DSNs excluded) received since `since`, for one DID or all.
-/// Returns the count and the arrival time of the oldest counted message. Both forms are
-/// index range scans (`messages_did_window`, `messages_window`).
+/// Recipients of member mail (DSNs excluded) received after `since`, for one DID or (None) the
+/// whole relay, at minute granularity. Returns the count and the start of the oldest counted
+/// minute.
 pub fn recipients_since(
     conn: &Connection,
     did: Option<&str>,
     since: i64,
 ) -> Result<(i64, Option<i64>), StoreError> {
-    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
-    Ok(match did {
-        Some(did) => conn
-            .prepare_cached(
-                "SELECT coalesce(sum(counted), 0), min(received_at) FROM messages
-                 WHERE did = ?1 AND received_at > ?2 AND counted > 0",
-            )?
-            .query_row(params![did, since], row)?,
-        None => conn
-            .prepare_cached(
-                "SELECT coalesce(sum(counted), 0), min(received_at) FROM messages
-                 WHERE received_at > ?1 AND counted > 0",
-            )?
-            .query_row(params![since], row)?,
-    })
+    let (n, oldest): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(n), 0), min(minute) FROM send_counts WHERE did = ?1 AND minute > ?2",
+        )?
+        .query_row(params![did.unwrap_or("*"), since.div_euclid(60_000)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((n, oldest.map(|m| m * 60_000)))
+}
+
+/// Adds `n` recipients at `at` to the member's and the relay's minute buckets, dropping buckets
+/// older than two days.
+fn count_recipients(conn: &Connection, did: &str, at: i64, n: i64) -> Result<(), StoreError> {
+    let minute = at.div_euclid(60_000);
+    let mut up = conn.prepare_cached(
+        "INSERT INTO send_counts (did, minute, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (did, minute) DO UPDATE SET n = n + excluded.n",
+    )?;
+    let mut prune =
+        conn.prepare_cached("DELETE FROM send_counts WHERE did = ?1 AND minute < ?2")?;
+    for key in [did, "*"] {
+        up.execute(params![key, minute, n])?;
+        prune.execute(params![key, minute - 2 * 1440])?;
+    }
+    Ok(())
 }
 
 /// A member's recipient counts by status for mail received since `since` (DSNs excluded).

@@ -136,13 +136,25 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (did, address)
     );
     ",
-    // 7: recipients counted per message (0 for DSNs), so rolling windows sum an index range.
+    // 7: recipients counted per message (0 for DSNs: the relay's own mail never counts).
     "
     ALTER TABLE messages ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;
     UPDATE messages SET counted = (SELECT count(*) FROM recipients r WHERE r.message_id = messages.id)
         WHERE source != 'dsn';
-    CREATE INDEX messages_did_window ON messages(did, received_at, counted);
-    CREATE INDEX messages_window ON messages(received_at, counted);
+    ",
+    // 8: per-minute recipient counts per member ('*' = the whole relay), so a rolling window
+    // sums at most 1,440 rows however much mail there is.
+    "
+    CREATE TABLE send_counts (
+        did     TEXT NOT NULL,
+        minute  INTEGER NOT NULL,
+        n       INTEGER NOT NULL,
+        PRIMARY KEY (did, minute)
+    ) WITHOUT ROWID;
+    INSERT INTO send_counts (did, minute, n)
+        SELECT did, received_at / 60000, sum(counted) FROM messages WHERE counted > 0 GROUP BY did, received_at / 60000;
+    INSERT INTO send_counts (did, minute, n)
+        SELECT '*', received_at / 60000, sum(counted) FROM messages WHERE counted > 0 GROUP BY received_at / 60000;
     ",
 ];
 
