@@ -246,3 +246,67 @@ fn full_queue_answers_503_with_retry_after() {
         last.2
     );
 }
+
+#[test]
+fn status_api_follows_deferred_then_sent_and_bounced() {
+    let mut world = World::start(Some(&["-r", "rcpt"]), "");
+    let http = world.relay.http.expect("http");
+    let headers = vec![
+        format!("X-Atmos-DID: {}", world.member.did),
+        format!("Authorization: Bearer {}", world.member.api_key),
+    ];
+    let send = |to: &str| -> String {
+        let body = json!({"from": "app@sender.test", "to": to, "text": "t"}).to_string();
+        let (status, v, _) = curl(
+            "POST",
+            &format!("http://{http}/v1/send"),
+            &headers,
+            Some(body.as_bytes()),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["accepted"][0]["recipient"], to);
+        v["accepted"][0]["messageId"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    };
+    let status_of = |id: &str| -> Value {
+        let (_, v, _) = curl(
+            "GET",
+            &format!("http://{http}/v1/messages/{id}"),
+            &headers,
+            None,
+        );
+        v["recipients"][0].clone()
+    };
+    let id = send(&format!("later@{RCPT_DOMAIN}"));
+    let r = poll_until(Duration::from_secs(20), "deferred", || {
+        let r = status_of(&id);
+        (r["status"] == "deferred").then_some(r)
+    });
+    assert!(
+        r["attempts"][0]["reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("450"),
+        "{r}"
+    );
+    world.sink.restart(&[]);
+    let r = poll_until(Duration::from_secs(30), "sent", || {
+        let r = status_of(&id);
+        (r["status"] == "sent").then_some(r)
+    });
+    assert!(
+        r["attempts"].as_array().map(Vec::len).unwrap_or(0) >= 2,
+        "{r}"
+    );
+    world
+        .sink
+        .restart(&["-f", "rcpt", "-B", "550 5.1.1 no such user"]);
+    let id = send(&format!("never@{RCPT_DOMAIN}"));
+    let r = poll_until(Duration::from_secs(20), "bounced", || {
+        let r = status_of(&id);
+        (r["status"] == "bounced").then_some(r)
+    });
+    assert_eq!(r["attempts"][0]["reply"], "550 5.1.1 no such user");
+}
