@@ -7,6 +7,7 @@ use crate::store::dkim_keys;
 use crate::store::events::{self, Event};
 use crate::store::members::{self as member_rows, Member, SendingDomain};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +42,14 @@ impl From<MemberError> for AdminError {
             _ => internal(e),
         }
     }
+}
+
+fn bad_query(e: QueryRejection) -> AdminError {
+    AdminError(
+        StatusCode::BAD_REQUEST,
+        "INVALID_REQUEST",
+        format!("query: {}", e.body_text()),
+    )
 }
 
 fn internal(e: impl std::fmt::Display) -> AdminError {
@@ -82,19 +91,23 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
 }
 
 /// `?reason=` of the lifecycle endpoints.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ReasonQuery {
     pub reason: Option<String>,
 }
 
 /// `POST /admin/member/{did}/{action}` for approve, suspend and reactivate.
+#[utoipa::path(post, path = "/admin/member/{did}/{action}", tag = "admin", security(("admin" = [])),
+    params(("did" = String, Path), ("action" = String, Path, description = "approve, suspend or reactivate"), ("reason" = Option<String>, Query)),
+    responses((status = 200, description = "New state", body = Object), super::error::AdminErrors))]
 pub async fn member_action(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path((did, action)): Path<(String, String)>,
-    Query(q): Query<ReasonQuery>,
+    q: Result<Query<ReasonQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(&state, &headers)?;
+    let Query(q) = q.map_err(bad_query)?;
     let t = match action.as_str() {
         "approve" => Transition::Approve,
         "suspend" => Transition::Suspend,
@@ -114,7 +127,7 @@ pub async fn member_action(
 }
 
 /// Body of `POST /admin/member/{did}/labels`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelRequest {
     pub label: String,
@@ -123,6 +136,8 @@ pub struct LabelRequest {
 }
 
 /// `POST /admin/member/{did}/labels`: adds an internal label (event `label_applied`).
+#[utoipa::path(post, path = "/admin/member/{did}/labels", tag = "admin", security(("admin" = [])), request_body = LabelRequest,
+    params(("did" = String, Path)), responses((status = 200, description = "Label added", body = Object), super::error::AdminErrors))]
 pub async fn label_add(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -142,6 +157,8 @@ pub async fn label_add(
 }
 
 /// `DELETE /admin/member/{did}/labels/{label}` (event `label_removed`).
+#[utoipa::path(delete, path = "/admin/member/{did}/labels/{label}", tag = "admin", security(("admin" = [])),
+    params(("did" = String, Path), ("label" = String, Path)), responses((status = 200, description = "Label removed", body = Object), super::error::AdminErrors))]
 pub async fn label_remove(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -162,7 +179,8 @@ pub async fn label_remove(
 }
 
 /// Filters of `GET /admin/queue`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QueueQuery {
     pub status: Option<String>,
@@ -172,12 +190,15 @@ pub struct QueueQuery {
 }
 
 /// `GET /admin/queue?status=&did=&domain=`: recipients not yet delivered or bounced.
+#[utoipa::path(get, path = "/admin/queue", tag = "admin", security(("admin" = [])), params(QueueQuery),
+    responses((status = 200, description = "Queued recipients", body = Vec<crate::store::messages::QueueEntry>), super::error::AdminErrors))]
 pub async fn queue_list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<QueueQuery>,
+    q: Result<Query<QueueQuery>, QueryRejection>,
 ) -> Result<Json<Vec<crate::store::messages::QueueEntry>>, AdminError> {
     authorize(&state, &headers)?;
+    let Query(q) = q.map_err(bad_query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     state
         .store
@@ -195,6 +216,8 @@ pub async fn queue_list(
 }
 
 /// `POST /admin/queue/{message_id}/retry`: due now (delivery picks it up within a second).
+#[utoipa::path(post, path = "/admin/queue/{id}/retry", tag = "admin", security(("admin" = [])), params(("id" = String, Path)),
+    responses((status = 200, description = "Due now", body = Object), super::error::AdminErrors))]
 pub async fn queue_retry(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -219,6 +242,8 @@ pub async fn queue_retry(
 }
 
 /// `DELETE /admin/queue/{message_id}`: removes the message and its recipients (event recorded).
+#[utoipa::path(delete, path = "/admin/queue/{id}", tag = "admin", security(("admin" = [])), params(("id" = String, Path)),
+    responses((status = 200, description = "Deleted", body = Object), super::error::AdminErrors))]
 pub async fn queue_delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -260,7 +285,7 @@ pub async fn queue_delete(
 }
 
 /// A member as the admin API lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberSummary {
     pub did: String,
@@ -285,6 +310,8 @@ fn summary(m: Member, domains: Vec<SendingDomain>) -> MemberSummary {
 }
 
 /// `GET /admin/members`: pending first.
+#[utoipa::path(get, path = "/admin/members", tag = "admin", security(("admin" = [])),
+    responses((status = 200, description = "Members, pending first", body = Vec<MemberSummary>), super::error::AdminErrors))]
 pub async fn members_list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -315,6 +342,8 @@ pub struct DomainDetail {
 }
 
 /// `GET /admin/members/{did}`: the member, its domains and DKIM selectors, recent events.
+#[utoipa::path(get, path = "/admin/members/{did}", tag = "admin", security(("admin" = [])), params(("did" = String, Path)),
+    responses((status = 200, description = "Member, domains, events", body = Object), super::error::AdminErrors))]
 pub async fn member_detail(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -357,7 +386,8 @@ pub async fn member_detail(
 }
 
 /// Filters of `GET /admin/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     pub did: Option<String>,
     #[serde(rename = "type")]
@@ -366,12 +396,15 @@ pub struct EventQuery {
 }
 
 /// `GET /admin/events?did=&type=&limit=`, newest first.
+#[utoipa::path(get, path = "/admin/events", tag = "admin", security(("admin" = [])), params(EventQuery),
+    responses((status = 200, description = "Events, newest first", body = Vec<Event>), super::error::AdminErrors))]
 pub async fn events_list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<EventQuery>,
+    q: Result<Query<EventQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Event>>, AdminError> {
     authorize(&state, &headers)?;
+    let Query(q) = q.map_err(bad_query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     state
         .store

@@ -4,6 +4,57 @@ use crate::accept::SubmitError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+/// The JSON body of every error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Human-readable text.
+    pub error: String,
+    /// Stable code (SPEC §4.2), e.g. `AUTH_FAILED`.
+    pub code: String,
+}
+
+/// Errors any member-authenticated endpoint can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum MemberErrors {
+    /// AUTH_REQUIRED, INVALID_DID or INVALID_REQUEST.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// AUTH_FAILED.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// MEMBER_PENDING, MEMBER_SUSPENDED or DOMAIN_MISMATCH.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// NOT_FOUND.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// INTERNAL.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
+/// Errors any admin endpoint can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AdminErrors {
+    /// INVALID_REQUEST.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// ADMIN_AUTH_FAILED: token missing or wrong.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// NOT_FOUND.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// INVALID_TRANSITION.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// INTERNAL.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
 /// An API error: one of the shared submission errors, or a plain not-found.
 #[derive(Debug)]
 pub enum ApiError {

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// `GET /member/suppressions`.
+#[utoipa::path(get, path = "/member/suppressions", tag = "member", security(("member" = [])),
+    responses((status = 200, description = "The suppression list", body = Vec<Suppression>), super::error::MemberErrors))]
 pub async fn suppressions_list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -27,13 +29,16 @@ pub async fn suppressions_list(
 }
 
 /// `?address=` of the delete endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AddressQuery {
     pub address: String,
 }
 
 /// `DELETE /member/suppressions?address=`: complaints cannot be removed.
+#[utoipa::path(delete, path = "/member/suppressions", tag = "member", params(AddressQuery), security(("member" = [])),
+    responses((status = 200, description = "Removed", body = Object), super::error::MemberErrors))]
 pub async fn suppressions_delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -59,6 +64,8 @@ pub async fn suppressions_delete(
 }
 
 /// `GET /member/status`: state, labels, tier, caps and usage.
+#[utoipa::path(get, path = "/member/status", tag = "member", security(("member" = [])),
+    responses((status = 200, description = "State, labels, tier, caps, usage, domains", body = Object), super::error::MemberErrors))]
 pub async fn status(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -87,6 +94,8 @@ pub async fn status(
 
 /// `GET /member/metrics`: recipients by status for 1 h, 24 h, 7 d and 30 d, with bounce and
 /// complaint rates.
+#[utoipa::path(get, path = "/member/metrics", tag = "member", security(("member" = [])),
+    responses((status = 200, description = "Counts and rates per window", body = Object), super::error::MemberErrors))]
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -141,7 +150,7 @@ pub async fn metrics(
 }
 
 /// Body of `PUT /member/forward-to`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ForwardTo {
     pub domain: String,
@@ -150,6 +159,8 @@ pub struct ForwardTo {
 }
 
 /// `PUT /member/forward-to`.
+#[utoipa::path(put, path = "/member/forward-to", tag = "member", request_body = ForwardTo, security(("member" = [])),
+    responses((status = 200, description = "Updated", body = Object), super::error::MemberErrors))]
 pub async fn forward_to(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 const PAGE: u32 = 50;
 
 /// One recipient with its attempts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecipientStatusView {
     pub recipient: String,
     pub status: RecipientStatus,
@@ -23,7 +23,7 @@ pub struct RecipientStatusView {
 }
 
 /// A message with its recipients.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageStatus {
     #[serde(flatten)]
     pub message: MessageView,
@@ -53,6 +53,19 @@ fn status_of(state: &AppState, m: MessageView) -> Result<MessageStatus, ApiError
 }
 
 /// `GET /v1/messages/{id}`: only the sender's own messages are visible.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}", tag = "status",
+    params(("id" = String, Path, description = "Message id from /v1/send or the SMTP 250 reply")),
+    security(("member" = [])),
+    responses(
+        (status = 200, description = "The message and each recipient's attempts", body = MessageStatus),
+        (status = 400, description = "AUTH_REQUIRED or INVALID_DID", body = super::error::ErrorBody),
+        (status = 401, description = "AUTH_FAILED", body = super::error::ErrorBody),
+        (status = 403, description = "MEMBER_PENDING or MEMBER_SUSPENDED", body = super::error::ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = super::error::ErrorBody),
+        (status = 500, description = "INTERNAL", body = super::error::ErrorBody),
+    )
+)]
 pub async fn one(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -70,7 +83,8 @@ pub async fn one(
 }
 
 /// Query of the list endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub status: Option<String>,
@@ -80,7 +94,7 @@ pub struct ListQuery {
 }
 
 /// A page of messages.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessagePage {
     pub messages: Vec<MessageStatus>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -89,6 +103,18 @@ pub struct MessagePage {
 }
 
 /// `GET /v1/messages?status=&since=&cursor=`, newest first.
+#[utoipa::path(
+    get, path = "/v1/messages", tag = "status",
+    params(ListQuery),
+    security(("member" = [])),
+    responses(
+        (status = 200, description = "A page of messages, newest first", body = MessagePage),
+        (status = 400, description = "AUTH_REQUIRED, INVALID_DID or INVALID_REQUEST", body = super::error::ErrorBody),
+        (status = 401, description = "AUTH_FAILED", body = super::error::ErrorBody),
+        (status = 403, description = "MEMBER_PENDING or MEMBER_SUSPENDED", body = super::error::ErrorBody),
+        (status = 500, description = "INTERNAL", body = super::error::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -38,7 +38,8 @@ pub struct AppState {
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/v1/send", post(send::send))
         .route("/v1/messages", get(messages::list))
@@ -73,7 +74,62 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "ok", content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /openapi.json`: this API, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+/// Member credentials (`X-Atmos-DID` + Bearer API key) and the admin token.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme,
+        };
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "member",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "member_did",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Atmos-DID"))),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI document of every endpoint above.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Atmosphere Mail relay API", description = "Send mail, follow its delivery, and run the cooperative."),
+    paths(
+        send::send, messages::one, messages::list,
+        member::status, member::metrics, member::forward_to, member::suppressions_list, member::suppressions_delete,
+        unsubscribe::page, unsubscribe::confirm,
+        admin::member_action, admin::label_add, admin::label_remove, admin::members_list, admin::member_detail,
+        admin::events_list, admin::queue_list, admin::queue_retry, admin::queue_delete,
+        healthz, metrics, openapi,
+    ),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
 /// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+    (status = 500, description = "Store unavailable")))]
 async fn metrics(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
 ) -> axum::response::Response {

@@ -23,7 +23,7 @@ const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 
 /// One address or several.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -31,7 +31,7 @@ pub enum OneOrMany {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SendRequest {
     pub from: String,
@@ -49,13 +49,14 @@ pub struct SendRequest {
     #[serde(default)]
     pub reply_to: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub category: Option<String>,
 }
 
 /// An accepted recipient.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     pub recipient: String,
@@ -63,7 +64,7 @@ pub struct Accepted {
 }
 
 /// A refused recipient.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Rejected {
     pub recipient: String,
     pub code: String,
@@ -71,7 +72,7 @@ pub struct Rejected {
 }
 
 /// The 200 answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SendResponse {
     pub accepted: Vec<Accepted>,
     pub rejected: Vec<Rejected>,
@@ -126,6 +127,23 @@ fn valid_header_name(name: &str) -> bool {
 }
 
 /// Handles `POST /v1/send`.
+#[utoipa::path(
+    post, path = "/v1/send", tag = "send",
+    request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h")),
+    security(("member" = [])),
+    responses(
+        (status = 200, description = "Durably queued", body = SendResponse),
+        (status = 400, description = "AUTH_REQUIRED, INVALID_DID or INVALID_REQUEST", body = super::error::ErrorBody),
+        (status = 401, description = "AUTH_FAILED", body = super::error::ErrorBody),
+        (status = 403, description = "MEMBER_PENDING, MEMBER_SUSPENDED or DOMAIN_MISMATCH", body = super::error::ErrorBody),
+        (status = 409, description = "IDEMPOTENCY_CONFLICT", body = super::error::ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = super::error::ErrorBody),
+        (status = 429, description = "RATE_LIMITED (with Retry-After)", body = super::error::ErrorBody),
+        (status = 500, description = "INTERNAL", body = super::error::ErrorBody),
+        (status = 503, description = "QUEUE_FULL (with Retry-After)", body = super::error::ErrorBody),
+    )
+)]
 pub async fn send(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -20,6 +20,9 @@ fn check(state: &AppState, token: &str) -> Result<Unsubscribe, Box<Response>> {
 }
 
 /// `GET /unsubscribe/{token}`: a page with a button that POSTs.
+#[utoipa::path(get, path = "/unsubscribe/{token}", tag = "unsubscribe", params(("token" = String, Path)),
+    responses((status = 200, description = "Confirmation page", content_type = "text/html", body = String),
+              (status = 400, description = "Invalid link", content_type = "text/html", body = String)))]
 pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
     let u = match check(&state, &token) {
         Ok(u) => u,
@@ -39,7 +42,11 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
     .into_response()
 }
 
-/// `POST /unsubscribe/{token}`: records the suppression for the sender's DID.
+/// `POST /unsubscribe/{token}`: records the suppression for the sender's DID (RFC 8058).
+#[utoipa::path(post, path = "/unsubscribe/{token}", tag = "unsubscribe", params(("token" = String, Path)),
+    responses((status = 200, description = "Unsubscribed", content_type = "text/html", body = String),
+              (status = 400, description = "Invalid link", content_type = "text/html", body = String),
+              (status = 500, description = "Not recorded", content_type = "text/html", body = String)))]
 pub async fn confirm(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
     let u = match check(&state, &token) {
         Ok(u) => u,

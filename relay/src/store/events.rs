@@ -15,7 +15,7 @@ pub struct NewEvent<'a> {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: i64,
     pub at: i64,
@@ -24,6 +24,7 @@ pub struct Event {
     pub did: Option<String>,
     pub message_id: Option<String>,
     pub actor: Option<String>,
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
 

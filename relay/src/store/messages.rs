@@ -4,7 +4,7 @@ use super::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Per-recipient status vocabulary (SPEC §5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecipientStatus {
     Accepted,
@@ -276,7 +276,7 @@ pub fn recipients_of(
 }
 
 /// A message as the status API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
     pub id: String,
@@ -333,7 +333,7 @@ pub fn list_for(
 }
 
 /// One delivery attempt as the status API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub at: i64,
     pub mx: Option<String>,
@@ -411,7 +411,7 @@ pub fn member_counts_since(
 }
 
 /// One queued (not final) recipient for the admin queue browser.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueEntry {
     pub message_id: String,

@@ -4,7 +4,7 @@ use super::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// One suppressed address.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Suppression {
     pub address: String,
