@@ -310,3 +310,34 @@ fn status_api_follows_deferred_then_sent_and_bounced() {
     });
     assert_eq!(r["attempts"][0]["reply"], "550 5.1.1 no such user");
 }
+
+/// INTERNAL: a member domain whose DKIM keys are gone cannot be signed for; the relay refuses
+/// with 500 rather than send unsigned mail. (The keys are deleted behind the relay's back, the
+/// way a broken restore would lose them.)
+#[test]
+fn unsignable_mail_is_refused_with_internal() {
+    let world = World::start(Some(&[]), "");
+    let http = world.relay.http.expect("http");
+    let db = rusqlite::Connection::open(world.relay.data_dir().join("atmos.sqlite")).expect("db");
+    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    db.execute("DELETE FROM dkim_keys WHERE domain = 'sender.test'", [])
+        .expect("delete keys");
+    let headers = vec![
+        format!("X-Atmos-DID: {}", world.member.did),
+        format!("Authorization: Bearer {}", world.member.api_key),
+    ];
+    let body = json!({"from": "app@sender.test", "to": format!("r@{RCPT_DOMAIN}"), "text": "t"})
+        .to_string();
+    let (status, v, _) = curl(
+        "POST",
+        &format!("http://{http}/v1/send"),
+        &headers,
+        Some(body.as_bytes()),
+    );
+    assert_eq!((status, v["code"].as_str()), (500, Some("INTERNAL")), "{v}");
+    assert_eq!(
+        world.relay.count("SELECT count(*) FROM messages"),
+        0,
+        "nothing unsigned was queued"
+    );
+}

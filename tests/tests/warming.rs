@@ -152,3 +152,20 @@ fn sixth_recipient_is_refused_until_labels_change_it() {
         2
     );
 }
+
+#[test]
+fn relay_wide_cap_protects_the_ip() {
+    let world = atmos_tests::setup::World::start_with_env(
+        Some(&[]),
+        "",
+        &[("ATMOS_LIMITS_GLOBAL_PER_MINUTE", "3")],
+    );
+    assert_eq!(
+        smtp_send(world.submission, &world.member, 3),
+        None,
+        "three recipients fit"
+    );
+    let refusal =
+        smtp_send(world.submission, &world.member, 1).expect("4th recipient in the minute refused");
+    assert!(refusal.starts_with("451 4.7.1"), "{refusal}");
+}
