@@ -44,6 +44,10 @@ impl From<MemberError> for AdminError {
     }
 }
 
+fn not_found(what: String) -> AdminError {
+    AdminError(StatusCode::NOT_FOUND, "NOT_FOUND", what)
+}
+
 fn bad_query(e: QueryRejection) -> AdminError {
     AdminError(
         StatusCode::BAD_REQUEST,
@@ -113,11 +117,7 @@ pub async fn member_action(
         "suspend" => Transition::Suspend,
         "reactivate" => Transition::Reactivate,
         other => {
-            return Err(AdminError(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                format!("no action {other}"),
-            ));
+            return Err(not_found(format!("no action {other}")));
         }
     };
     let new_state = members::transition(&state.store, &did, t, "admin", q.reason.as_deref())?;
@@ -167,11 +167,7 @@ pub async fn label_remove(
     authorize(&state, &headers)?;
     let removed = members::set_label(&state.store, &did, &label, false, None, "admin")?;
     if !removed {
-        return Err(AdminError(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("{did} has no label {label}"),
-        ));
+        return Err(not_found(format!("{did} has no label {label}")));
     }
     Ok(Json(
         serde_json::json!({ "did": did, "label": label, "removed": true }),
@@ -230,11 +226,7 @@ pub async fn queue_retry(
         .with(|c| crate::store::messages::retry_now(c, &id, now))
         .map_err(internal)?;
     if n == 0 {
-        return Err(AdminError(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("no queued recipients of {id}"),
-        ));
+        return Err(not_found(format!("no queued recipients of {id}")));
     }
     Ok(Json(
         serde_json::json!({ "messageId": id, "recipients": n }),
@@ -273,11 +265,7 @@ pub async fn queue_delete(
         })
         .map_err(internal)?;
     if !deleted {
-        return Err(AdminError(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("no message {id}"),
-        ));
+        return Err(not_found(format!("no message {id}")));
     }
     Ok(Json(
         serde_json::json!({ "messageId": id, "deleted": true }),
@@ -374,11 +362,7 @@ pub async fn member_detail(
         })
         .map_err(internal)?;
     let Some((member, domains, recent)) = found else {
-        return Err(AdminError(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("no member {did}"),
-        ));
+        return Err(not_found(format!("no member {did}")));
     };
     Ok(Json(
         serde_json::json!({ "member": member, "domains": domains, "events": recent }),
