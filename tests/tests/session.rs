@@ -121,3 +121,19 @@ fn suspension_applies_at_once_even_with_a_cached_key() {
         &world.member.api_key,
     ));
 }
+
+#[test]
+fn too_many_errors_close_the_session() {
+    let world = World::start(Some(&[]), "");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut c = client::probe_plain(world.submission).await;
+        for _ in 0..19 {
+            assert_eq!(c.cmd(b"FROB\r\n").await.expect("reply").code, 500);
+        }
+        // The 20th error is answered, then the session ends with 421.
+        c.stream.write_all(b"FROB\r\n").await.expect("write");
+        let replies = c.read_many(2).await.expect("two replies");
+        assert_eq!((replies[0].code, replies[1].code), (500, 421));
+    });
+}

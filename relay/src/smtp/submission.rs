@@ -20,6 +20,8 @@ use tokio_util::task::TaskTracker;
 
 /// Longest AUTH continuation line accepted.
 const MAX_AUTH_LINE: usize = 4096;
+/// Error replies one session may earn before it is disconnected (Postfix's hard error limit).
+const MAX_ERRORS: u32 = 20;
 
 /// Everything a submission session needs; shared by all sessions.
 pub struct SubmissionService {
@@ -92,6 +94,7 @@ struct Session {
     state: SessionState,
     shutdown: CancellationToken,
     out: Vec<u8>,
+    errors: u32,
 }
 
 async fn session(
@@ -107,6 +110,7 @@ async fn session(
         return;
     }
     let mut s = Session {
+        errors: 0,
         svc: svc.clone(),
         peer,
         state: SessionState::default(),
@@ -140,6 +144,9 @@ async fn session(
 
 impl Session {
     fn reply(&mut self, reply: Reply) {
+        if reply.is_error() {
+            self.errors += 1;
+        }
         self.out.extend_from_slice(reply.to_wire().as_bytes());
     }
 
@@ -204,6 +211,15 @@ impl Session {
                 if let Some(end) = self.handle(input, &mut mode).await {
                     self.flush(io).await;
                     return end;
+                }
+                if self.errors >= MAX_ERRORS {
+                    self.reply(Reply::new(
+                        421,
+                        "4.7.0",
+                        "Too many errors, closing connection",
+                    ));
+                    self.flush(io).await;
+                    return End::Closed;
                 }
             }
             pending.drain(..consumed);
