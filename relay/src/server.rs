@@ -46,6 +46,13 @@ pub struct Listening {
     pub http: SocketAddr,
 }
 
+/// Binds a listener; a failure names the configuration key.
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { key, addr, source })
+}
+
 /// Runs the relay until `shutdown` is cancelled; `on_ready` hears the bound addresses.
 pub async fn serve(
     config: Config,
@@ -83,20 +90,8 @@ pub async fn serve(
         .map_err(ServeError::Delivery)?,
     );
     let auth = Arc::new(Authenticator::default());
-    let listener = TcpListener::bind(config.smtp.submission_listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            key: "smtp.submission_listen",
-            addr: config.smtp.submission_listen,
-            source,
-        })?;
-    let http_listener = TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            key: "http.listen",
-            addr: config.http.listen,
-            source,
-        })?;
+    let listener = bind("smtp.submission_listen", config.smtp.submission_listen).await?;
+    let http_listener = bind("http.listen", config.http.listen).await?;
     let listening = Listening {
         submission: listener
             .local_addr()
