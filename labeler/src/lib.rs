@@ -1,2 +1,199 @@
-//! The co-located atproto labeler (signed labels, queryLabels, subscribeLabels). Not built yet;
-//! the crate exists so the workspace has its final shape.
+//! Atmosphere Mail labeler: signs atproto labels about member DIDs and publishes them over
+//! `com.atproto.label.queryLabels` and `subscribeLabels`. It runs inside the `atmos` process;
+//! the relay hands it a [`verification::Directory`] of members and their DKIM keys.
+
+pub mod admin;
+pub mod identity;
+pub mod jetstream;
+pub mod label;
+pub mod service_auth;
+pub mod service_record;
+pub mod store;
+pub mod verification;
+pub mod xrpc;
+
+use k256::ecdsa::{SigningKey, VerifyingKey};
+use label::Label;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Store, StoreError, StoredLabel};
+use tokio::sync::{Notify, broadcast};
+
+/// How many live labels a slow subscriber may fall behind before it re-reads from the store.
+const LIVE_BUFFER: usize = 4096;
+
+/// Why the labeler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Encode(#[from] label::EncodeError),
+    #[error("signing key: {0}")]
+    Key(String),
+}
+
+/// Seals private keys at rest (the relay's AES-256-GCM key-encryption key).
+pub trait Sealer: Send + Sync {
+    /// Encrypts `plain`.
+    fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, String>;
+    /// Decrypts what `seal` produced.
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Labeler settings (the `[labeler]` config section, resolved).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The labeler DID: `did:web:<hostname>` by default, or a configured `did:plc`.
+    pub did: String,
+    /// Public base URL of this service (`#atproto_labeler` endpoint).
+    pub endpoint: String,
+    /// How often a verified subject is checked again.
+    pub reverify_interval: Duration,
+    /// First retry delay after a failed check; doubles up to `retry_max`.
+    pub retry_base: Duration,
+    /// Longest retry delay while a subject is waiting for its DNS records.
+    pub retry_max: Duration,
+    /// PLC directory for resolving `did:plc` issuers of service-auth tokens.
+    pub plc_url: String,
+}
+
+/// The labeler: identity, signing key, label log and live fan-out.
+pub struct Labeler {
+    pub settings: Settings,
+    pub store: Store,
+    key: SigningKey,
+    key_id: i64,
+    live: broadcast::Sender<Arc<StoredLabel>>,
+    /// Wakes the verifier when a check is scheduled for now.
+    pub(crate) wake: Notify,
+    /// Resolves the DIDs of service-auth issuers.
+    pub(crate) resolver: service_auth::DidResolver,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Labeler {
+    /// Opens the labeler: uses `configured_key` (a did:plc deployment), else the stored key, else
+    /// generates one on first start and stores it sealed.
+    pub fn open(
+        store: Store,
+        settings: Settings,
+        sealer: &dyn Sealer,
+        configured_key: Option<SigningKey>,
+    ) -> Result<Self, LabelerError> {
+        let stored = match store.active_key()? {
+            Some((id, sealed)) => {
+                let raw = sealer.open(&sealed).map_err(LabelerError::Key)?;
+                let key = SigningKey::from_slice(&raw).map_err(|e| LabelerError::Key(e.to_string()))?;
+                Some((id, key))
+            }
+            None => None,
+        };
+        let (key_id, key) = match (stored, configured_key) {
+            (Some((id, old)), Some(new)) if old == new => (id, old),
+            (_, Some(new)) => (Self::store_key(&store, sealer, &new)?, new),
+            (Some((id, old)), None) => (id, old),
+            (None, None) => {
+                let key = SigningKey::random(&mut k256::elliptic_curve::rand_core::OsRng);
+                tracing::info!("labeler signing key generated");
+                (Self::store_key(&store, sealer, &key)?, key)
+            }
+        };
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        tracing::info!(did = %settings.did, key = %identity::multikey(key.verifying_key()), "labeler identity");
+        Ok(Self {
+            resolver: service_auth::DidResolver::new(&settings.plc_url),
+            settings,
+            store,
+            key,
+            key_id,
+            live,
+            wake: Notify::new(),
+        })
+    }
+
+    fn store_key(store: &Store, sealer: &dyn Sealer, key: &SigningKey) -> Result<i64, LabelerError> {
+        let sealed = sealer.seal(&key.to_bytes()).map_err(LabelerError::Key)?;
+        Ok(store.insert_key(&identity::multikey(key.verifying_key()), &sealed, now_ms())?)
+    }
+
+    /// The labeler DID.
+    pub fn did(&self) -> &str {
+        &self.settings.did
+    }
+
+    /// The public half of the signing key.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The DID document served at `/.well-known/did.json`.
+    pub fn did_document(&self) -> serde_json::Value {
+        identity::did_document(self.did(), self.verifying_key(), &self.settings.endpoint)
+    }
+
+    /// Signs, stores and broadcasts a label (or its negation) on `uri`.
+    pub fn emit(
+        &self,
+        uri: &str,
+        val: &str,
+        neg: bool,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<StoredLabel, LabelerError> {
+        let mut label = Label::new(self.did(), uri, val, neg);
+        label.sign(&self.key)?;
+        let conn = self.store.lock();
+        let seq = Store::insert_label(&conn, &label, self.key_id, reason, actor)?;
+        let stored = StoredLabel {
+            seq,
+            label,
+            key_id: self.key_id,
+            reason: reason.map(str::to_string),
+            actor: actor.to_string(),
+        };
+        // Sent under the lock so subscribers see labels in `seq` order.
+        let _ = self.live.send(Arc::new(stored.clone()));
+        drop(conn);
+        tracing::info!(seq, uri, val, neg, actor, "label published");
+        Ok(stored)
+    }
+
+    /// Makes (`uri`, `val`) stand or not; emits only when that changes its current state.
+    pub fn apply(
+        &self,
+        uri: &str,
+        val: &str,
+        want: bool,
+        reason: &str,
+        actor: &str,
+    ) -> Result<Option<StoredLabel>, LabelerError> {
+        if self.store.is_active(uri, val)? == want {
+            return Ok(None);
+        }
+        self.emit(uri, val, !want, Some(reason), actor).map(Some)
+    }
+
+    /// Live labels from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredLabel>> {
+        self.live.subscribe()
+    }
+
+    /// Asks the verifier to check `did` now (member changes, admin request, new attestation).
+    pub fn check_now(&self, did: &str) -> Result<(), LabelerError> {
+        self.store.schedule(did, now_ms(), true)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// Current time in milliseconds since the epoch.
+pub(crate) fn now() -> i64 {
+    now_ms()
+}

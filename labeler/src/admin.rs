@@ -1,0 +1,162 @@
+//! Operator moderation on the labeler (behind `ADMIN_TOKEN`): emit or negate any label with a
+//! reason (each is an audit row: who, why, which key), list labels and reports, force a check.
+//! Errors use the relay's admin shape `{"error": text, "code": CODE}`.
+
+use crate::Labeler;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Whether the request carries `Authorization: Bearer <expected>`; constant time, and a
+/// missing or empty expected token refuses everything.
+pub fn bearer_matches(headers: &HeaderMap, expected: Option<&str>) -> bool {
+    let Some(expected) = expected.filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let Some(given) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Compare digests so the time does not depend on the length either.
+    let (a, b) = (
+        Sha256::digest(given.trim().as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
+}
+
+/// An admin failure.
+pub struct AdminError(StatusCode, &'static str, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(serde_json::json!({ "error": self.2, "code": self.1 })),
+        )
+            .into_response()
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", msg.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> AdminError {
+    tracing::error!(error = %e, "labeler admin: internal error");
+    AdminError(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".into())
+}
+
+struct AdminState {
+    labeler: Arc<Labeler>,
+    token: Option<String>,
+}
+
+type St = State<Arc<AdminState>>;
+
+fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
+    if bearer_matches(headers, s.token.as_deref()) {
+        Ok(())
+    } else {
+        Err(AdminError(
+            StatusCode::UNAUTHORIZED,
+            "ADMIN_AUTH_FAILED",
+            "admin token missing or wrong".into(),
+        ))
+    }
+}
+
+/// `/admin/labeler/*` routes.
+pub fn router(labeler: Arc<Labeler>, token: Option<String>) -> axum::Router {
+    axum::Router::new()
+        .route("/admin/labeler/labels", get(list).post(emit))
+        .route("/admin/labeler/reports", get(reports))
+        .route("/admin/labeler/verify/{did}", post(verify))
+        .with_state(Arc::new(AdminState { labeler, token }))
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    uri: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /admin/labeler/labels?uri=&limit=`: newest first, with the audit fields.
+async fn list(State(s): St, headers: HeaderMap, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&s, &headers)?;
+    let Query(q) = q.map_err(|e| invalid(format!("query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = s.labeler.store.recent(q.uri.as_deref(), limit).map_err(internal)?;
+    let labels: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "seq": r.seq,
+                "label": r.label.to_json(),
+                "keyId": r.key_id,
+                "reason": r.reason,
+                "actor": r.actor,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "labels": labels })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmitBody {
+    uri: String,
+    val: String,
+    #[serde(default)]
+    neg: bool,
+    reason: String,
+}
+
+/// `POST /admin/labeler/labels {uri, val, neg, reason}`: publishes a label or its negation.
+async fn emit(State(s): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&s, &headers)?;
+    let b: EmitBody = serde_json::from_slice(&body).map_err(|e| invalid(format!("body: {e}")))?;
+    let uri_ok = (b.uri.starts_with("did:") || b.uri.starts_with("at://")) && b.uri.len() <= 2048;
+    if !uri_ok {
+        return Err(invalid("uri must be a DID or an at:// URI"));
+    }
+    let val_ok = !b.val.is_empty()
+        && b.val.len() <= 128
+        && b.val.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'!');
+    if !val_ok {
+        return Err(invalid("val must be 1-128 lowercase letters, digits or '-'"));
+    }
+    if b.reason.trim().is_empty() {
+        return Err(invalid("reason is required"));
+    }
+    let stored = s
+        .labeler
+        .emit(&b.uri, &b.val, b.neg, Some(b.reason.trim()), "admin")
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({ "seq": stored.seq, "label": stored.label.to_json() })))
+}
+
+/// `GET /admin/labeler/reports`: newest first.
+async fn reports(State(s): St, headers: HeaderMap) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&s, &headers)?;
+    let reports = s.labeler.store.reports(500).map_err(internal)?;
+    Ok(Json(serde_json::json!({ "reports": reports })))
+}
+
+/// `POST /admin/labeler/verify/{did}`: re-verifies now instead of at the next scheduled time.
+async fn verify(State(s): St, headers: HeaderMap, Path(did): Path<String>) -> Result<Json<serde_json::Value>, AdminError> {
+    authorize(&s, &headers)?;
+    if !did.starts_with("did:") {
+        return Err(invalid("not a DID"));
+    }
+    s.labeler.check_now(&did).map_err(internal)?;
+    Ok(Json(serde_json::json!({ "scheduled": did })))
+}

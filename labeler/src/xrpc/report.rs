@@ -1,0 +1,94 @@
+//! `com.atproto.moderation.createReport`: reports from atproto accounts, authenticated by a
+//! service-auth token, stored for the operator's admin API.
+
+use super::XrpcError;
+use crate::Labeler;
+use crate::service_auth;
+use crate::store::Report;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use std::sync::Arc;
+
+/// The method name a token must be bound to (`lxm`).
+pub const LXM: &str = "com.atproto.moderation.createReport";
+const MAX_REASON: usize = 20_000;
+
+fn auth_error(e: service_auth::AuthError) -> XrpcError {
+    XrpcError {
+        status: StatusCode::UNAUTHORIZED,
+        error: e.name,
+        message: e.message,
+    }
+}
+
+/// `POST /xrpc/com.atproto.moderation.createReport`.
+pub async fn create_report(
+    State(labeler): State<Arc<Labeler>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, XrpcError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| XrpcError {
+            status: StatusCode::UNAUTHORIZED,
+            error: "AuthenticationRequired",
+            message: "a service-auth bearer token is required".into(),
+        })?;
+    let input: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| XrpcError::invalid(format!("body is not JSON: {e}")))?;
+    let reason_type = input
+        .get("reasonType")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| XrpcError::invalid("reasonType is required"))?;
+    let reason = match input.get("reason") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .filter(|s| s.chars().count() <= MAX_REASON)
+                .ok_or_else(|| XrpcError::invalid("reason must be a string of at most 20000 characters"))?,
+        ),
+    };
+    let subject = input
+        .get("subject")
+        .filter(|s| valid_subject(s))
+        .ok_or_else(|| {
+            XrpcError::invalid("subject must be a com.atproto.admin.defs#repoRef or com.atproto.repo.strongRef")
+        })?;
+    let now_s = crate::now() / 1000;
+    let store = &labeler.store;
+    let claims = service_auth::verify(token, labeler.did(), LXM, &labeler.resolver, now_s, |jti, exp| {
+        store.use_jti(jti, exp, now_s).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(auth_error)?;
+    let report = labeler
+        .store
+        .insert_report(Report {
+            id: 0,
+            reported_by: claims.iss.split('#').next().unwrap_or_default().to_string(),
+            reason_type: reason_type.to_string(),
+            reason: reason.map(str::to_string),
+            subject: subject.clone(),
+            created_at: atmos_lexicons::Datetime::now().as_str().to_string(),
+        })
+        .map_err(XrpcError::internal)?;
+    tracing::info!(id = report.id, by = %report.reported_by, reason_type, "report received");
+    Ok(Json(serde_json::to_value(&report).map_err(XrpcError::internal)?))
+}
+
+fn valid_subject(s: &serde_json::Value) -> bool {
+    let str_field = |k: &str| s.get(k).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty());
+    match s.get("$type").and_then(|t| t.as_str()) {
+        Some("com.atproto.admin.defs#repoRef") => {
+            str_field("did") && s["did"].as_str().is_some_and(|d| d.starts_with("did:"))
+        }
+        Some("com.atproto.repo.strongRef") => {
+            str_field("cid") && s["uri"].as_str().is_some_and(|u| u.starts_with("at://"))
+        }
+        _ => false,
+    }
+}
