@@ -67,6 +67,8 @@ pub struct Labeler {
     live: broadcast::Sender<Arc<StoredLabel>>,
     /// Wakes the verifier when a check is scheduled for now.
     pub(crate) wake: Notify,
+    /// Cancelled when the process stops; ends label subscriptions.
+    pub(crate) closing: tokio_util::sync::CancellationToken,
     /// Resolves the DIDs of service-auth issuers.
     pub(crate) resolver: service_auth::DidResolver,
 }
@@ -115,6 +117,7 @@ impl Labeler {
             key_id,
             live,
             wake: Notify::new(),
+            closing: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -178,6 +181,11 @@ impl Labeler {
             return Ok(None);
         }
         self.emit(uri, val, !want, Some(reason), actor).map(Some)
+    }
+
+    /// Ends every label subscription (shutdown).
+    pub fn close(&self) {
+        self.closing.cancel();
     }
 
     /// Live labels from now on.

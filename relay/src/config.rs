@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Environment variables with the `ATMOS_` prefix that are not configuration keys.
-const RESERVED_ENV: &[&str] = &["ATMOS_LOG", "ATMOS_CONFIG", "ATMOS_KEY_ENCRYPTION_KEY"];
+const RESERVED_ENV: &[&str] = &[
+    "ATMOS_LOG",
+    "ATMOS_CONFIG",
+    "ATMOS_KEY_ENCRYPTION_KEY",
+    "ATMOS_LABELER_SIGNING_KEY",
+];
 
 /// A configuration problem, naming the offending key; the CLI exits 2 on it.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
+    pub labeler: LabelerConfig,
 }
 
 /// `[server]`: identity of this relay and where its state lives.
@@ -124,6 +130,52 @@ pub struct LimitsConfig {
     pub hourly: u32,
     pub daily: u32,
     pub global_per_minute: u32,
+}
+
+/// `[labeler]`: the co-located atproto labeler (SPEC §9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabelerConfig {
+    pub enabled: bool,
+    /// Empty: `did:web:<server.hostname>` with a key generated on first start. A `did:plc`
+    /// needs its `#atproto_label` key in `ATMOS_LABELER_SIGNING_KEY` (hex) or `signing_key_file`.
+    pub did: String,
+    /// File holding the hex secp256k1 private key of a configured DID.
+    pub signing_key_file: PathBuf,
+    /// Public base URL (`#atproto_labeler` endpoint); empty: `https://<server.hostname>`.
+    pub endpoint: String,
+    #[serde(deserialize_with = "duration")]
+    pub reverify_interval: Duration,
+    /// First retry of a failed check; doubles up to `retry_max`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_base: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub retry_max: Duration,
+    /// PLC directory used to resolve `did:plc` issuers of service-auth tokens.
+    pub plc_url: String,
+    /// Jetstream subscribe URL (`wss://…/subscribe`); empty: no Jetstream consumer.
+    pub jetstream_url: String,
+    pub jetstream_compress: bool,
+    /// Jetstream's zstd dictionary, needed when `jetstream_compress` is on.
+    pub jetstream_zstd_dictionary: PathBuf,
+}
+
+impl Default for LabelerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            did: String::new(),
+            signing_key_file: PathBuf::new(),
+            endpoint: String::new(),
+            reverify_interval: Duration::from_secs(86_400),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(30),
+            plc_url: "https://plc.directory".into(),
+            jetstream_url: String::new(),
+            jetstream_compress: false,
+            jetstream_zstd_dictionary: PathBuf::new(),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -309,7 +361,9 @@ fn unknown_field(message: &str) -> Option<String> {
 }
 
 /// Sections of the file; an env key is `ATMOS_<SECTION>_<KEY>`.
-const SECTIONS: &[&str] = &["server", "smtp", "http", "tls", "dns", "delivery", "limits"];
+const SECTIONS: &[&str] = &[
+    "server", "smtp", "http", "tls", "dns", "delivery", "limits", "labeler",
+];
 
 fn apply_env(
     table: &mut toml::Table,

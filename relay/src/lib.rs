@@ -13,6 +13,7 @@ pub mod dev;
 pub mod dkim;
 pub mod headers;
 pub mod http;
+pub mod labeler;
 pub mod members;
 pub mod metrics;
 pub mod operator;

@@ -52,6 +52,32 @@ enum Cmd {
         #[command(subcommand)]
         command: OperatorCmd,
     },
+    /// The co-located atproto labeler.
+    Labeler {
+        #[command(subcommand)]
+        command: LabelerCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabelerCmd {
+    /// Print the `app.bsky.labeler.service` record with the label value definitions.
+    ServiceRecord,
+    /// Print an `email.atmos.attestation` record for a member to publish in its repository.
+    Attestation {
+        #[arg(long)]
+        domain: String,
+        /// DKIM selector (repeat for each).
+        #[arg(long = "selector", required = true)]
+        selectors: Vec<String>,
+        #[arg(long)]
+        relay_member: bool,
+    },
+    /// Print the labeler's DID, signing key and DID document (the key is made on first use).
+    Identity {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +221,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Member { command } => member(command)?,
         Cmd::Operator { command } => operator_cmd(command)?,
+        Cmd::Labeler { command } => labeler_cmd(command)?,
     }
     Ok(())
 }
@@ -235,6 +262,40 @@ fn operator_cmd(cmd: OperatorCmd) -> Result<(), Failure> {
             .context("printing")?
     );
     Ok(())
+}
+
+fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
+    println!("{}", serde_json::to_string_pretty(v).context("printing")?);
+    Ok(())
+}
+
+fn labeler_cmd(cmd: LabelerCmd) -> Result<(), Failure> {
+    match cmd {
+        LabelerCmd::ServiceRecord => print_json(&atmos_labeler::service_record::record(
+            atmos_lexicons::Datetime::now().as_str(),
+        )),
+        LabelerCmd::Attestation {
+            domain,
+            selectors,
+            relay_member,
+        } => {
+            let a = atmos_lexicons::Attestation::new(&domain, selectors, relay_member.then_some(true));
+            a.validate(&a.domain)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            print_json(&serde_json::to_value(&a).context("encoding")?)
+        }
+        LabelerCmd::Identity { config } => {
+            let config = load_config(&config)?;
+            let (_, secrets) = open_state(&config)?;
+            let labeler = atmos_relay::labeler::open(&config, std::sync::Arc::new(secrets))
+                .context("opening the labeler")?;
+            print_json(&serde_json::json!({
+                "did": labeler.did(),
+                "signingKey": atmos_labeler::identity::multikey(labeler.verifying_key()),
+                "didDocument": labeler.did_document(),
+            }))
+        }
+    }
 }
 
 fn member(cmd: MemberCmd) -> Result<(), Failure> {

@@ -159,6 +159,19 @@ pub fn add(
                 created_at: now,
             },
         )?;
+        if !is_new {
+            events::append(
+                tx,
+                now,
+                &NewEvent {
+                    kind: "domain_added",
+                    did: Some(did),
+                    actor: Some(actor),
+                    data: serde_json::json!({ "domain": domain }),
+                    ..Default::default()
+                },
+            )?;
+        }
         let rows: Vec<DkimKeyRow> =
             crate::dkim::keys::rotate(tx, secrets, &domain, Owner::Member, now, keys)?;
         Ok(Ok((is_new, rows)))

@@ -37,6 +37,8 @@ pub enum ServeError {
     Secret(#[from] SecretError),
     #[error("operator DKIM keys: {0}")]
     Keys(#[from] KeyError),
+    #[error("labeler: {0}")]
+    Labeler(#[from] crate::labeler::LabelerSetupError),
 }
 
 /// Addresses actually bound (useful when the configuration asked for port 0).
@@ -65,6 +67,11 @@ pub async fn serve(
         std::env::var(crate::secrets::KEK_ENV).ok(),
     )?);
     crate::operator::ensure_keys(&store, &secrets, &config)?;
+    let labeler = if config.labeler.enabled {
+        Some(crate::labeler::open(&config, secrets.clone())?)
+    } else {
+        None
+    };
     let (spool, writer) = Spool::start(&store)?;
     let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
     let acceptor = Arc::new(Acceptor::new(
@@ -130,9 +137,40 @@ pub async fn serve(
         sessions.clone(),
     ));
     let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown.clone(), deadline));
+    let admin_token = http_state.admin_token.clone();
+    let mut labeler_routes = axum::Router::new();
+    let labeler_tasks = TaskTracker::new();
+    if let Some(labeler) = &labeler {
+        labeler_routes = atmos_labeler::xrpc::router(labeler.clone())
+            .merge(atmos_labeler::admin::router(labeler.clone(), admin_token));
+        let resolver = crate::delivery::mx::fresh_resolver(&config.nameservers())
+            .map_err(ServeError::Delivery)?;
+        let verifier = atmos_labeler::verification::Verifier::new(
+            labeler.clone(),
+            Arc::new(crate::labeler::RelayDirectory(store.clone())),
+            resolver,
+        );
+        labeler_tasks.spawn(verifier.run(shutdown.clone()));
+        if !config.labeler.jetstream_url.is_empty() {
+            let l = &config.labeler;
+            let settings = atmos_labeler::jetstream::JetstreamSettings {
+                url: l.jetstream_url.clone(),
+                compress: l.jetstream_compress,
+                zstd_dictionary: (!l.jetstream_zstd_dictionary.as_os_str().is_empty())
+                    .then(|| l.jetstream_zstd_dictionary.clone()),
+            };
+            labeler_tasks.spawn(atmos_labeler::jetstream::run(
+                labeler.clone(),
+                settings,
+                shutdown.clone(),
+            ));
+        }
+    }
+    labeler_tasks.close();
     let http_task = tokio::spawn(crate::http::serve(
         http_listener,
         http_state,
+        labeler_routes,
         shutdown.clone(),
     ));
     tracing::info!(submission = %listening.submission, http = %listening.http, data_dir = %config.server.data_dir.display(), "relay ready");
@@ -140,6 +178,11 @@ pub async fn serve(
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: listeners closed, finishing sessions and deliveries");
+    if let Some(labeler) = &labeler {
+        // Label subscribers are long-lived sockets; close them so the HTTP server can stop.
+        labeler.close();
+    }
+    labeler_tasks.wait().await;
     let _ = listener_task.await;
     let _ = http_task.await;
     sessions.close();

@@ -130,6 +130,7 @@ async fn stream(
     }
     loop {
         tokio::select! {
+            _ = labeler.closing.cancelled() => return socket.close().await,
             got = live.recv() => match got {
                 Ok(l) => {
                     if l.seq <= last {

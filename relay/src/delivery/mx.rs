@@ -34,9 +34,18 @@ pub struct MailHost {
     pub addresses: Vec<IpAddr>,
 }
 
-/// Builds a resolver: the configured nameservers, or the system's.
+/// Builds a caching resolver: the configured nameservers, or the system's.
 pub fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
-    let builder = if nameservers.is_empty() {
+    build_resolver(nameservers, true)
+}
+
+/// Builds a resolver without a cache, for checks that must see DNS as it is now.
+pub fn fresh_resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
+    build_resolver(nameservers, false)
+}
+
+fn build_resolver(nameservers: &[SocketAddr], cache: bool) -> Result<TokioResolver, String> {
+    let mut builder = if nameservers.is_empty() {
         TokioResolver::builder_tokio().map_err(|e| e.to_string())?
     } else {
         let servers = nameservers
@@ -54,6 +63,9 @@ pub fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
             TokioRuntimeProvider::default(),
         )
     };
+    if !cache {
+        builder.options_mut().cache_size = 0;
+    }
     builder.build().map_err(|e| e.to_string())
 }
 

@@ -12,9 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// Environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "ADMIN_TOKEN";
@@ -65,32 +63,16 @@ fn internal(e: impl std::fmt::Display) -> AdminError {
     )
 }
 
-/// Checks the bearer token against `ADMIN_TOKEN` in constant time.
+/// Checks the bearer token against `ADMIN_TOKEN` (constant time, shared with the labeler).
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let denied = || {
-        AdminError(
+    if atmos_labeler::admin::bearer_matches(headers, state.admin_token.as_deref()) {
+        Ok(())
+    } else {
+        Err(AdminError(
             StatusCode::UNAUTHORIZED,
             "ADMIN_AUTH_FAILED",
             "admin token missing or wrong".into(),
-        )
-    };
-    let Some(expected) = state.admin_token.as_deref().filter(|t| !t.is_empty()) else {
-        return Err(denied());
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(denied)?;
-    // Compare digests so the comparison time does not depend on the length either.
-    let (a, b) = (
-        Sha256::digest(given.trim().as_bytes()),
-        Sha256::digest(expected.as_bytes()),
-    );
-    if bool::from(a.as_slice().ct_eq(b.as_slice())) {
-        Ok(())
-    } else {
-        Err(denied())
+        ))
     }
 }
 

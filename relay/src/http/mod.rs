@@ -151,8 +151,14 @@ async fn metrics(
 }
 
 /// Serves until `shutdown`, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
-    let app = router(state);
+/// Serves the relay's routes and `extra` (the labeler's) until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    extra: Router,
+    shutdown: CancellationToken,
+) {
+    let app = router(state).merge(extra);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
