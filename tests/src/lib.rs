@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod http;
+pub mod labeler;
 pub mod peers;
 pub mod relay;
 pub mod setup;

@@ -311,3 +311,117 @@ fn read_messages(dir: &Path) -> Vec<String> {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .collect()
 }
+
+/// A running Knot DNS server, authoritative for one zone whose records change during a test
+/// (`knotc zone-begin/zone-set/zone-unset/zone-commit`), with 1-second TTLs.
+pub struct Knot {
+    child: Child,
+    pub port: u16,
+    pub zone: String,
+    conf: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl Knot {
+    /// Starts knotd on a fresh loopback port serving `zone` (SOA, NS and `ns` A only).
+    pub fn start(zone: &str) -> Self {
+        require_program("/usr/sbin/knotd", "apt-get install knot");
+        let temp = tempfile::tempdir().expect("tempdir");
+        let dir = temp.path();
+        let port = free_udp_tcp_port();
+        // Without its journal directory knotd serves the zone but refuses every change.
+        std::fs::create_dir_all(dir.join("db")).expect("knot db dir");
+        std::fs::write(
+            dir.join(format!("{zone}.zone")),
+            format!(
+                "$ORIGIN {zone}.\n$TTL 1\n@ SOA ns.{zone}. hostmaster.{zone}. 1 60 60 600 1\n@ NS ns\nns A 127.0.0.1\n"
+            ),
+        )
+        .expect("zone file");
+        let conf = dir.join("knot.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n    listen: 127.0.0.1@{port}\n    rundir: \"{d}\"\n\
+                 database:\n    storage: \"{d}/db\"\n\
+                 control:\n    listen: \"{d}/knot.sock\"\n\
+                 zone:\n  - domain: {zone}\n    storage: \"{d}\"\n    file: \"{zone}.zone\"\n    zonefile-sync: -1\n",
+                d = dir.display()
+            ),
+        )
+        .expect("knot.conf");
+        let child = Command::new("/usr/sbin/knotd")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start knotd");
+        let knot = Self {
+            child,
+            port,
+            zone: zone.into(),
+            conf,
+            _temp: temp,
+        };
+        poll_until(Duration::from_secs(10), "knotd to serve its zone", || {
+            (std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && knot.knotc(&["zone-status", zone]).status.success())
+            .then_some(())
+        });
+        knot
+    }
+
+    fn knotc(&self, args: &[&str]) -> std::process::Output {
+        Command::new("/usr/sbin/knotc")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .expect("run knotc")
+    }
+
+    fn transaction(&self, change: &[&str]) {
+        let zone = self.zone.as_str();
+        for args in [&["zone-begin", zone][..], change, &["zone-commit", zone][..]] {
+            let out = self.knotc(args);
+            assert!(
+                out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("error"),
+                "knotc {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Adds a TXT record at `name` (absolute, inside the zone), split into 255-byte strings.
+    pub fn add_txt(&self, name: &str, value: &str) {
+        let owner = format!("{}.", name.trim_end_matches('.'));
+        let chunks: Vec<String> = value
+            .as_bytes()
+            .chunks(255)
+            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+            .collect();
+        let mut args = vec!["zone-set", self.zone.as_str(), owner.as_str(), "1", "TXT"];
+        args.extend(chunks.iter().map(String::as_str));
+        self.transaction(&args);
+    }
+
+    /// Removes every TXT record at `name`.
+    pub fn remove_txt(&self, name: &str) {
+        let owner = format!("{}.", name.trim_end_matches('.'));
+        self.transaction(&["zone-unset", self.zone.as_str(), owner.as_str(), "TXT"]);
+    }
+
+    /// `ip:port` for the relay's `[dns] nameservers`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -28,6 +28,8 @@ pub fn parse(raw: &str) -> Result<LabelQuery, XrpcError> {
                     .filter(|l| (1..=MAX_LIMIT).contains(l))
                     .ok_or_else(|| XrpcError::invalid(format!("limit must be 1-{MAX_LIMIT}")))?;
             }
+            // An empty cursor is the first page.
+            "cursor" if v.is_empty() => {}
             "cursor" => {
                 q.after = v
                     .parse::<i64>()
