@@ -81,8 +81,25 @@ pub fn key_from_document(doc: &serde_json::Value, fragment: &str) -> Option<Publ
                 .and_then(|v| v.as_str())
                 .is_some_and(|id| id == full || id == short)
         })
-        .and_then(|m| m.get("publicKeyMultibase")?.as_str())
-        .and_then(parse_multikey)
+        .and_then(|m| {
+            let value = m.get("publicKeyMultibase")?.as_str()?;
+            match m.get("type").and_then(|t| t.as_str()) {
+                // Legacy forms (still what the PLC directory serves): raw SEC1 bytes, no codec.
+                Some("EcdsaSecp256k1VerificationKey2019") => {
+                    let raw = bs58::decode(value.strip_prefix('z')?).into_vec().ok()?;
+                    k256::ecdsa::VerifyingKey::from_sec1_bytes(&raw)
+                        .ok()
+                        .map(PublicKey::K256)
+                }
+                Some("EcdsaSecp256r1VerificationKey2019") => {
+                    let raw = bs58::decode(value.strip_prefix('z')?).into_vec().ok()?;
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&raw)
+                        .ok()
+                        .map(PublicKey::P256)
+                }
+                _ => parse_multikey(value),
+            }
+        })
 }
 
 #[cfg(test)]
@@ -103,6 +120,19 @@ mod tests {
         assert!(key_from_document(&doc, "atproto_label").is_some());
         assert!(key_from_document(&doc, "atproto").is_none());
         assert!(parse_multikey("zQ3sNotBase58!").is_none());
+        // The PLC directory's legacy form: uncompressed SEC1 bytes, no multicodec prefix.
+        let legacy = serde_json::json!({
+            "id": "did:plc:x",
+            "verificationMethod": [{
+                "id": "#atproto",
+                "type": "EcdsaSecp256k1VerificationKey2019",
+                "publicKeyMultibase": format!("z{}", bs58::encode(sk.verifying_key().to_encoded_point(false).as_bytes()).into_string()),
+            }],
+        });
+        match key_from_document(&legacy, "atproto") {
+            Some(PublicKey::K256(k)) => assert_eq!(&k, sk.verifying_key()),
+            other => panic!("wrong key: {other:?}"),
+        }
     }
 
     #[test]

@@ -1,0 +1,166 @@
+//! A real atproto PDS (`@atproto/pds`) with an in-memory PLC directory (`@did-plc/server`),
+//! both from npm (tests/node, installed by tests/install-peers), on loopback ports.
+
+use crate::http::curl;
+use crate::{free_port, poll_until};
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A PLC directory and a PDS using it.
+pub struct Pds {
+    plc: Child,
+    pds: Child,
+    pub plc_port: u16,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// An account on the PDS.
+pub struct Account {
+    pub did: String,
+    pub access_jwt: String,
+}
+
+fn node_dir() -> std::path::PathBuf {
+    let dir = crate::workspace_root().join("tests/node");
+    assert!(
+        dir.join("node_modules/@atproto/pds").exists(),
+        "tests/node/node_modules missing: run tests/install-peers"
+    );
+    dir
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+impl Pds {
+    /// Starts PLC, then the PDS; returns once the PDS answers `/xrpc/_health`.
+    pub fn start() -> Self {
+        let node = node_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (plc_port, port) = (free_port(), free_port());
+        let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log");
+        let plc = Command::new("node")
+            .arg(node.join("node_modules/@did-plc/server/dist/bin.js"))
+            .env("PORT", plc_port.to_string())
+            .current_dir(&node)
+            .stdout(log("plc.log"))
+            .stderr(log("plc.err"))
+            .spawn()
+            .expect("start PLC");
+        poll_until(Duration::from_secs(30), "the PLC directory", || {
+            std::net::TcpStream::connect(("127.0.0.1", plc_port)).ok()
+        });
+        let data = dir.path().join("pds");
+        std::fs::create_dir_all(data.join("blobs")).expect("PDS data dir");
+        let pds = Command::new("node")
+            .arg(node.join("pds.mjs"))
+            .current_dir(&node)
+            .envs([
+                ("PDS_HOSTNAME", "localhost".to_string()),
+                ("PDS_PORT", port.to_string()),
+                ("PDS_DEV_MODE", "true".into()),
+                ("PDS_DATA_DIRECTORY", data.display().to_string()),
+                ("PDS_BLOBSTORE_DISK_LOCATION", data.join("blobs").display().to_string()),
+                ("PDS_DID_PLC_URL", format!("http://127.0.0.1:{plc_port}")),
+                ("PDS_JWT_SECRET", random_hex(16)),
+                ("PDS_ADMIN_PASSWORD", random_hex(8)),
+                ("PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX", random_hex(32)),
+                ("PDS_INVITE_REQUIRED", "false".into()),
+                ("PDS_SERVICE_HANDLE_DOMAINS", ".test".into()),
+                ("LOG_ENABLED", "false".into()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log("pds.err"))
+            .spawn()
+            .expect("start PDS");
+        let me = Self {
+            plc,
+            pds,
+            plc_port,
+            port,
+            dir,
+        };
+        let healthy = std::time::Instant::now();
+        while curl("GET", &format!("{}/xrpc/_health", me.url()), &[], None).0 != 200 {
+            assert!(
+                healthy.elapsed() < Duration::from_secs(60),
+                "the PDS did not become healthy; its log:\n{}",
+                me.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        me
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:plc_port` (for `[labeler] plc_url`).
+    pub fn plc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.plc_port)
+    }
+
+    /// Creates an account with `handle` (under `.test`).
+    pub fn create_account(&self, handle: &str) -> Account {
+        let body = serde_json::json!({
+            "handle": handle,
+            "email": format!("{}@example.com", handle.replace('.', "-")),
+            "password": random_hex(12),
+        });
+        let (status, v, _) = curl(
+            "POST",
+            &format!("{}/xrpc/com.atproto.server.createAccount", self.url()),
+            &[],
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(status, 200, "createAccount: {v}; PDS log: {}", self.log());
+        Account {
+            did: v["did"].as_str().expect("did").into(),
+            access_jwt: v["accessJwt"].as_str().expect("accessJwt").into(),
+        }
+    }
+
+    /// A service-auth token from `com.atproto.server.getServiceAuth`.
+    pub fn service_auth(&self, account: &Account, aud: &str, lxm: &str) -> String {
+        let (status, v, _) = curl(
+            "GET",
+            &format!(
+                "{}/xrpc/com.atproto.server.getServiceAuth?aud={aud}&lxm={lxm}",
+                self.url()
+            ),
+            &[format!("Authorization: Bearer {}", account.access_jwt)],
+            None,
+        );
+        assert_eq!(status, 200, "getServiceAuth: {v}");
+        v["token"].as_str().expect("token").into()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pds.err")).unwrap_or_default()
+    }
+}
+
+impl Drop for Pds {
+    fn drop(&mut self) {
+        for c in [&mut self.pds, &mut self.plc] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Posts `body` to the relay's `createReport` with `token`; returns (status, JSON).
+pub fn create_report(http: std::net::SocketAddr, token: &str, body: &Value) -> (u16, Value) {
+    let (status, v, _) = curl(
+        "POST",
+        &format!("http://{http}/xrpc/com.atproto.moderation.createReport"),
+        &[format!("Authorization: Bearer {token}")],
+        Some(body.to_string().as_bytes()),
+    );
+    (status, v)
+}
