@@ -427,6 +427,7 @@ mod tests {
                 "member_reactivated",
                 "member_suspended",
                 "member_approved",
+                "domain_added",
                 "member_enrolled"
             ]
         );

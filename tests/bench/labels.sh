@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Labeler benchmarks on a release `atmos serve`:
+#  1. subscribeLabels fan-out (tests/src/bin/labelbench.rs): SUBSCRIBERS clients, LABELS labels
+#     published live through the admin API, then everyone replaying from cursor 0 at once;
+#  2. queryLabels requests/s with wrk over the labels just published, beside /healthz (the HTTP
+#     stack's ceiling on this machine) in the same run.
+#
+# usage: tests/bench/labels.sh [SUBSCRIBERS] [LABELS] [SECONDS]   (run as root; docs/benchmarks.md)
+set -euo pipefail
+SUBSCRIBERS=${1:-100}
+LABELS=${2:-2000}
+SECONDS_RUN=${3:-10}
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
+export ADMIN_TOKEN=bench-admin-token-$RANDOM$RANDOM
+(cd "$(dirname "$0")/../.." && cargo build --release -q -p atmos-tests --bin labelbench)
+source "$(dirname "$0")/lib.sh"
+echo "fan-out: $SUBSCRIBERS subscribers, $LABELS labels..." >&2
+"$ROOT/target/release/labelbench" --http "$ATMOS_HTTP" --subscribers "$SUBSCRIBERS" --labels "$LABELS" | tee "$WORK/fanout.json"
+Q="http://$ATMOS_HTTP/xrpc/com.atproto.label.queryLabels?uriPatterns=did:plc:bench0000000000000001*&limit=50"
+echo "wrk: queryLabels (prefix pattern, 10 labels per answer), ${SECONDS_RUN}s, 20 connections" >&2
+wrk -t2 -c20 -d"${SECONDS_RUN}s" --latency "$Q" | tee "$WORK/query.txt"
+echo "wrk: /healthz, same settings" >&2
+wrk -t2 -c20 -d"${SECONDS_RUN}s" --latency "http://$ATMOS_HTTP/healthz" | tee "$WORK/healthz.txt"
+q=$(awk '/Requests\/sec/ {print $2}' "$WORK/query.txt"); h=$(awk '/Requests\/sec/ {print $2}' "$WORK/healthz.txt")
+echo "queryLabels $q req/s vs /healthz $h req/s: ratio $(python3 -c "print(round($q/$h, 2))")"
+echo "atmos peak RSS: $(peak_rss_kb /proc/$ATMOS_PID/status) kB"
