@@ -52,7 +52,11 @@ fn invalid(msg: impl Into<String>) -> AdminError {
 
 fn internal(e: impl std::fmt::Display) -> AdminError {
     tracing::error!(error = %e, "labeler admin: internal error");
-    AdminError(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".into())
+    AdminError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+        "internal error".into(),
+    )
 }
 
 struct AdminState {
@@ -90,11 +94,19 @@ struct ListQuery {
 }
 
 /// `GET /admin/labeler/labels?uri=&limit=`: newest first, with the audit fields.
-async fn list(State(s): St, headers: HeaderMap, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, AdminError> {
+async fn list(
+    State(s): St,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(&s, &headers)?;
     let Query(q) = q.map_err(|e| invalid(format!("query: {}", e.body_text())))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = s.labeler.store.recent(q.uri.as_deref(), limit).map_err(internal)?;
+    let rows = s
+        .labeler
+        .store
+        .recent(q.uri.as_deref(), limit)
+        .map_err(internal)?;
     let labels: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -121,7 +133,11 @@ struct EmitBody {
 }
 
 /// `POST /admin/labeler/labels {uri, val, neg, reason}`: publishes a label or its negation.
-async fn emit(State(s): St, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<serde_json::Value>, AdminError> {
+async fn emit(
+    State(s): St,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(&s, &headers)?;
     let b: EmitBody = serde_json::from_slice(&body).map_err(|e| invalid(format!("body: {e}")))?;
     let uri_ok = (b.uri.starts_with("did:") || b.uri.starts_with("at://")) && b.uri.len() <= 2048;
@@ -130,9 +146,13 @@ async fn emit(State(s): St, headers: HeaderMap, body: axum::body::Bytes) -> Resu
     }
     let val_ok = !b.val.is_empty()
         && b.val.len() <= 128
-        && b.val.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'!');
+        && b.val
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'!');
     if !val_ok {
-        return Err(invalid("val must be 1-128 lowercase letters, digits or '-'"));
+        return Err(invalid(
+            "val must be 1-128 lowercase letters, digits or '-'",
+        ));
     }
     if b.reason.trim().is_empty() {
         return Err(invalid("reason is required"));
@@ -141,7 +161,9 @@ async fn emit(State(s): St, headers: HeaderMap, body: axum::body::Bytes) -> Resu
         .labeler
         .emit(&b.uri, &b.val, b.neg, Some(b.reason.trim()), "admin")
         .map_err(internal)?;
-    Ok(Json(serde_json::json!({ "seq": stored.seq, "label": stored.label.to_json() })))
+    Ok(Json(
+        serde_json::json!({ "seq": stored.seq, "label": stored.label.to_json() }),
+    ))
 }
 
 /// `GET /admin/labeler/reports`: newest first.
@@ -152,7 +174,11 @@ async fn reports(State(s): St, headers: HeaderMap) -> Result<Json<serde_json::Va
 }
 
 /// `POST /admin/labeler/verify/{did}`: re-verifies now instead of at the next scheduled time.
-async fn verify(State(s): St, headers: HeaderMap, Path(did): Path<String>) -> Result<Json<serde_json::Value>, AdminError> {
+async fn verify(
+    State(s): St,
+    headers: HeaderMap,
+    Path(did): Path<String>,
+) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(&s, &headers)?;
     if !did.starts_with("did:") {
         return Err(invalid("not a DID"));

@@ -46,7 +46,11 @@ pub fn parse_multikey(value: &str) -> Option<PublicKey> {
 }
 
 /// The labeler's DID document: `#atproto_label` Multikey and `#atproto_labeler` service.
-pub fn did_document(did: &str, key: &k256::ecdsa::VerifyingKey, endpoint: &str) -> serde_json::Value {
+pub fn did_document(
+    did: &str,
+    key: &k256::ecdsa::VerifyingKey,
+    endpoint: &str,
+) -> serde_json::Value {
     serde_json::json!({
         "@context": [
             "https://www.w3.org/ns/did/v1",

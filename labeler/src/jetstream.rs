@@ -82,16 +82,22 @@ pub fn decompress(frame: &[u8], dictionary: &[u8]) -> Result<Vec<u8>, EventError
 /// Applies one event; returns its `time_us`.
 pub fn apply(labeler: &Labeler, bytes: &[u8]) -> Result<i64, EventError> {
     let e: Event = serde_json::from_slice(bytes)?;
-    let Some(c) = e.commit.filter(|c| e.kind == "commit" && c.collection == ATTESTATION_NSID) else {
+    let Some(c) = e
+        .commit
+        .filter(|c| e.kind == "commit" && c.collection == ATTESTATION_NSID)
+    else {
         return Ok(e.time_us);
     };
     let now = now();
     match c.operation.as_str() {
         "create" | "update" => {
-            let record = c.record.ok_or_else(|| EventError::Record("no record".into()))?;
-            let a: Attestation =
-                serde_json::from_value(record).map_err(|err| EventError::Record(err.to_string()))?;
-            a.validate(&c.rkey).map_err(|err| EventError::Record(err.to_string()))?;
+            let record = c
+                .record
+                .ok_or_else(|| EventError::Record("no record".into()))?;
+            let a: Attestation = serde_json::from_value(record)
+                .map_err(|err| EventError::Record(err.to_string()))?;
+            a.validate(&c.rkey)
+                .map_err(|err| EventError::Record(err.to_string()))?;
             labeler.store.put_attestation(&e.did, &c.rkey, &a, now)?;
             tracing::info!(did = %e.did, domain = %a.domain, "attestation received");
         }
@@ -155,7 +161,9 @@ pub async fn run(labeler: Arc<Labeler>, settings: JetstreamSettings, shutdown: C
                         Ok(time_us) => {
                             // Persisted at most once a second, and always after an attestation
                             // (those are rare; other events may be many).
-                            let is_ours = bytes.windows(ATTESTATION_NSID.len()).any(|w| w == ATTESTATION_NSID.as_bytes());
+                            let is_ours = bytes
+                                .windows(ATTESTATION_NSID.len())
+                                .any(|w| w == ATTESTATION_NSID.as_bytes());
                             if is_ours || now() - saved_at >= 1000 {
                                 if let Err(e) = labeler.store.set_cursor(CURSOR, time_us) {
                                     tracing::warn!(error = %e, "jetstream: cursor not saved");

@@ -149,8 +149,7 @@ mod tests {
         let bytes = l.signing_bytes().expect("encodes");
         // A map of six entries (cts, src, uri, val, ver... no neg/sig/cid/exp): 0xa5 = map(5).
         assert_eq!(bytes[0], 0xa5);
-        let decoded: serde_json::Value =
-            serde_ipld_dagcbor::from_slice(&bytes).expect("decodes");
+        let decoded: serde_json::Value = serde_ipld_dagcbor::from_slice(&bytes).expect("decodes");
         let keys: Vec<_> = decoded.as_object().expect("map").keys().cloned().collect();
         assert_eq!(keys, ["cts", "src", "uri", "val", "ver"]);
         let mut n = l.clone();

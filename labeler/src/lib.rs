@@ -92,7 +92,8 @@ impl Labeler {
         let stored = match store.active_key()? {
             Some((id, sealed)) => {
                 let raw = sealer.open(&sealed).map_err(LabelerError::Key)?;
-                let key = SigningKey::from_slice(&raw).map_err(|e| LabelerError::Key(e.to_string()))?;
+                let key =
+                    SigningKey::from_slice(&raw).map_err(|e| LabelerError::Key(e.to_string()))?;
                 Some((id, key))
             }
             None => None,
@@ -121,7 +122,11 @@ impl Labeler {
         })
     }
 
-    fn store_key(store: &Store, sealer: &dyn Sealer, key: &SigningKey) -> Result<i64, LabelerError> {
+    fn store_key(
+        store: &Store,
+        sealer: &dyn Sealer,
+        key: &SigningKey,
+    ) -> Result<i64, LabelerError> {
         let sealed = sealer.seal(&key.to_bytes()).map_err(LabelerError::Key)?;
         Ok(store.insert_key(&identity::multikey(key.verifying_key()), &sealed, now_ms())?)
     }

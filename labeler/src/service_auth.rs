@@ -72,7 +72,10 @@ impl DidResolver {
             }
             format!("https://{}/.well-known/did.json", host.replace("%3A", ":"))
         } else {
-            return Err(err("InvalidToken", format!("unsupported DID method: {did}")));
+            return Err(err(
+                "InvalidToken",
+                format!("unsupported DID method: {did}"),
+            ));
         };
         let res = self
             .http
@@ -109,7 +112,8 @@ pub async fn verify(
     use_jti: impl FnOnce(&str, i64) -> Result<bool, String>,
 ) -> Result<Claims, AuthError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(err("BadJwt", "token must have three parts"));
     };
@@ -152,7 +156,10 @@ pub async fn verify(
         _ => false,
     };
     if !ok {
-        return Err(err("BadJwtSignature", "signature does not verify with the issuer's key"));
+        return Err(err(
+            "BadJwtSignature",
+            "signature does not verify with the issuer's key",
+        ));
     }
     // Only a verified token may burn its id, or anyone could block a jti in advance.
     match use_jti(jti, claims.exp) {
@@ -173,16 +180,24 @@ mod tests {
         let h = enc(serde_json::json!({"alg": "ES256K"}));
         let tok = |p: serde_json::Value| format!("{h}.{}.c2ln", enc(p));
         let never = |_: &str, _: i64| -> Result<bool, String> { panic!("jti must not be used") };
-        let e = verify("a.b", "did:web:l", "m", &r, 100, never).await.unwrap_err();
+        let e = verify("a.b", "did:web:l", "m", &r, 100, never)
+            .await
+            .unwrap_err();
         assert_eq!(e.name, "BadJwt");
         let p = serde_json::json!({"iss": "did:plc:x", "aud": "did:web:other", "exp": 200, "lxm": "m", "jti": "j"});
-        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never).await.unwrap_err();
+        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
+            .await
+            .unwrap_err();
         assert_eq!(e.name, "BadJwtAudience");
         let p = serde_json::json!({"iss": "did:plc:x", "aud": "did:web:l", "exp": 50, "lxm": "m", "jti": "j"});
-        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never).await.unwrap_err();
+        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
+            .await
+            .unwrap_err();
         assert_eq!(e.name, "JwtExpired");
         let p = serde_json::json!({"iss": "did:plc:x", "aud": "did:web:l", "exp": 200, "lxm": "other", "jti": "j"});
-        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never).await.unwrap_err();
+        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
+            .await
+            .unwrap_err();
         assert_eq!(e.name, "BadJwtLexiconMethod");
     }
 }

@@ -39,7 +39,9 @@ mod tests {
     fn defines_every_value_it_lists() {
         let r = super::record("2026-11-23T00:00:00.000Z");
         let values = r["policies"]["labelValues"].as_array().expect("values");
-        let defs = r["policies"]["labelValueDefinitions"].as_array().expect("defs");
+        let defs = r["policies"]["labelValueDefinitions"]
+            .as_array()
+            .expect("defs");
         assert_eq!(values.len(), 3);
         for v in values {
             assert!(defs.iter().any(|d| &d["identifier"] == v), "{v} undefined");

@@ -128,19 +128,6 @@ fn label_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredLabel> {
     })
 }
 
-/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
-fn like_prefix(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 impl Store {
     /// Opens (creating) `<data_dir>/labeler.sqlite`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -217,7 +204,11 @@ impl Store {
     }
 
     /// The newest label for (`uri`, `val`), in the caller's locked connection.
-    pub fn latest(conn: &Connection, uri: &str, val: &str) -> Result<Option<StoredLabel>, StoreError> {
+    pub fn latest(
+        conn: &Connection,
+        uri: &str,
+        val: &str,
+    ) -> Result<Option<StoredLabel>, StoreError> {
         Ok(conn
             .prepare_cached(&format!(
                 "SELECT {LABEL_COLUMNS} FROM labels WHERE uri = ?1 AND val = ?2 ORDER BY seq DESC LIMIT 1"
@@ -239,9 +230,12 @@ impl Store {
             let mut parts = Vec::new();
             for p in &q.uri_patterns {
                 match p.strip_suffix('*') {
+                    // A range on the (uri, val, seq) index instead of LIKE, which SQLite runs
+                    // as a scan (LIKE is case-insensitive; URIs are not).
                     Some(prefix) => {
-                        parts.push("uri LIKE ? ESCAPE '\\'");
-                        args.push(like_prefix(prefix).into());
+                        parts.push("(uri >= ? AND uri < ?)");
+                        args.push(prefix.to_string().into());
+                        args.push(format!("{prefix}\u{10FFFF}").into());
                     }
                     None => {
                         parts.push("uri = ?");
@@ -291,7 +285,13 @@ impl Store {
     }
 
     /// Records (or replaces) an attestation.
-    pub fn put_attestation(&self, did: &str, rkey: &str, a: &Attestation, now: i64) -> Result<(), StoreError> {
+    pub fn put_attestation(
+        &self,
+        did: &str,
+        rkey: &str,
+        a: &Attestation,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(a).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.lock().execute(
             "INSERT INTO attestations (did, rkey, record, updated_at, deleted) VALUES (?1, ?2, ?3, ?4, 0)
@@ -341,7 +341,14 @@ impl Store {
     }
 
     /// Records a check's outcome and the next one.
-    pub fn checked(&self, did: &str, now: i64, next: i64, attempts: u32, result: &str) -> Result<(), StoreError> {
+    pub fn checked(
+        &self,
+        did: &str,
+        now: i64,
+        next: i64,
+        attempts: u32,
+        result: &str,
+    ) -> Result<(), StoreError> {
         self.lock().execute(
             "UPDATE subjects SET next_check = ?3, attempts = ?4, last_result = ?5, checked_at = ?2 WHERE did = ?1",
             params![did, now, next, attempts, result],
@@ -370,7 +377,9 @@ impl Store {
     pub fn cursor(&self, name: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .lock()
-            .query_row("SELECT value FROM cursors WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT value FROM cursors WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -430,8 +439,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn like_prefix_escapes_wildcards() {
-        assert_eq!(like_prefix("at://did:plc:a_b%/"), "at://did:plc:a\\_b\\%/%");
+    fn prefix_patterns_match_exactly_what_starts_with_them() {
+        let s = Store::in_memory().expect("store");
+        let key = s.insert_key("zQ3stest", b"sealed", 0).expect("key");
+        for (i, uri) in [
+            "did:plc:a_b",
+            "did:plc:a%b",
+            "did:plc:aXb",
+            "did:plc:a",
+            "did:plc:A_b",
+            "did:plc:a_b\u{10FFFF}z",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut l = Label::new("did:web:x", uri, "v", false);
+            l.sig = Some(vec![i as u8; 64]);
+            Store::insert_label(&s.lock(), &l, key, None, "test").expect("insert");
+        }
+        let uris = |p: &str| -> Vec<String> {
+            s.query(&LabelQuery {
+                uri_patterns: vec![p.into()],
+                limit: 50,
+                ..Default::default()
+            })
+            .expect("query")
+            .into_iter()
+            .map(|l| l.label.uri)
+            .collect()
+        };
+        // '_' and '%' are literal, case matters, and the bare prefix itself matches.
+        assert_eq!(
+            uris("did:plc:a_*"),
+            ["did:plc:a_b", "did:plc:a_b\u{10FFFF}z"]
+        );
+        assert_eq!(uris("did:plc:a%*"), ["did:plc:a%b"]);
+        assert_eq!(uris("did:plc:a*").len(), 5);
+        assert_eq!(uris("did:plc:a"), ["did:plc:a"]);
+        assert_eq!(uris("*").len(), 6);
     }
 
     #[test]

@@ -89,7 +89,11 @@ pub fn dkim_p(txt: &str) -> Option<String> {
 
 impl Verifier {
     /// A verifier resolving with `resolver` (use one without a cache: answers must be fresh).
-    pub fn new(labeler: Arc<Labeler>, directory: Arc<dyn Directory>, resolver: TokioResolver) -> Self {
+    pub fn new(
+        labeler: Arc<Labeler>,
+        directory: Arc<dyn Directory>,
+        resolver: TokioResolver,
+    ) -> Self {
         Self {
             labeler,
             directory,
@@ -115,7 +119,9 @@ impl Verifier {
             }
             let next = self.labeler.store.next_due().ok().flatten();
             let wait = next
-                .map(|at| Duration::from_millis((at - now()).clamp(0, POLL.as_millis() as i64) as u64))
+                .map(|at| {
+                    Duration::from_millis((at - now()).clamp(0, POLL.as_millis() as i64) as u64)
+                })
                 .unwrap_or(POLL);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -128,7 +134,10 @@ impl Verifier {
     /// Schedules an immediate check of every DID the relay changed.
     fn sync_changes(&self) -> Result<(), String> {
         let store = &self.labeler.store;
-        let cursor = store.cursor(EVENTS_CURSOR).map_err(|e| e.to_string())?.unwrap_or(0);
+        let cursor = store
+            .cursor(EVENTS_CURSOR)
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0);
         let changes = self.directory.changes_since(cursor)?;
         let Some((last, _)) = changes.last() else {
             return Ok(());
@@ -137,7 +146,9 @@ impl Verifier {
         for (_, did) in &changes {
             store.schedule(did, now, true).map_err(|e| e.to_string())?;
         }
-        store.set_cursor(EVENTS_CURSOR, *last).map_err(|e| e.to_string())
+        store
+            .set_cursor(EVENTS_CURSOR, *last)
+            .map_err(|e| e.to_string())
     }
 
     /// Checks one subject, publishes what changed and schedules the next check.
@@ -147,9 +158,15 @@ impl Verifier {
         let keep = v.transient && attempts + 1 < TRANSIENT_GRACE;
         let actor = "verifier";
         if !keep {
-            self.labeler.apply(did, VERIFIED_MAIL_OPERATOR, v.verified, &v.why, actor)?;
             self.labeler
-                .apply(did, RELAY_MEMBER, v.verified && v.relay_member, &v.why, actor)?;
+                .apply(did, VERIFIED_MAIL_OPERATOR, v.verified, &v.why, actor)?;
+            self.labeler.apply(
+                did,
+                RELAY_MEMBER,
+                v.verified && v.relay_member,
+                &v.why,
+                actor,
+            )?;
         }
         let (next, attempts) = if v.verified || !(v.retry || keep) {
             (s.reverify_interval, 0)
@@ -160,13 +177,9 @@ impl Verifier {
         };
         tracing::debug!(did, verified = v.verified, relay_member = v.relay_member, why = %v.why, next = ?next, "labeler: checked");
         let now = now();
-        self.labeler.store.checked(
-            did,
-            now,
-            now + next.as_millis() as i64,
-            attempts,
-            &v.why,
-        )?;
+        self.labeler
+            .store
+            .checked(did, now, now + next.as_millis() as i64, attempts, &v.why)?;
         Ok(())
     }
 
@@ -207,12 +220,24 @@ impl Verifier {
             None => member
                 .domains
                 .iter()
-                .map(|d| (d.domain.clone(), d.selectors.iter().map(|s| s.0.clone()).collect(), false))
+                .map(|d| {
+                    (
+                        d.domain.clone(),
+                        d.selectors.iter().map(|s| s.0.clone()).collect(),
+                        false,
+                    )
+                })
                 .collect(),
             Some(list) if list.is_empty() => return no("attestation deleted".into(), false),
             Some(list) => list
                 .iter()
-                .map(|a| (a.domain.clone(), a.dkim_selectors.clone(), a.relay_member == Some(true)))
+                .map(|a| {
+                    (
+                        a.domain.clone(),
+                        a.dkim_selectors.clone(),
+                        a.relay_member == Some(true),
+                    )
+                })
                 .collect(),
         };
         let mut reasons = Vec::new();
@@ -220,7 +245,10 @@ impl Verifier {
         let mut verified = false;
         let mut relay_member = false;
         for (domain, selectors, attested_member) in claims {
-            let keys = member.domains.iter().find(|d| d.domain.eq_ignore_ascii_case(&domain));
+            let keys = member
+                .domains
+                .iter()
+                .find(|d| d.domain.eq_ignore_ascii_case(&domain));
             match self.check_domain(&domain, &selectors, keys).await {
                 DnsCheck::Match => {
                     verified = true;
@@ -243,7 +271,12 @@ impl Verifier {
         }
     }
 
-    async fn check_domain(&self, domain: &str, selectors: &[String], keys: Option<&DomainKeys>) -> DnsCheck {
+    async fn check_domain(
+        &self,
+        domain: &str,
+        selectors: &[String],
+        keys: Option<&DomainKeys>,
+    ) -> DnsCheck {
         let Some(keys) = keys else {
             return DnsCheck::Mismatch(format!("{domain}: not a sending domain of this member"));
         };
@@ -273,8 +306,15 @@ impl Verifier {
                 Err(e) => return DnsCheck::Transient(format!("{name}: {e}")),
             };
             let wanted: String = expected.chars().filter(|c| !c.is_whitespace()).collect();
-            if !found.iter().any(|t| dkim_p(t).as_deref() == Some(wanted.as_str())) {
-                let what = if found.is_empty() { "no DKIM record" } else { "a different key" };
+            if !found
+                .iter()
+                .any(|t| dkim_p(t).as_deref() == Some(wanted.as_str()))
+            {
+                let what = if found.is_empty() {
+                    "no DKIM record"
+                } else {
+                    "a different key"
+                };
                 return DnsCheck::Mismatch(format!("{name}: {what}"));
             }
         }
@@ -288,7 +328,10 @@ mod tests {
 
     #[test]
     fn p_tag_is_found_and_unfolded() {
-        assert_eq!(dkim_p("v=DKIM1; k=rsa; p=MIIB AQ== ").as_deref(), Some("MIIBAQ=="));
+        assert_eq!(
+            dkim_p("v=DKIM1; k=rsa; p=MIIB AQ== ").as_deref(),
+            Some("MIIBAQ==")
+        );
         assert_eq!(dkim_p("v=DKIM1;p=").as_deref(), Some(""));
         assert_eq!(dkim_p("v=DKIM1; k=ed25519"), None);
     }

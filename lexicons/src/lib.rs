@@ -133,10 +133,21 @@ mod tests {
         let mut a = Attestation::new("sender.test", vec![], None);
         assert_eq!(a.validate("sender.test"), Err(InvalidRecord::SelectorCount));
         a.dkim_selectors = vec!["x".repeat(64)];
-        assert!(matches!(a.validate("sender.test"), Err(InvalidRecord::Selector(_))));
+        assert!(matches!(
+            a.validate("sender.test"),
+            Err(InvalidRecord::Selector(_))
+        ));
         a.dkim_selectors = vec!["ok".into()];
         a.record_type = "app.bsky.feed.post".into();
-        assert!(matches!(a.validate("sender.test"), Err(InvalidRecord::Type(_))));
-        assert!(serde_json::from_str::<Attestation>(r#"{"domain":"d","dkimSelectors":[],"createdAt":"not a date"}"#).is_err());
+        assert!(matches!(
+            a.validate("sender.test"),
+            Err(InvalidRecord::Type(_))
+        ));
+        assert!(
+            serde_json::from_str::<Attestation>(
+                r#"{"domain":"d","dkimSelectors":[],"createdAt":"not a date"}"#
+            )
+            .is_err()
+        );
     }
 }

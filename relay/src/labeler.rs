@@ -118,7 +118,10 @@ pub fn settings(config: &Config) -> Settings {
 }
 
 /// The configured key of a non-did:web identity, from the environment or `signing_key_file`.
-fn configured_key(config: &Config, did: &str) -> Result<Option<k256::ecdsa::SigningKey>, LabelerSetupError> {
+fn configured_key(
+    config: &Config,
+    did: &str,
+) -> Result<Option<k256::ecdsa::SigningKey>, LabelerSetupError> {
     if did.starts_with("did:web:") && config.labeler.did.is_empty() {
         return Ok(None);
     }
@@ -134,9 +137,14 @@ fn configured_key(config: &Config, did: &str) -> Result<Option<k256::ecdsa::Sign
         }
         // A configured did:web may still use a generated key.
         Err(_) if did.starts_with("did:web:") => return Ok(None),
-        Err(_) => return Err(bad(format!("needs {SIGNING_KEY_ENV} or labeler.signing_key_file"))),
+        Err(_) => {
+            return Err(bad(format!(
+                "needs {SIGNING_KEY_ENV} or labeler.signing_key_file"
+            )));
+        }
     };
-    let bytes = decode_hex(hex.trim()).ok_or_else(|| bad("signing key is not 64 hex digits".into()))?;
+    let bytes =
+        decode_hex(hex.trim()).ok_or_else(|| bad("signing key is not 64 hex digits".into()))?;
     k256::ecdsa::SigningKey::from_slice(&bytes)
         .map(Some)
         .map_err(|_| bad("signing key is not a valid secp256k1 scalar".into()))

@@ -279,7 +279,8 @@ fn labeler_cmd(cmd: LabelerCmd) -> Result<(), Failure> {
             selectors,
             relay_member,
         } => {
-            let a = atmos_lexicons::Attestation::new(&domain, selectors, relay_member.then_some(true));
+            let a =
+                atmos_lexicons::Attestation::new(&domain, selectors, relay_member.then_some(true));
             a.validate(&a.domain)
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             print_json(&serde_json::to_value(&a).context("encoding")?)

@@ -17,7 +17,7 @@ source "$(dirname "$0")/lib.sh"
 echo "fan-out: $SUBSCRIBERS subscribers, $LABELS labels..." >&2
 "$ROOT/target/release/labelbench" --http "$ATMOS_HTTP" --subscribers "$SUBSCRIBERS" --labels "$LABELS" | tee "$WORK/fanout.json"
 Q="http://$ATMOS_HTTP/xrpc/com.atproto.label.queryLabels?uriPatterns=did:plc:bench0000000000000001*&limit=50"
-echo "wrk: queryLabels (prefix pattern, 10 labels per answer), ${SECONDS_RUN}s, 20 connections" >&2
+echo "wrk: queryLabels (prefix pattern matching 1000 labels, 50 per answer), ${SECONDS_RUN}s, 20 connections" >&2
 wrk -t2 -c20 -d"${SECONDS_RUN}s" --latency "$Q" | tee "$WORK/query.txt"
 echo "wrk: /healthz, same settings" >&2
 wrk -t2 -c20 -d"${SECONDS_RUN}s" --latency "http://$ATMOS_HTTP/healthz" | tee "$WORK/healthz.txt"

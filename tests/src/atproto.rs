@@ -32,7 +32,9 @@ fn node_dir() -> std::path::PathBuf {
 }
 
 fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 impl Pds {
@@ -63,7 +65,10 @@ impl Pds {
                 ("PDS_PORT", port.to_string()),
                 ("PDS_DEV_MODE", "true".into()),
                 ("PDS_DATA_DIRECTORY", data.display().to_string()),
-                ("PDS_BLOBSTORE_DISK_LOCATION", data.join("blobs").display().to_string()),
+                (
+                    "PDS_BLOBSTORE_DISK_LOCATION",
+                    data.join("blobs").display().to_string(),
+                ),
                 ("PDS_DID_PLC_URL", format!("http://127.0.0.1:{plc_port}")),
                 ("PDS_JWT_SECRET", random_hex(16)),
                 ("PDS_ADMIN_PASSWORD", random_hex(8)),

@@ -37,8 +37,8 @@ pub fn standing(http: SocketAddr, uri: &str, val: &str) -> Option<bool> {
     body["labels"]
         .as_array()?
         .iter()
-        .filter(|l| l["val"] == val)
-        .last()
+        .rev()
+        .find(|l| l["val"] == val)
         .map(|l| l["neg"] != true)
 }
 
@@ -106,7 +106,10 @@ impl Subscriber {
             _dir: dir,
         };
         poll_until(Duration::from_secs(15), "the subscriber to connect", || {
-            s.lines().first().filter(|l| l["connected"] == true).map(|_| ())
+            s.lines()
+                .first()
+                .filter(|l| l["connected"] == true)
+                .map(|_| ())
         });
         s
     }

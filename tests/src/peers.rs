@@ -383,7 +383,11 @@ impl Knot {
 
     fn transaction(&self, change: &[&str]) {
         let zone = self.zone.as_str();
-        for args in [&["zone-begin", zone][..], change, &["zone-commit", zone][..]] {
+        for args in [
+            &["zone-begin", zone][..],
+            change,
+            &["zone-commit", zone][..],
+        ] {
             let out = self.knotc(args);
             assert!(
                 out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("error"),

@@ -22,7 +22,10 @@ struct Jetstream {
 impl Jetstream {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (events, log) = (dir.path().join("events.jsonl"), dir.path().join("connections.log"));
+        let (events, log) = (
+            dir.path().join("events.jsonl"),
+            dir.path().join("connections.log"),
+        );
         let port = free_port();
         let child = Command::new(venv_python())
             .arg(atmos_tests::workspace_root().join("tests/py/jetstream_server.py"))
@@ -35,7 +38,13 @@ impl Jetstream {
         poll_until(Duration::from_secs(15), "the Jetstream server", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        Self { child, port, events, log, _dir: dir }
+        Self {
+            child,
+            port,
+            events,
+            log,
+            _dir: dir,
+        }
     }
 
     fn send(&self, event: serde_json::Value) {
@@ -63,7 +72,12 @@ impl Drop for Jetstream {
     }
 }
 
-fn commit(time_us: i64, operation: &str, rkey: &str, record: Option<serde_json::Value>) -> serde_json::Value {
+fn commit(
+    time_us: i64,
+    operation: &str,
+    rkey: &str,
+    record: Option<serde_json::Value>,
+) -> serde_json::Value {
     let mut commit = serde_json::json!({
         "rev": "3lbvnxh2ouk2a",
         "operation": operation,
@@ -94,7 +108,12 @@ fn attestations_from_jetstream_grant_and_withdraw_labels_and_the_cursor_survives
     let _dns = Dns::start_on(dns_port, &[SENDER_DOMAIN], &Dns::record_lines(&records));
     let selectors: Vec<String> = records
         .iter()
-        .filter_map(|r| r["name"].as_str()?.split_once("._domainkey.").map(|(s, _)| s.to_string()))
+        .filter_map(|r| {
+            r["name"]
+                .as_str()?
+                .split_once("._domainkey.")
+                .map(|(s, _)| s.to_string())
+        })
         .collect();
     relay.start();
     let http = relay.http.expect("http");
@@ -108,8 +127,14 @@ fn attestations_from_jetstream_grant_and_withdraw_labels_and_the_cursor_survives
         jetstream.connections().first().cloned()
     });
     let first = jetstream.connections()[0].clone();
-    assert!(first.contains("wantedCollections=email.atmos.attestation"), "{first}");
-    assert!(!first.contains("cursor="), "no cursor before any event: {first}");
+    assert!(
+        first.contains("wantedCollections=email.atmos.attestation"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("cursor="),
+        "no cursor before any event: {first}"
+    );
 
     let record = serde_json::json!({
         "$type": "email.atmos.attestation",
@@ -120,24 +145,44 @@ fn attestations_from_jetstream_grant_and_withdraw_labels_and_the_cursor_survives
     });
     // Unrelated and invalid events are skipped without harm.
     jetstream.send(serde_json::json!({"did": DID, "time_us": 1_795_000_000_000_001i64, "kind": "identity", "identity": {"did": DID, "seq": 1}}));
-    jetstream.send(commit(1_795_000_000_000_002, "create", "other.test", Some(record.clone())));
-    jetstream.send(commit(1_795_000_000_000_003, "create", SENDER_DOMAIN, Some(record)));
-    poll_until(Duration::from_secs(30), "relay-member from the attestation", || {
-        (standing(http, DID, "relay-member") == Some(true)).then_some(())
-    });
+    jetstream.send(commit(
+        1_795_000_000_000_002,
+        "create",
+        "other.test",
+        Some(record.clone()),
+    ));
+    jetstream.send(commit(
+        1_795_000_000_000_003,
+        "create",
+        SENDER_DOMAIN,
+        Some(record),
+    ));
+    poll_until(
+        Duration::from_secs(30),
+        "relay-member from the attestation",
+        || (standing(http, DID, "relay-member") == Some(true)).then_some(()),
+    );
 
     const DELETED_AT: i64 = 1_795_000_000_000_004;
     jetstream.send(commit(DELETED_AT, "delete", SENDER_DOMAIN, None));
-    poll_until(Duration::from_secs(30), "negations after the deletion", || {
-        (standing(http, DID, "relay-member") == Some(false)
-            && standing(http, DID, "verified-mail-operator") == Some(false))
-        .then_some(())
-    });
+    poll_until(
+        Duration::from_secs(30),
+        "negations after the deletion",
+        || {
+            (standing(http, DID, "relay-member") == Some(false)
+                && standing(http, DID, "verified-mail-operator") == Some(false))
+            .then_some(())
+        },
+    );
     let labeler_db = relay.dir.path().join("data/labeler.sqlite");
     let cursor = || -> Option<i64> {
         rusqlite::Connection::open(&labeler_db)
             .ok()?
-            .query_row("SELECT value FROM cursors WHERE name = 'jetstream'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM cursors WHERE name = 'jetstream'",
+                [],
+                |r| r.get(0),
+            )
             .ok()
     };
     poll_until(Duration::from_secs(10), "the cursor to be saved", || {
@@ -149,5 +194,8 @@ fn attestations_from_jetstream_grant_and_withdraw_labels_and_the_cursor_survives
     let resumed = poll_until(Duration::from_secs(20), "a second connection", || {
         jetstream.connections().get(1).cloned()
     });
-    assert!(resumed.contains(&format!("cursor={DELETED_AT}")), "{resumed}");
+    assert!(
+        resumed.contains(&format!("cursor={DELETED_AT}")),
+        "{resumed}"
+    );
 }

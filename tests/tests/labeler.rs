@@ -23,16 +23,30 @@ fn world() -> World {
 fn labels_verify_independently_from_the_served_did_document() {
     let mut world = world();
     let http = world.relay.http.expect("http");
-    let (status, doc, _) = curl("GET", &format!("{}/.well-known/did.json", base(http)), &[], None);
+    let (status, doc, _) = curl(
+        "GET",
+        &format!("{}/.well-known/did.json", base(http)),
+        &[],
+        None,
+    );
     assert_eq!(status, 200);
     assert_eq!(doc["id"], "did:web:relay.test");
-    assert_eq!(doc["verificationMethod"][0]["id"], "did:web:relay.test#atproto_label");
+    assert_eq!(
+        doc["verificationMethod"][0]["id"],
+        "did:web:relay.test#atproto_label"
+    );
     assert_eq!(doc["verificationMethod"][0]["type"], "Multikey");
     assert_eq!(doc["service"][0]["id"], "#atproto_labeler");
     assert_eq!(doc["service"][0]["type"], "AtprotoLabeler");
 
-    assert_eq!(emit(http, OTHER, "clean-sender", false, "manual review").0, 200);
-    assert_eq!(emit(http, OTHER, "clean-sender", true, "complaint spike").0, 200);
+    assert_eq!(
+        emit(http, OTHER, "clean-sender", false, "manual review").0,
+        200
+    );
+    assert_eq!(
+        emit(http, OTHER, "clean-sender", true, "complaint spike").0,
+        200
+    );
     let post = format!("at://{OTHER}/app.bsky.feed.post/3kabc");
     assert_eq!(emit(http, &post, "spam", false, "reported").0, 200);
 
@@ -56,7 +70,10 @@ fn query_labels_filters_pages_and_refuses_bad_parameters() {
     let world = world();
     let http = world.relay.http.expect("http");
     for i in 0..5 {
-        assert_eq!(emit(http, OTHER, &format!("test-{i}"), false, "paging").0, 200);
+        assert_eq!(
+            emit(http, OTHER, &format!("test-{i}"), false, "paging").0,
+            200
+        );
     }
     let post = format!("at://{OTHER}/app.bsky.feed.post/1");
     emit(http, &post, "spam", false, "reported");
@@ -77,26 +94,44 @@ fn query_labels_filters_pages_and_refuses_bad_parameters() {
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (s, page) = query(http, &format!("uriPatterns={OTHER}&limit=2&cursor={cursor}"));
+        let (s, page) = query(
+            http,
+            &format!("uriPatterns={OTHER}&limit=2&cursor={cursor}"),
+        );
         assert_eq!(s, 200, "{page}");
         let labels = page["labels"].as_array().expect("labels");
         if labels.is_empty() {
             break;
         }
         assert!(labels.len() <= 2);
-        seen.extend(labels.iter().map(|l| l["val"].as_str().unwrap_or_default().to_string()));
+        seen.extend(
+            labels
+                .iter()
+                .map(|l| l["val"].as_str().unwrap_or_default().to_string()),
+        );
         cursor = page["cursor"].as_str().expect("cursor").to_string();
     }
     assert_eq!(seen, ["test-0", "test-1", "test-2", "test-3", "test-4"]);
 
-    for bad in ["uriPatterns=*&limit=251", "uriPatterns=*&limit=0", "limit=5", "uriPatterns=a*b", "uriPatterns=*&cursor=x"] {
+    for bad in [
+        "uriPatterns=*&limit=251",
+        "uriPatterns=*&limit=0",
+        "limit=5",
+        "uriPatterns=a*b",
+        "uriPatterns=*&cursor=x",
+    ] {
         let (s, body) = query(http, bad);
         assert_eq!(s, 400, "{bad}: {body}");
         assert_eq!(body["error"], "InvalidRequest", "{bad}");
     }
 
     // Admin endpoints need the token and a reason.
-    let (s, body, _) = curl("GET", &format!("{}/admin/labeler/labels", base(http)), &[], None);
+    let (s, body, _) = curl(
+        "GET",
+        &format!("{}/admin/labeler/labels", base(http)),
+        &[],
+        None,
+    );
     assert_eq!((s, body["code"].as_str()), (401, Some("ADMIN_AUTH_FAILED")));
     assert_eq!(emit(http, OTHER, "x", false, " ").0, 400);
     assert_eq!(emit(http, "not a uri", "x", false, "r").0, 400);
@@ -108,7 +143,10 @@ fn query_labels_filters_pages_and_refuses_bad_parameters() {
     );
     assert_eq!(s, 200);
     let first = &body["labels"][0];
-    assert_eq!((first["actor"].as_str(), first["reason"].as_str()), (Some("admin"), Some("paging")));
+    assert_eq!(
+        (first["actor"].as_str(), first["reason"].as_str()),
+        (Some("admin"), Some("paging"))
+    );
 }
 
 #[test]
@@ -120,7 +158,10 @@ fn subscribe_labels_replays_from_zero_then_streams_live_and_refuses_future_curso
     }
     let sub = Subscriber::start(http, Some(0), 4);
     let frames = sub.wait_frames(3, Duration::from_secs(15));
-    let seqs: Vec<i64> = frames.iter().filter_map(|f| f["body"]["seq"].as_i64()).collect();
+    let seqs: Vec<i64> = frames
+        .iter()
+        .filter_map(|f| f["body"]["seq"].as_i64())
+        .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     for f in &frames {
         assert_eq!(f["header"]["t"], "#labels");
@@ -146,7 +187,9 @@ fn subscribe_labels_replays_from_zero_then_streams_live_and_refuses_future_curso
     let got = future.wait_frames(1, Duration::from_secs(15));
     assert_eq!(got[0]["header"]["op"], -1, "{got:?}");
     assert_eq!(got[0]["body"]["error"], "FutureCursor");
-    poll_until(Duration::from_secs(10), "the socket to close", || future.closed().then_some(()));
+    poll_until(Duration::from_secs(10), "the socket to close", || {
+        future.closed().then_some(())
+    });
 }
 
 #[test]
@@ -166,15 +209,26 @@ fn dkim_records_in_dns_earn_and_lose_verified_mail_operator() {
     let (_, records) = relay.add_member_with_records(DID, SENDER_DOMAIN, true);
     let dkim: Vec<(String, String)> = records
         .iter()
-        .filter(|r| r["name"].as_str().is_some_and(|n| n.contains("._domainkey.")))
-        .map(|r| (r["name"].as_str().unwrap_or_default().to_string(), r["value"].as_str().unwrap_or_default().to_string()))
+        .filter(|r| {
+            r["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("._domainkey."))
+        })
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     assert_eq!(dkim.len(), 2, "RSA and Ed25519 selectors: {records:?}");
     let labeler_db = relay.dir.path().join("data/labeler.sqlite");
     poll_until(Duration::from_secs(30), "a failed first check", || {
         let c = rusqlite::Connection::open(&labeler_db).ok()?;
         let attempts: i64 = c
-            .query_row("SELECT attempts FROM subjects WHERE did = ?1", [DID], |r| r.get(0))
+            .query_row("SELECT attempts FROM subjects WHERE did = ?1", [DID], |r| {
+                r.get(0)
+            })
             .ok()?;
         (attempts >= 1).then_some(())
     });
@@ -208,20 +262,30 @@ fn dkim_records_in_dns_earn_and_lose_verified_mail_operator() {
         knot.remove_txt(name);
     }
     force_verify(http, DID);
-    poll_until(Duration::from_secs(20), "negation after the records went", || {
-        (standing(http, DID, VMO) == Some(false)).then_some(())
-    });
+    poll_until(
+        Duration::from_secs(20),
+        "negation after the records went",
+        || (standing(http, DID, VMO) == Some(false)).then_some(()),
+    );
     let frames = sub.wait_frames(4, Duration::from_secs(15));
     let vals: Vec<(String, bool)> = frames
         .iter()
         .map(|f| {
             let l = &f["body"]["labels"][0];
-            (l["val"].as_str().unwrap_or_default().to_string(), l["neg"] == true)
+            (
+                l["val"].as_str().unwrap_or_default().to_string(),
+                l["neg"] == true,
+            )
         })
         .collect();
     assert_eq!(
         vals,
-        [(VMO.into(), false), (VMO.into(), true), (VMO.into(), false), (VMO.into(), true)],
+        [
+            (VMO.into(), false),
+            (VMO.into(), true),
+            (VMO.into(), false),
+            (VMO.into(), true)
+        ],
         "subscribeLabels carried each change"
     );
     assert!(frames.iter().all(|f| f["verified"] == true));

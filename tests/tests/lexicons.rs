@@ -30,18 +30,33 @@ fn validate(lexicon: &str, records: &[Value]) -> Vec<Value> {
         .write_all(input.to_string().as_bytes())
         .expect("write records");
     let out = child.wait_with_output().expect("node finished");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON results")
 }
 
 #[test]
 fn attestation_records_from_our_types_validate_and_bad_ones_do_not() {
     let out = Command::new(atmos_bin())
-        .args(["labeler", "attestation", "--domain", "sender.test", "--selector", "atmos20261123r"])
+        .args([
+            "labeler",
+            "attestation",
+            "--domain",
+            "sender.test",
+            "--selector",
+            "atmos20261123r",
+        ])
         .args(["--selector", "atmos20261123e", "--relay-member"])
         .output()
         .expect("run atmos");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ours: Value = serde_json::from_slice(&out.stdout).expect("record JSON");
     assert_eq!(ours["$type"], "email.atmos.attestation");
 

@@ -14,7 +14,11 @@ const LABELER_DID: &str = "did:web:relay.test";
 #[test]
 fn reports_need_a_fresh_service_auth_token_for_this_labeler_and_method() {
     let pds = Pds::start();
-    let mut relay = Relay::new(None, 25, &format!("[labeler]\nplc_url = \"{}\"\n", pds.plc_url()));
+    let mut relay = Relay::new(
+        None,
+        25,
+        &format!("[labeler]\nplc_url = \"{}\"\n", pds.plc_url()),
+    );
     relay.env = vec![("ADMIN_TOKEN".into(), ADMIN_TOKEN.into())];
     relay.start();
     let http = relay.http.expect("http");
@@ -29,20 +33,35 @@ fn reports_need_a_fresh_service_auth_token_for_this_labeler_and_method() {
     let (status, report) = create_report(http, &token, &body);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["reportedBy"], alice.did.as_str());
-    assert_eq!(report["reasonType"], "com.atproto.moderation.defs#reasonSpam");
+    assert_eq!(
+        report["reasonType"],
+        "com.atproto.moderation.defs#reasonSpam"
+    );
     assert!(report["id"].as_i64() > Some(0));
 
     // The same token again: refused, nothing stored.
     let (status, err) = create_report(http, &token, &body);
-    assert_eq!((status, err["error"].as_str()), (401, Some("BadJwt")), "{err}");
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("BadJwt")),
+        "{err}"
+    );
 
     // A token bound to another method, or addressed to another service.
     let other = pds.service_auth(&alice, LABELER_DID, "com.atproto.repo.createRecord");
     let (status, err) = create_report(http, &other, &body);
-    assert_eq!((status, err["error"].as_str()), (401, Some("BadJwtLexiconMethod")), "{err}");
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("BadJwtLexiconMethod")),
+        "{err}"
+    );
     let elsewhere = pds.service_auth(&alice, "did:web:other.test", LXM);
     let (status, err) = create_report(http, &elsewhere, &body);
-    assert_eq!((status, err["error"].as_str()), (401, Some("BadJwtAudience")), "{err}");
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("BadJwtAudience")),
+        "{err}"
+    );
 
     // A forged signature (payload changed after signing).
     let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
@@ -52,10 +71,21 @@ fn reports_need_a_fresh_service_auth_token_for_this_labeler_and_method() {
 
     // Bad input is refused before any token is spent.
     let fresh = pds.service_auth(&alice, LABELER_DID, LXM);
-    let (status, err) = create_report(http, &fresh, &serde_json::json!({"reasonType": "x", "subject": {"did": "nope"}}));
-    assert_eq!((status, err["error"].as_str()), (400, Some("InvalidRequest")), "{err}");
+    let (status, err) = create_report(
+        http,
+        &fresh,
+        &serde_json::json!({"reasonType": "x", "subject": {"did": "nope"}}),
+    );
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("InvalidRequest")),
+        "{err}"
+    );
     let (status, _) = create_report(http, &fresh, &body);
-    assert_eq!(status, 200, "the token was not burnt by the invalid request");
+    assert_eq!(
+        status, 200,
+        "the token was not burnt by the invalid request"
+    );
     let (status, _) = create_report(http, "", &body);
     assert_eq!(status, 401);
 
@@ -69,5 +99,9 @@ fn reports_need_a_fresh_service_auth_token_for_this_labeler_and_method() {
     assert_eq!(status, 200);
     let reports = list["reports"].as_array().expect("reports");
     assert_eq!(reports.len(), 2, "{list}");
-    assert!(reports.iter().all(|r| r["reportedBy"] == alice.did.as_str()));
+    assert!(
+        reports
+            .iter()
+            .all(|r| r["reportedBy"] == alice.did.as_str())
+    );
 }

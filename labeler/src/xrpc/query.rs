@@ -31,11 +31,10 @@ pub fn parse(raw: &str) -> Result<LabelQuery, XrpcError> {
             // An empty cursor is the first page.
             "cursor" if v.is_empty() => {}
             "cursor" => {
-                q.after = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|c| *c >= 0)
-                    .ok_or_else(|| XrpcError::invalid("cursor must be a non-negative integer"))?;
+                q.after =
+                    v.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
+                        XrpcError::invalid("cursor must be a non-negative integer")
+                    })?;
             }
             _ => {}
         }

@@ -37,8 +37,8 @@ pub async fn create_report(
             error: "AuthenticationRequired",
             message: "a service-auth bearer token is required".into(),
         })?;
-    let input: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| XrpcError::invalid(format!("body is not JSON: {e}")))?;
+    let input: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| XrpcError::invalid(format!("body is not JSON: {e}")))?;
     let reason_type = input
         .get("reasonType")
         .and_then(|v| v.as_str())
@@ -49,20 +49,29 @@ pub async fn create_report(
         Some(v) => Some(
             v.as_str()
                 .filter(|s| s.chars().count() <= MAX_REASON)
-                .ok_or_else(|| XrpcError::invalid("reason must be a string of at most 20000 characters"))?,
+                .ok_or_else(|| {
+                    XrpcError::invalid("reason must be a string of at most 20000 characters")
+                })?,
         ),
     };
     let subject = input
         .get("subject")
         .filter(|s| valid_subject(s))
         .ok_or_else(|| {
-            XrpcError::invalid("subject must be a com.atproto.admin.defs#repoRef or com.atproto.repo.strongRef")
+            XrpcError::invalid(
+                "subject must be a com.atproto.admin.defs#repoRef or com.atproto.repo.strongRef",
+            )
         })?;
     let now_s = crate::now() / 1000;
     let store = &labeler.store;
-    let claims = service_auth::verify(token, labeler.did(), LXM, &labeler.resolver, now_s, |jti, exp| {
-        store.use_jti(jti, exp, now_s).map_err(|e| e.to_string())
-    })
+    let claims = service_auth::verify(
+        token,
+        labeler.did(),
+        LXM,
+        &labeler.resolver,
+        now_s,
+        |jti, exp| store.use_jti(jti, exp, now_s).map_err(|e| e.to_string()),
+    )
     .await
     .map_err(auth_error)?;
     let report = labeler
@@ -77,11 +86,17 @@ pub async fn create_report(
         })
         .map_err(XrpcError::internal)?;
     tracing::info!(id = report.id, by = %report.reported_by, reason_type, "report received");
-    Ok(Json(serde_json::to_value(&report).map_err(XrpcError::internal)?))
+    Ok(Json(
+        serde_json::to_value(&report).map_err(XrpcError::internal)?,
+    ))
 }
 
 fn valid_subject(s: &serde_json::Value) -> bool {
-    let str_field = |k: &str| s.get(k).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty());
+    let str_field = |k: &str| {
+        s.get(k)
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| !v.is_empty())
+    };
     match s.get("$type").and_then(|t| t.as_str()) {
         Some("com.atproto.admin.defs#repoRef") => {
             str_field("did") && s["did"].as_str().is_some_and(|d| d.starts_with("did:"))

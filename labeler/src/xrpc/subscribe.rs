@@ -7,9 +7,9 @@ use crate::store::StoredLabel;
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::response::Response;
+use futures_util::SinkExt;
 use serde::Serialize;
 use std::sync::Arc;
-use futures_util::SinkExt;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Labels per replay page.
@@ -155,7 +155,11 @@ async fn stream(
 }
 
 /// Sends every stored label after `last`; returns the new `last`.
-async fn replay(labeler: &Labeler, socket: &mut WebSocket, mut last: i64) -> Result<i64, axum::Error> {
+async fn replay(
+    labeler: &Labeler,
+    socket: &mut WebSocket,
+    mut last: i64,
+) -> Result<i64, axum::Error> {
     loop {
         let page = match labeler.store.since(last, PAGE) {
             Ok(p) => p,

@@ -32,7 +32,10 @@ async fn subscribers(
     url: &str,
     n: usize,
     want: usize,
-) -> Result<(Vec<tokio::task::JoinHandle<Result<Instant>>>, Arc<AtomicUsize>)> {
+) -> Result<(
+    Vec<tokio::task::JoinHandle<Result<Instant>>>,
+    Arc<AtomicUsize>,
+)> {
     let received = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
@@ -74,7 +77,10 @@ async fn main() -> Result<()> {
     let ws_base = format!("ws://{}/xrpc/com.atproto.label.subscribeLabels", a.http);
     let client = reqwest::Client::new();
     let before: serde_json::Value = client
-        .get(format!("http://{}/xrpc/com.atproto.label.queryLabels?uriPatterns=*&limit=1", a.http))
+        .get(format!(
+            "http://{}/xrpc/com.atproto.label.queryLabels?uriPatterns=*&limit=1",
+            a.http
+        ))
         .send()
         .await?
         .json()
@@ -89,8 +95,13 @@ async fn main() -> Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut emitters = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, next, http, token, total) =
-            (client.clone(), next.clone(), a.http.clone(), a.token.clone(), a.labels);
+        let (client, next, http, token, total) = (
+            client.clone(),
+            next.clone(),
+            a.http.clone(),
+            a.token.clone(),
+            a.labels,
+        );
         emitters.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
