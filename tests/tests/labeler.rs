@@ -183,6 +183,13 @@ fn subscribe_labels_replays_from_zero_then_streams_live_and_refuses_future_curso
     let got = tail.wait_frames(1, Duration::from_secs(15));
     assert_eq!(got[0]["body"]["labels"][0]["val"], "live-two");
 
+    // A cursor before the retained history gets #info OutdatedCursor, then everything.
+    let outdated = Subscriber::start(http, Some(-5), 6);
+    let got = outdated.wait_frames(6, Duration::from_secs(15));
+    assert_eq!(got[0]["header"]["t"], "#info", "{got:?}");
+    assert_eq!(got[0]["body"]["name"], "OutdatedCursor");
+    assert!(got[1..].iter().all(|f| f["header"]["t"] == "#labels"));
+
     let future = Subscriber::start(http, Some(1_000_000), 1);
     let got = future.wait_frames(1, Duration::from_secs(15));
     assert_eq!(got[0]["header"]["op"], -1, "{got:?}");
@@ -291,4 +298,39 @@ fn dkim_records_in_dns_earn_and_lose_verified_mail_operator() {
     assert!(frames.iter().all(|f| f["verified"] == true));
     let v = verify_independently(http);
     assert_eq!(v["verified"], v["labels"], "{v}");
+}
+
+#[test]
+fn a_configured_did_plc_signs_with_its_given_key() {
+    const PLC_DID: &str = "did:plc:labelerlabelerlabelerlab";
+    let key_hex = "6c".repeat(32);
+    let mut relay = Relay::new(None, 25, &format!("[labeler]\ndid = \"{PLC_DID}\"\n"));
+    relay.env = vec![
+        ("ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+        ("ATMOS_LABELER_SIGNING_KEY".into(), key_hex.clone()),
+    ];
+    // Without the key the relay refuses to start with a clear error.
+    let out = relay.cli(&["labeler", "identity"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ATMOS_LABELER_SIGNING_KEY"));
+
+    let out = std::process::Command::new(atmos_tests::relay::atmos_bin())
+        .args(["labeler", "identity", "--config"])
+        .arg(&relay.config_path)
+        .env("ATMOS_LABELER_SIGNING_KEY", &key_hex)
+        .output()
+        .expect("run atmos");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(id["did"], PLC_DID);
+    let multikey = id["signingKey"].as_str().expect("key").to_string();
+    assert!(multikey.starts_with("zQ3s"), "{multikey}");
+
+    relay.start();
+    let http = relay.http.expect("http");
+    let (status, _, _) = curl("GET", &format!("{}/.well-known/did.json", base(http)), &[], None);
+    assert_eq!(status, 404, "a did:plc labeler serves no did:web document");
+    assert_eq!(emit(http, OTHER, "clean-sender", false, "test").0, 200);
+    let (_, body) = query(http, &format!("uriPatterns={OTHER}"));
+    assert_eq!(body["labels"][0]["src"], PLC_DID);
 }
