@@ -92,31 +92,54 @@ impl Label {
 
     /// JSON wire form (`com.atproto.label.defs#label`): `sig` as `{"$bytes": base64}`.
     /// atrium-api's label type writes `sig` as a plain array, which clients cannot verify.
+    pub fn json(&self) -> JsonLabel<'_> {
+        JsonLabel {
+            ver: self.ver,
+            src: &self.src,
+            uri: &self.uri,
+            cid: self.cid.as_deref(),
+            val: &self.val,
+            neg: self.neg,
+            cts: &self.cts,
+            exp: self.exp.as_deref(),
+            sig: self.sig.as_deref().map(DollarBytes),
+        }
+    }
+
+    /// [`Label::json`] as a `serde_json::Value`.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "ver": self.ver,
-            "src": self.src,
-            "uri": self.uri,
-            "val": self.val,
-            "cts": self.cts,
-        });
-        let obj = v.as_object_mut().expect("object literal");
-        if let Some(cid) = &self.cid {
-            obj.insert("cid".into(), cid.clone().into());
-        }
-        if self.neg {
-            obj.insert("neg".into(), true.into());
-        }
-        if let Some(exp) = &self.exp {
-            obj.insert("exp".into(), exp.clone().into());
-        }
-        if let Some(sig) = &self.sig {
-            obj.insert(
-                "sig".into(),
-                serde_json::json!({ "$bytes": STANDARD_NO_PAD.encode(sig) }),
-            );
-        }
-        v
+        serde_json::to_value(self.json()).unwrap_or_default()
+    }
+}
+
+/// A label in its JSON wire form, borrowing from a [`Label`].
+#[derive(Debug, Serialize)]
+pub struct JsonLabel<'a> {
+    ver: i64,
+    src: &'a str,
+    uri: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cid: Option<&'a str>,
+    val: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    neg: bool,
+    cts: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sig: Option<DollarBytes<'a>>,
+}
+
+/// Bytes in atproto's JSON form: `{"$bytes": base64 without padding}`.
+#[derive(Debug)]
+pub struct DollarBytes<'a>(&'a [u8]);
+
+impl Serialize for DollarBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("$bytes", &STANDARD_NO_PAD.encode(self.0))?;
+        m.end()
     }
 }
 

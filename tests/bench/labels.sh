@@ -19,8 +19,12 @@ echo "fan-out: $SUBSCRIBERS subscribers, $LABELS labels..." >&2
 Q="http://$ATMOS_HTTP/xrpc/com.atproto.label.queryLabels?uriPatterns=did:plc:bench0000000000000001*&limit=50"
 echo "wrk: queryLabels (prefix pattern matching 1000 labels, 50 per answer), ${SECONDS_RUN}s, 20 connections" >&2
 wrk -t2 -c20 -d"${SECONDS_RUN}s" --latency "$Q" | tee "$WORK/query.txt"
+E="http://$ATMOS_HTTP/xrpc/com.atproto.label.queryLabels?uriPatterns=did:plc:bench0000000000000001234"
+echo "wrk: queryLabels (one DID, the common lookup), ${SECONDS_RUN}s, 20 connections" >&2
+wrk -t2 -c20 -d"${SECONDS_RUN}s" --latency "$E" | tee "$WORK/exact.txt"
 echo "wrk: /healthz, same settings" >&2
 wrk -t2 -c20 -d"${SECONDS_RUN}s" --latency "http://$ATMOS_HTTP/healthz" | tee "$WORK/healthz.txt"
-q=$(awk '/Requests\/sec/ {print $2}' "$WORK/query.txt"); h=$(awk '/Requests\/sec/ {print $2}' "$WORK/healthz.txt")
-echo "queryLabels $q req/s vs /healthz $h req/s: ratio $(python3 -c "print(round($q/$h, 2))")"
+rps() { awk '/Requests\/sec/ {print $2}' "$WORK/$1.txt"; }
+q=$(rps query); e=$(rps exact); h=$(rps healthz)
+echo "queryLabels prefix/50: $q req/s; one DID: $e req/s; /healthz: $h req/s (ratios $(python3 -c "print(round($q/$h, 3), round($e/$h, 3))"))"
 echo "atmos peak RSS: $(peak_rss_kb /proc/$ATMOS_PID/status) kB"

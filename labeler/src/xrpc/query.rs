@@ -54,21 +54,27 @@ pub fn parse(raw: &str) -> Result<LabelQuery, XrpcError> {
     Ok(q)
 }
 
+/// The `queryLabels` answer.
+#[derive(serde::Serialize)]
+pub struct QueryOutput<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
+    labels: Vec<crate::label::JsonLabel<'a>>,
+}
+
 /// `GET /xrpc/com.atproto.label.queryLabels`.
 pub async fn query_labels(
     State(labeler): State<Arc<Labeler>>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, XrpcError> {
+) -> Result<axum::response::Response, XrpcError> {
     let q = parse(raw.as_deref().unwrap_or(""))?;
     // An indexed SQLite read takes microseconds; not worth a blocking-pool hop.
     let rows = labeler.store.query(&q).map_err(XrpcError::internal)?;
-    let mut body = serde_json::json!({
-        "labels": rows.iter().map(|r| r.label.to_json()).collect::<Vec<_>>(),
-    });
-    if let Some(last) = rows.last() {
-        body["cursor"] = last.seq.to_string().into();
-    }
-    Ok(Json(body))
+    let out = QueryOutput {
+        cursor: rows.last().map(|r| r.seq.to_string()),
+        labels: rows.iter().map(|r| r.label.json()).collect(),
+    };
+    Ok(axum::response::IntoResponse::into_response(Json(out)))
 }
 
 #[cfg(test)]
