@@ -320,7 +320,11 @@ fn a_configured_did_plc_signs_with_its_given_key() {
         .env("ATMOS_LABELER_SIGNING_KEY", &key_hex)
         .output()
         .expect("run atmos");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(id["did"], PLC_DID);
     let multikey = id["signingKey"].as_str().expect("key").to_string();
@@ -328,9 +332,47 @@ fn a_configured_did_plc_signs_with_its_given_key() {
 
     relay.start();
     let http = relay.http.expect("http");
-    let (status, _, _) = curl("GET", &format!("{}/.well-known/did.json", base(http)), &[], None);
+    let (status, _, _) = curl(
+        "GET",
+        &format!("{}/.well-known/did.json", base(http)),
+        &[],
+        None,
+    );
     assert_eq!(status, 404, "a did:plc labeler serves no did:web document");
     assert_eq!(emit(http, OTHER, "clean-sender", false, "test").0, 200);
     let (_, body) = query(http, &format!("uriPatterns={OTHER}"));
     assert_eq!(body["labels"][0]["src"], PLC_DID);
+}
+
+#[test]
+fn periodic_reverification_notices_a_removed_record_without_being_asked() {
+    let knot = Knot::start(SENDER_DOMAIN);
+    let mut relay = Relay::new(
+        Some(&knot.address()),
+        25,
+        "[labeler]\nretry_base = \"1s\"\nretry_max = \"2s\"\nreverify_interval = \"2s\"\n",
+    );
+    let (_, records) = relay.add_member_with_records(DID, SENDER_DOMAIN, true);
+    let dkim: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let name = r["name"].as_str()?;
+            name.contains("._domainkey.").then(|| {
+                knot.add_txt(name, r["value"].as_str().unwrap_or_default());
+                name.to_string()
+            })
+        })
+        .collect();
+    relay.start();
+    let http = relay.http.expect("http");
+    poll_until(Duration::from_secs(30), "verified-mail-operator", || {
+        (standing(http, DID, VMO) == Some(true)).then_some(())
+    });
+    // Only one of the two attested selectors goes: the domain no longer verifies.
+    knot.remove_txt(&dkim[0]);
+    poll_until(
+        Duration::from_secs(30),
+        "the scheduled re-verification to negate",
+        || (standing(http, DID, VMO) == Some(false)).then_some(()),
+    );
 }

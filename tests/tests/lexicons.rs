@@ -112,11 +112,23 @@ fn service_record_defines_each_label_value() {
     let record: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(record["$type"], "app.bsky.labeler.service");
     let values = &record["policies"]["labelValues"];
-    assert_eq!(values, &json!(["verified-mail-operator", "relay-member", "clean-sender"]));
-    let defs = record["policies"]["labelValueDefinitions"].as_array().expect("definitions");
+    assert_eq!(
+        values,
+        &json!(["verified-mail-operator", "relay-member", "clean-sender"])
+    );
+    let defs = record["policies"]["labelValueDefinitions"]
+        .as_array()
+        .expect("definitions");
     for v in values.as_array().expect("values") {
-        let d = defs.iter().find(|d| &d["identifier"] == v).expect("defined");
+        let d = defs
+            .iter()
+            .find(|d| &d["identifier"] == v)
+            .expect("defined");
         assert_eq!(d["locales"][0]["lang"], "en");
-        assert!(d["locales"][0]["description"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(
+            d["locales"][0]["description"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        );
     }
 }
