@@ -46,7 +46,8 @@ pub enum EventError {
 
 #[derive(serde::Deserialize)]
 struct Event {
-    did: String,
+    /// atrium's DID type rejects a malformed DID at parse time.
+    did: atmos_lexicons::Did,
     time_us: i64,
     kind: String,
     commit: Option<Commit>,
@@ -89,6 +90,7 @@ pub fn apply(labeler: &Labeler, bytes: &[u8]) -> Result<i64, EventError> {
         return Ok(e.time_us);
     };
     let now = now();
+    let did = e.did.as_str();
     match c.operation.as_str() {
         "create" | "update" => {
             let record = c
@@ -98,16 +100,16 @@ pub fn apply(labeler: &Labeler, bytes: &[u8]) -> Result<i64, EventError> {
                 .map_err(|err| EventError::Record(err.to_string()))?;
             a.validate(&c.rkey)
                 .map_err(|err| EventError::Record(err.to_string()))?;
-            labeler.store.put_attestation(&e.did, &c.rkey, &a, now)?;
-            tracing::info!(did = %e.did, domain = %a.domain, "attestation received");
+            labeler.store.put_attestation(did, &c.rkey, &a, now)?;
+            tracing::info!(did, domain = %a.domain, "attestation received");
         }
         "delete" => {
-            labeler.store.delete_attestation(&e.did, &c.rkey, now)?;
-            tracing::info!(did = %e.did, rkey = %c.rkey, "attestation deleted");
+            labeler.store.delete_attestation(did, &c.rkey, now)?;
+            tracing::info!(did, rkey = %c.rkey, "attestation deleted");
         }
         _ => return Ok(e.time_us),
     }
-    labeler.check_now(&e.did)?;
+    labeler.check_now(did)?;
     Ok(e.time_us)
 }
 
@@ -199,6 +201,46 @@ mod tests {
         assert_eq!(
             subscribe_url(&s, Some(42)),
             "ws://127.0.0.1:1/subscribe?wantedCollections=email.atmos.attestation&cursor=42&compress=true"
+        );
+    }
+
+    #[test]
+    fn commits_create_and_delete_attestations_and_bad_ones_are_skipped() {
+        let l = crate::testing::labeler();
+        let did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";
+        let record = serde_json::json!({"$type": ATTESTATION_NSID, "domain": "d.test",
+            "dkimSelectors": ["s1"], "relayMember": true, "createdAt": "2026-11-23T10:00:00.000Z"});
+        let event = |t: i64, op: &str, rkey: &str, rec: Option<&serde_json::Value>| {
+            let mut c = serde_json::json!({"rev": "r", "operation": op, "collection": ATTESTATION_NSID, "rkey": rkey});
+            if let Some(r) = rec {
+                c["record"] = r.clone();
+            }
+            serde_json::json!({"did": did, "time_us": t, "kind": "commit", "commit": c}).to_string()
+        };
+        assert_eq!(
+            apply(&l, event(1, "create", "d.test", Some(&record)).as_bytes()).expect("applies"),
+            1
+        );
+        let live = l.store.attestations(did).expect("db").expect("published");
+        assert_eq!(live[0].dkim_selectors, ["s1"]);
+        assert!(matches!(
+            apply(
+                &l,
+                event(2, "create", "other.test", Some(&record)).as_bytes()
+            ),
+            Err(EventError::Record(_))
+        ));
+        assert!(apply(&l, br#"{"did":"not-a-did","time_us":3,"kind":"commit"}"#).is_err());
+        assert_eq!(
+            apply(&l, br#"{"did":"did:plc:x","time_us":4,"kind":"identity"}"#).expect("skipped"),
+            4
+        );
+        apply(&l, event(5, "delete", "d.test", None).as_bytes()).expect("applies");
+        assert_eq!(l.store.attestations(did).expect("db"), Some(vec![]));
+        assert_eq!(
+            l.store.due(i64::MAX, 10).expect("db")[0].0,
+            did,
+            "a check was scheduled"
         );
     }
 

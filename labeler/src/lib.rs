@@ -210,3 +210,66 @@ impl Labeler {
 pub(crate) fn now() -> i64 {
     now_ms()
 }
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Keeps "sealed" keys as they are; tests only.
+    struct PlainSealer;
+
+    impl Sealer for PlainSealer {
+        fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(plain.to_vec())
+        }
+        fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(sealed.to_vec())
+        }
+    }
+
+    /// A labeler on an in-memory store.
+    pub fn labeler() -> Labeler {
+        let settings = Settings {
+            did: "did:web:labeler.test".into(),
+            endpoint: "https://labeler.test".into(),
+            reverify_interval: Duration::from_secs(86_400),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(30),
+            plc_url: "http://127.0.0.1:9".into(),
+        };
+        Labeler::open(
+            Store::in_memory().expect("store"),
+            settings,
+            &PlainSealer,
+            None,
+        )
+        .expect("labeler")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn apply_emits_only_on_change_and_subscribers_see_seq_order() {
+        let l = super::testing::labeler();
+        let mut live = l.subscribe();
+        assert!(
+            l.apply("did:plc:x", "v", true, "r", "t")
+                .expect("apply")
+                .is_some()
+        );
+        assert!(
+            l.apply("did:plc:x", "v", true, "r", "t")
+                .expect("apply")
+                .is_none()
+        );
+        let neg = l
+            .apply("did:plc:x", "v", false, "r", "t")
+            .expect("apply")
+            .expect("negation");
+        assert!(neg.label.neg && neg.label.verify(l.verifying_key()));
+        assert_eq!(live.try_recv().expect("first").seq, 1);
+        assert_eq!(live.try_recv().expect("second").seq, 2);
+        assert!(!l.store.is_active("did:plc:x", "v").expect("db"));
+    }
+}
