@@ -59,7 +59,8 @@ fn internal(e: impl std::fmt::Display) -> AdminError {
     )
 }
 
-struct AdminState {
+/// What the admin handlers share.
+pub struct AdminState {
     labeler: Arc<Labeler>,
     token: Option<String>,
 }
@@ -88,13 +89,16 @@ pub fn router(labeler: Arc<Labeler>, token: Option<String>) -> axum::Router {
 }
 
 #[derive(serde::Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     uri: Option<String>,
     limit: Option<u32>,
 }
 
 /// `GET /admin/labeler/labels?uri=&limit=`: newest first, with the audit fields.
-async fn list(
+#[utoipa::path(get, path = "/admin/labeler/labels", tag = "labeler-admin", security(("admin" = [])),
+    params(("uri" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000)),
+    responses((status = 200, description = "Labels, newest first, with actor, reason and key id", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
+pub(crate) async fn list(
     State(s): St,
     headers: HeaderMap,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -133,7 +137,10 @@ struct EmitBody {
 }
 
 /// `POST /admin/labeler/labels {uri, val, neg, reason}`: publishes a label or its negation.
-async fn emit(
+#[utoipa::path(post, path = "/admin/labeler/labels", tag = "labeler-admin", security(("admin" = [])),
+    request_body(content = Object, description = "{uri, val, neg?, reason}", content_type = "application/json"),
+    responses((status = 200, description = "The published label and its seq", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
+pub(crate) async fn emit(
     State(s): St,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -167,14 +174,22 @@ async fn emit(
 }
 
 /// `GET /admin/labeler/reports`: newest first.
-async fn reports(State(s): St, headers: HeaderMap) -> Result<Json<serde_json::Value>, AdminError> {
+#[utoipa::path(get, path = "/admin/labeler/reports", tag = "labeler-admin", security(("admin" = [])),
+    responses((status = 200, description = "Reports, newest first", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
+pub(crate) async fn reports(
+    State(s): St,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(&s, &headers)?;
     let reports = s.labeler.store.reports(500).map_err(internal)?;
     Ok(Json(serde_json::json!({ "reports": reports })))
 }
 
 /// `POST /admin/labeler/verify/{did}`: re-verifies now instead of at the next scheduled time.
-async fn verify(
+#[utoipa::path(post, path = "/admin/labeler/verify/{did}", tag = "labeler-admin", security(("admin" = [])),
+    params(("did" = String, Path)),
+    responses((status = 200, description = "Check scheduled", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
+pub(crate) async fn verify(
     State(s): St,
     headers: HeaderMap,
     Path(did): Path<String>,

@@ -19,6 +19,20 @@ use std::time::Duration;
 use store::{Store, StoreError, StoredLabel};
 use tokio::sync::{Notify, broadcast};
 
+/// OpenAPI description of the labeler's HTTP endpoints (merged into the relay's document;
+/// `subscribeLabels` is a WebSocket and is described by its lexicon instead).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    xrpc::did_json,
+    xrpc::query::query_labels,
+    xrpc::report::create_report,
+    admin::list,
+    admin::emit,
+    admin::reports,
+    admin::verify,
+))]
+pub struct LabelerApiDoc;
+
 /// How many live labels a slow subscriber may fall behind before it re-reads from the store.
 const LIVE_BUFFER: usize = 4096;
 

@@ -190,6 +190,27 @@ fn subscribe_labels_replays_from_zero_then_streams_live_and_refuses_future_curso
     assert_eq!(got[0]["body"]["name"], "OutdatedCursor");
     assert!(got[1..].iter().all(|f| f["header"]["t"] == "#labels"));
 
+    // A cursor that is not a number is refused with an XRPC error before the upgrade.
+    let (status, body, _) = curl(
+        "GET",
+        &format!(
+            "{}/xrpc/com.atproto.label.subscribeLabels?cursor=abc",
+            base(http)
+        ),
+        &[
+            "Connection: Upgrade".into(),
+            "Upgrade: websocket".into(),
+            "Sec-WebSocket-Version: 13".into(),
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==".into(),
+        ],
+        None,
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("InvalidRequest")),
+        "{body}"
+    );
+
     let future = Subscriber::start(http, Some(1_000_000), 1);
     let got = future.wait_frames(1, Duration::from_secs(15));
     assert_eq!(got[0]["header"]["op"], -1, "{got:?}");

@@ -71,7 +71,9 @@ pub fn router(labeler: Arc<Labeler>) -> axum::Router {
 }
 
 /// The DID document, served only for a did:web identity (a did:plc one lives in the directory).
-async fn did_json(
+#[utoipa::path(get, path = "/.well-known/did.json", tag = "labeler",
+    responses((status = 200, description = "did:web document", body = Object), (status = 404, description = "NotFound", body = Object)))]
+pub(crate) async fn did_json(
     axum::extract::State(labeler): axum::extract::State<Arc<Labeler>>,
 ) -> Result<Json<serde_json::Value>, XrpcError> {
     if !labeler.did().starts_with("did:web:") {

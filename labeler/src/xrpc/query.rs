@@ -63,6 +63,18 @@ pub struct QueryOutput<'a> {
 }
 
 /// `GET /xrpc/com.atproto.label.queryLabels`.
+#[utoipa::path(get, path = "/xrpc/com.atproto.label.queryLabels", tag = "labeler",
+    params(
+        ("uriPatterns" = Vec<String>, Query, description = "Subjects; a trailing '*' makes a prefix", explode = true, style = Form),
+        ("sources" = Option<Vec<String>>, Query, explode = true, style = Form),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 250),
+        ("cursor" = Option<String>, Query, description = "seq of the last label seen"),
+    ),
+    responses(
+        (status = 200, description = "Labels (sig as {\"$bytes\": base64})", body = Object),
+        (status = 400, description = "InvalidRequest", body = Object),
+        (status = 500, description = "InternalServerError", body = Object),
+    ))]
 pub async fn query_labels(
     State(labeler): State<Arc<Labeler>>,
     RawQuery(raw): RawQuery,

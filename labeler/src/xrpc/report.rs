@@ -23,6 +23,14 @@ fn auth_error(e: service_auth::AuthError) -> XrpcError {
 }
 
 /// `POST /xrpc/com.atproto.moderation.createReport`.
+#[utoipa::path(post, path = "/xrpc/com.atproto.moderation.createReport", tag = "labeler",
+    request_body(content = Object, description = "{reasonType, reason?, subject}", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored report", body = Object),
+        (status = 400, description = "InvalidRequest", body = Object),
+        (status = 401, description = "Service-auth token missing or refused", body = Object),
+        (status = 500, description = "InternalServerError", body = Object),
+    ))]
 pub async fn create_report(
     State(labeler): State<Arc<Labeler>>,
     headers: HeaderMap,

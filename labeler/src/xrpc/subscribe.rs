@@ -69,9 +69,14 @@ pub fn labels_frame(l: &StoredLabel) -> Option<Vec<u8>> {
 /// `GET /xrpc/com.atproto.label.subscribeLabels` (WebSocket upgrade).
 pub async fn subscribe_labels(
     State(labeler): State<Arc<Labeler>>,
-    Query(params): Query<Params>,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let Ok(Query(params)) = params else {
+        return axum::response::IntoResponse::into_response(super::XrpcError::invalid(
+            "cursor must be an integer",
+        ));
+    };
     ws.on_upgrade(move |socket| async move {
         if let Err(e) = stream(labeler, socket, params.cursor).await {
             tracing::debug!(error = %e, "label subscriber left");

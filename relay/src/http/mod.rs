@@ -83,7 +83,9 @@ async fn healthz() -> &'static str {
 /// `GET /openapi.json`: this API, generated from the code.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
 async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
+    let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
+    doc.merge(<atmos_labeler::LabelerApiDoc as utoipa::OpenApi>::openapi());
+    axum::Json(doc)
 }
 
 /// Member credentials (`X-Atmos-DID` + Bearer API key) and the admin token.
