@@ -105,6 +105,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
             "\nAtmosphere Mail dev relay is running.\n\
              Submission (STARTTLS + AUTH): {sub}\n\
              HTTP API: http://{http}/v1/send\n\
+             Labels: http://{http}/xrpc/com.atproto.label.queryLabels?uriPatterns=*\n\
              Username: {did}\nPassword: {key}\n\
              Mail is captured, not sent: {cap}\n\n\
              Send a first message:\n  swaks --server {sub} --tls --auth PLAIN \\\n    --auth-user {did} --auth-password {key} \\\n    --from hello@{dom} --to you@example.com\n",
