@@ -33,8 +33,9 @@ pub fn bearer_matches(headers: &HeaderMap, expected: Option<&str>) -> bool {
     bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
-/// An admin failure.
-pub struct AdminError(StatusCode, &'static str, String);
+/// An admin API failure, rendered `{"error": text, "code": CODE}`: the one admin error type of
+/// both the labeler's and the relay's admin endpoints.
+pub struct AdminError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
@@ -46,12 +47,14 @@ impl IntoResponse for AdminError {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> AdminError {
+/// 400 `INVALID_REQUEST`.
+pub fn invalid(msg: impl Into<String>) -> AdminError {
     AdminError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", msg.into())
 }
 
-fn internal(e: impl std::fmt::Display) -> AdminError {
-    tracing::error!(error = %e, "labeler admin: internal error");
+/// 500 `INTERNAL`; the detail is logged, not returned.
+pub fn internal(e: impl std::fmt::Display) -> AdminError {
+    tracing::error!(error = %e, "admin: internal error");
     AdminError(
         StatusCode::INTERNAL_SERVER_ERROR,
         "INTERNAL",
@@ -59,16 +62,9 @@ fn internal(e: impl std::fmt::Display) -> AdminError {
     )
 }
 
-/// What the admin handlers share.
-pub struct AdminState {
-    labeler: Arc<Labeler>,
-    token: Option<String>,
-}
-
-type St = State<Arc<AdminState>>;
-
-fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
-    if bearer_matches(headers, s.token.as_deref()) {
+/// `Ok` when the request carries the admin token, else 401 `ADMIN_AUTH_FAILED`.
+pub fn authorize(headers: &HeaderMap, token: Option<&str>) -> Result<(), AdminError> {
+    if bearer_matches(headers, token) {
         Ok(())
     } else {
         Err(AdminError(
@@ -78,6 +74,14 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
         ))
     }
 }
+
+/// What the admin handlers share.
+pub struct AdminState {
+    labeler: Arc<Labeler>,
+    token: Option<String>,
+}
+
+type St = State<Arc<AdminState>>;
 
 /// `/admin/labeler/*` routes.
 pub fn router(labeler: Arc<Labeler>, token: Option<String>) -> axum::Router {
@@ -103,7 +107,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    authorize(&s, &headers)?;
+    authorize(&headers, s.token.as_deref())?;
     let Query(q) = q.map_err(|e| invalid(format!("query: {}", e.body_text())))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = s
@@ -145,7 +149,7 @@ pub(crate) async fn emit(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    authorize(&s, &headers)?;
+    authorize(&headers, s.token.as_deref())?;
     let b: EmitBody = serde_json::from_slice(&body).map_err(|e| invalid(format!("body: {e}")))?;
     let uri_ok = (b.uri.starts_with("did:") || b.uri.starts_with("at://")) && b.uri.len() <= 2048;
     if !uri_ok {
@@ -180,7 +184,7 @@ pub(crate) async fn reports(
     State(s): St,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    authorize(&s, &headers)?;
+    authorize(&headers, s.token.as_deref())?;
     let reports = s.labeler.store.reports(500).map_err(internal)?;
     Ok(Json(serde_json::json!({ "reports": reports })))
 }
@@ -194,7 +198,7 @@ pub(crate) async fn verify(
     headers: HeaderMap,
     Path(did): Path<String>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    authorize(&s, &headers)?;
+    authorize(&headers, s.token.as_deref())?;
     if !did.starts_with("did:") {
         return Err(invalid("not a DID"));
     }

@@ -10,25 +10,14 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "ADMIN_TOKEN";
 
-/// An admin API failure as JSON.
-pub struct AdminError(StatusCode, &'static str, String);
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(serde_json::json!({ "error": self.2, "code": self.1 })),
-        )
-            .into_response()
-    }
-}
+pub use atmos_labeler::admin::AdminError;
+use atmos_labeler::admin::{internal, invalid};
 
 impl From<MemberError> for AdminError {
     fn from(e: MemberError) -> Self {
@@ -47,33 +36,12 @@ fn not_found(what: String) -> AdminError {
 }
 
 fn bad_query(e: QueryRejection) -> AdminError {
-    AdminError(
-        StatusCode::BAD_REQUEST,
-        "INVALID_REQUEST",
-        format!("query: {}", e.body_text()),
-    )
+    invalid(format!("query: {}", e.body_text()))
 }
 
-fn internal(e: impl std::fmt::Display) -> AdminError {
-    tracing::error!(error = %e, "admin: internal error");
-    AdminError(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "INTERNAL",
-        "internal error".into(),
-    )
-}
-
-/// Checks the bearer token against `ADMIN_TOKEN` (constant time, shared with the labeler).
+/// Checks the bearer token against `ADMIN_TOKEN` (constant time).
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
-    if atmos_labeler::admin::bearer_matches(headers, state.admin_token.as_deref()) {
-        Ok(())
-    } else {
-        Err(AdminError(
-            StatusCode::UNAUTHORIZED,
-            "ADMIN_AUTH_FAILED",
-            "admin token missing or wrong".into(),
-        ))
-    }
+    atmos_labeler::admin::authorize(headers, state.admin_token.as_deref())
 }
 
 /// `?reason=` of the lifecycle endpoints.
@@ -127,8 +95,7 @@ pub async fn label_add(
     body: Result<Json<LabelRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(&state, &headers)?;
-    let Json(req) =
-        body.map_err(|e| AdminError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.body_text()))?;
+    let Json(req) = body.map_err(|e| invalid(e.body_text()))?;
     let expires_at = req
         .expires_in
         .map(|s| crate::store::now_ms() + (s as i64).saturating_mul(1000));
