@@ -80,14 +80,26 @@ pub fn decompress(frame: &[u8], dictionary: &[u8]) -> Result<Vec<u8>, EventError
     d.decompress(frame, MAX_EVENT).map_err(EventError::Zstd)
 }
 
-/// Applies one event; returns its `time_us`.
-pub fn apply(labeler: &Labeler, bytes: &[u8]) -> Result<i64, EventError> {
+/// What one event was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub time_us: i64,
+    /// It created, updated or deleted an attestation.
+    pub attestation: bool,
+}
+
+/// Applies one event.
+pub fn apply(labeler: &Labeler, bytes: &[u8]) -> Result<Applied, EventError> {
     let e: Event = serde_json::from_slice(bytes)?;
+    let skipped = Applied {
+        time_us: e.time_us,
+        attestation: false,
+    };
     let Some(c) = e
         .commit
         .filter(|c| e.kind == "commit" && c.collection == ATTESTATION_NSID)
     else {
-        return Ok(e.time_us);
+        return Ok(skipped);
     };
     let now = now();
     let did = e.did.as_str();
@@ -107,10 +119,13 @@ pub fn apply(labeler: &Labeler, bytes: &[u8]) -> Result<i64, EventError> {
             labeler.store.delete_attestation(did, &c.rkey, now)?;
             tracing::info!(did, rkey = %c.rkey, "attestation deleted");
         }
-        _ => return Ok(e.time_us),
+        _ => return Ok(skipped),
     }
     labeler.check_now(did)?;
-    Ok(e.time_us)
+    Ok(Applied {
+        attestation: true,
+        ..skipped
+    })
 }
 
 /// Consumes Jetstream until `shutdown`, reconnecting with backoff.
@@ -160,14 +175,11 @@ pub async fn run(labeler: Arc<Labeler>, settings: JetstreamSettings, shutdown: C
                     };
                     backoff = Duration::from_secs(1);
                     match apply(&labeler, &bytes) {
-                        Ok(time_us) => {
+                        Ok(applied) => {
                             // Persisted at most once a second, and always after an attestation
                             // (those are rare; other events may be many).
-                            let is_ours = bytes
-                                .windows(ATTESTATION_NSID.len())
-                                .any(|w| w == ATTESTATION_NSID.as_bytes());
-                            if is_ours || now() - saved_at >= 1000 {
-                                if let Err(e) = labeler.store.set_cursor(CURSOR, time_us) {
+                            if applied.attestation || now() - saved_at >= 1000 {
+                                if let Err(e) = labeler.store.set_cursor(CURSOR, applied.time_us) {
                                     tracing::warn!(error = %e, "jetstream: cursor not saved");
                                 }
                                 saved_at = now();
@@ -219,7 +231,10 @@ mod tests {
         };
         assert_eq!(
             apply(&l, event(1, "create", "d.test", Some(&record)).as_bytes()).expect("applies"),
-            1
+            Applied {
+                time_us: 1,
+                attestation: true
+            }
         );
         let live = l.store.attestations(did).expect("db").expect("published");
         assert_eq!(live[0].dkim_selectors, ["s1"]);
@@ -233,7 +248,10 @@ mod tests {
         assert!(apply(&l, br#"{"did":"not-a-did","time_us":3,"kind":"commit"}"#).is_err());
         assert_eq!(
             apply(&l, br#"{"did":"did:plc:x","time_us":4,"kind":"identity"}"#).expect("skipped"),
-            4
+            Applied {
+                time_us: 4,
+                attestation: false
+            }
         );
         apply(&l, event(5, "delete", "d.test", None).as_bytes()).expect("applies");
         assert_eq!(l.store.attestations(did).expect("db"), Some(vec![]));
