@@ -42,6 +42,17 @@ pub fn standing(http: SocketAddr, uri: &str, val: &str) -> Option<bool> {
         .map(|l| l["neg"] != true)
 }
 
+/// Waits until (`uri`, `val`) stands (`want` true) or is negated (`want` false).
+pub fn wait_standing(http: SocketAddr, uri: &str, val: &str, want: bool, deadline: Duration) {
+    let what = format!(
+        "{val} on {uri} to be {}",
+        if want { "published" } else { "negated" }
+    );
+    poll_until(deadline, &what, || {
+        (standing(http, uri, val) == Some(want)).then_some(())
+    });
+}
+
 /// Admin: publishes a label (or a negation) with a reason.
 pub fn emit(http: SocketAddr, uri: &str, val: &str, neg: bool, reason: &str) -> (u16, Value) {
     let body = serde_json::json!({ "uri": uri, "val": val, "neg": neg, "reason": reason });
@@ -67,17 +78,11 @@ pub fn force_verify(http: SocketAddr, did: &str) {
 
 /// Runs `labels.py verify` against the relay: the independent signature check.
 pub fn verify_independently(http: SocketAddr) -> Value {
-    let out = Command::new(venv_python())
-        .arg(crate::workspace_root().join("tests/py/labels.py"))
-        .args(["verify", &base(http)])
-        .output()
-        .expect("run labels.py");
-    assert!(
-        out.status.success(),
-        "labels.py verify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("labels.py prints JSON")
+    crate::run_json(
+        Command::new(venv_python())
+            .arg(crate::workspace_root().join("tests/py/labels.py"))
+            .args(["verify", &base(http)]),
+    )
 }
 
 /// A `subscribeLabels` client in Python, writing each frame as a JSON line.

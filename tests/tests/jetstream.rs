@@ -2,7 +2,7 @@
 //! firehose), so `tests/py/jetstream_server.py` speaks the v1 JSON protocol in its place and
 //! feeds create and delete events; the cursor is persisted and resumed after a restart.
 
-use atmos_tests::labeler::{ADMIN_TOKEN, standing};
+use atmos_tests::labeler::{ADMIN_TOKEN, standing, wait_standing};
 use atmos_tests::peers::{Dns, venv_python};
 use atmos_tests::relay::Relay;
 use atmos_tests::setup::{DID, SENDER_DOMAIN};
@@ -119,9 +119,13 @@ fn attestations_from_jetstream_grant_and_withdraw_labels_and_the_cursor_survives
     let http = relay.http.expect("http");
 
     // Enrolled members are checked without an attestation.
-    poll_until(Duration::from_secs(30), "verified-mail-operator", || {
-        (standing(http, DID, "verified-mail-operator") == Some(true)).then_some(())
-    });
+    wait_standing(
+        http,
+        DID,
+        "verified-mail-operator",
+        true,
+        Duration::from_secs(30),
+    );
     assert_eq!(standing(http, DID, "relay-member"), None);
     poll_until(Duration::from_secs(15), "the consumer to connect", || {
         jetstream.connections().first().cloned()
@@ -157,11 +161,7 @@ fn attestations_from_jetstream_grant_and_withdraw_labels_and_the_cursor_survives
         SENDER_DOMAIN,
         Some(record),
     ));
-    poll_until(
-        Duration::from_secs(30),
-        "relay-member from the attestation",
-        || (standing(http, DID, "relay-member") == Some(true)).then_some(()),
-    );
+    wait_standing(http, DID, "relay-member", true, Duration::from_secs(30));
 
     const DELETED_AT: i64 = 1_795_000_000_000_004;
     jetstream.send(commit(DELETED_AT, "delete", SENDER_DOMAIN, None));

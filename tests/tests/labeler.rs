@@ -5,6 +5,7 @@
 use atmos_tests::http::curl;
 use atmos_tests::labeler::{
     ADMIN_TOKEN, Subscriber, base, emit, force_verify, query, standing, verify_independently,
+    wait_standing,
 };
 use atmos_tests::peers::Knot;
 use atmos_tests::poll_until;
@@ -135,6 +136,21 @@ fn query_labels_filters_pages_and_refuses_bad_parameters() {
     assert_eq!((s, body["code"].as_str()), (401, Some("ADMIN_AUTH_FAILED")));
     assert_eq!(emit(http, OTHER, "x", false, " ").0, 400);
     assert_eq!(emit(http, "not a uri", "x", false, "r").0, 400);
+    assert_eq!(emit(http, OTHER, "Not A Value", false, "r").0, 400);
+    let (s, body, _) = curl(
+        "GET",
+        &format!("{}/admin/labeler/labels?limit=many", base(http)),
+        &[format!("Authorization: Bearer {ADMIN_TOKEN}")],
+        None,
+    );
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{body}"
+    );
+    // None of the refused requests published anything.
+    let (_, all) = query(http, &format!("uriPatterns={OTHER}"));
+    assert_eq!(all["labels"].as_array().map(Vec::len), Some(5));
     let (s, body, _) = curl(
         "GET",
         &format!("{}/admin/labeler/labels?uri={OTHER}", base(http)),
@@ -266,9 +282,7 @@ fn dkim_records_in_dns_earn_and_lose_verified_mail_operator() {
         knot.add_txt(name, value);
     }
     let published = Instant::now();
-    poll_until(Duration::from_secs(60), "verified-mail-operator", || {
-        (standing(http, DID, VMO) == Some(true)).then_some(())
-    });
+    wait_standing(http, DID, VMO, true, Duration::from_secs(60));
     let took = published.elapsed();
     eprintln!("verified-mail-operator {took:?} after the DKIM records appeared");
     assert!(took < Duration::from_secs(60));
@@ -277,24 +291,16 @@ fn dkim_records_in_dns_earn_and_lose_verified_mail_operator() {
 
     // A suspension negates at once (member events reach the labeler); reactivation restores.
     assert!(relay.cli(&["member", "suspend", DID]).status.success());
-    poll_until(Duration::from_secs(20), "negation on suspension", || {
-        (standing(http, DID, VMO) == Some(false)).then_some(())
-    });
+    wait_standing(http, DID, VMO, false, Duration::from_secs(20));
     assert!(relay.cli(&["member", "reactivate", DID]).status.success());
-    poll_until(Duration::from_secs(20), "label after reactivation", || {
-        (standing(http, DID, VMO) == Some(true)).then_some(())
-    });
+    wait_standing(http, DID, VMO, true, Duration::from_secs(20));
 
     // DNS degrades: the records go, re-verification is forced, the negation is published.
     for (name, _) in &dkim {
         knot.remove_txt(name);
     }
     force_verify(http, DID);
-    poll_until(
-        Duration::from_secs(20),
-        "negation after the records went",
-        || (standing(http, DID, VMO) == Some(false)).then_some(()),
-    );
+    wait_standing(http, DID, VMO, false, Duration::from_secs(20));
     let frames = sub.wait_frames(4, Duration::from_secs(15));
     let vals: Vec<(String, bool)> = frames
         .iter()
@@ -338,15 +344,18 @@ fn a_configured_did_plc_signs_with_its_given_key() {
     let out = std::process::Command::new(atmos_tests::relay::atmos_bin())
         .args(["labeler", "identity", "--config"])
         .arg(&relay.config_path)
-        .env("ATMOS_LABELER_SIGNING_KEY", &key_hex)
+        .env("ATMOS_LABELER_SIGNING_KEY", "not-hex")
         .output()
         .expect("run atmos");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not 64 hex digits"));
+
+    let id = atmos_tests::run_json(
+        std::process::Command::new(atmos_tests::relay::atmos_bin())
+            .args(["labeler", "identity", "--config"])
+            .arg(&relay.config_path)
+            .env("ATMOS_LABELER_SIGNING_KEY", &key_hex),
     );
-    let id: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(id["did"], PLC_DID);
     let multikey = id["signingKey"].as_str().expect("key").to_string();
     assert!(multikey.starts_with("zQ3s"), "{multikey}");
@@ -386,14 +395,8 @@ fn periodic_reverification_notices_a_removed_record_without_being_asked() {
         .collect();
     relay.start();
     let http = relay.http.expect("http");
-    poll_until(Duration::from_secs(30), "verified-mail-operator", || {
-        (standing(http, DID, VMO) == Some(true)).then_some(())
-    });
+    wait_standing(http, DID, VMO, true, Duration::from_secs(30));
     // Only one of the two attested selectors goes: the domain no longer verifies.
     knot.remove_txt(&dkim[0]);
-    poll_until(
-        Duration::from_secs(30),
-        "the scheduled re-verification to negate",
-        || (standing(http, DID, VMO) == Some(false)).then_some(()),
-    );
+    wait_standing(http, DID, VMO, false, Duration::from_secs(30));
 }

@@ -40,24 +40,17 @@ fn validate(lexicon: &str, records: &[Value]) -> Vec<Value> {
 
 #[test]
 fn attestation_records_from_our_types_validate_and_bad_ones_do_not() {
-    let out = Command::new(atmos_bin())
-        .args([
-            "labeler",
-            "attestation",
-            "--domain",
-            "sender.test",
-            "--selector",
-            "atmos20261123r",
-        ])
-        .args(["--selector", "atmos20261123e", "--relay-member"])
-        .output()
-        .expect("run atmos");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let ours = atmos_tests::run_json(
+        Command::new(atmos_bin())
+            .args(["labeler", "attestation", "--domain", "sender.test"])
+            .args([
+                "--selector",
+                "atmos20261123r",
+                "--selector",
+                "atmos20261123e",
+            ])
+            .arg("--relay-member"),
     );
-    let ours: Value = serde_json::from_slice(&out.stdout).expect("record JSON");
     assert_eq!(ours["$type"], "email.atmos.attestation");
 
     let with = |k: &str, v: Value| {
@@ -104,12 +97,8 @@ fn defs_declare_the_three_cooperative_labels() {
 
 #[test]
 fn service_record_defines_each_label_value() {
-    let out = Command::new(atmos_bin())
-        .args(["labeler", "service-record"])
-        .output()
-        .expect("run atmos");
-    assert!(out.status.success());
-    let record: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let record =
+        atmos_tests::run_json(Command::new(atmos_bin()).args(["labeler", "service-record"]));
     assert_eq!(record["$type"], "app.bsky.labeler.service");
     let values = &record["policies"]["labelValues"];
     assert_eq!(
@@ -131,4 +120,23 @@ fn service_record_defines_each_label_value() {
                 .is_some_and(|t| !t.is_empty())
         );
     }
+}
+
+#[test]
+fn the_attestation_command_refuses_what_the_lexicon_would() {
+    let out = Command::new(atmos_bin())
+        .args([
+            "labeler",
+            "attestation",
+            "--domain",
+            "sender.test",
+            "--selector",
+            "bad selector",
+        ])
+        .output()
+        .expect("run atmos");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("selector \"bad selector\""), "{err}");
+    assert!(out.stdout.is_empty(), "no record is printed");
 }
