@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::secrets::Secrets;
 use crate::store::members::{self, MemberState};
-use crate::store::{Store, dkim_keys};
+use crate::store::{Store, dkim_keys, events};
 use atmos_labeler::verification::{Directory, DomainKeys, MemberView, Standing};
 use atmos_labeler::{Labeler, LabelerError, Sealer, Settings};
 use std::sync::Arc;
@@ -68,19 +68,7 @@ impl Directory for RelayDirectory {
 
     fn changes_since(&self, after: i64) -> Result<Vec<(i64, String)>, String> {
         self.0
-            .with(|c| {
-                let marks = vec!["?"; MEMBER_EVENTS.len()].join(", ");
-                let mut stmt = c.prepare_cached(&format!(
-                    "SELECT id, did FROM relay_events WHERE id > ? AND did IS NOT NULL
-                     AND type IN ({marks}) ORDER BY id LIMIT 1000"
-                ))?;
-                let mut args: Vec<rusqlite::types::Value> = vec![after.into()];
-                args.extend(MEMBER_EVENTS.iter().map(|t| t.to_string().into()));
-                let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .with(|c| events::dids_after(c, after, MEMBER_EVENTS, 1000))
             .map_err(|e| e.to_string())
     }
 }
@@ -151,12 +139,9 @@ fn configured_key(
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
-        return None;
-    }
-    (0..32)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
+    base16ct::mixed::decode_vec(s)
+        .ok()
+        .filter(|b| b.len() == 32)
 }
 
 /// Opens the labeler (generating its key on first start).

@@ -56,6 +56,27 @@ pub fn count_since(
         .query_row(params![did, kind, since], |r| r.get(0))?)
 }
 
+/// (id, DID) of up to `limit` events of the given kinds after id `after`, oldest first.
+pub fn dids_after(
+    conn: &Connection,
+    after: i64,
+    kinds: &[&str],
+    limit: u32,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let marks = vec!["?"; kinds.len()].join(", ");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, did FROM relay_events WHERE id > ? AND did IS NOT NULL
+         AND type IN ({marks}) ORDER BY id LIMIT ?"
+    ))?;
+    let mut args: Vec<rusqlite::types::Value> = vec![after.into()];
+    args.extend(kinds.iter().map(|t| t.to_string().into()));
+    args.push(i64::from(limit).into());
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Events, newest first, optionally for one DID and/or type.
 pub fn list(
     conn: &Connection,
