@@ -87,7 +87,8 @@ pub struct Labeler {
     pub(crate) resolver: service_auth::DidResolver,
 }
 
-fn now_ms() -> i64 {
+/// Current time in milliseconds since the epoch.
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -142,7 +143,7 @@ impl Labeler {
         key: &SigningKey,
     ) -> Result<i64, LabelerError> {
         let sealed = sealer.seal(&key.to_bytes()).map_err(LabelerError::Key)?;
-        Ok(store.insert_key(&identity::multikey(key.verifying_key()), &sealed, now_ms())?)
+        Ok(store.insert_key(&identity::multikey(key.verifying_key()), &sealed, now())?)
     }
 
     /// The labeler DID.
@@ -214,15 +215,10 @@ impl Labeler {
 
     /// Asks the verifier to check `did` now (member changes, admin request, new attestation).
     pub fn check_now(&self, did: &str) -> Result<(), LabelerError> {
-        self.store.schedule(did, now_ms(), true)?;
+        self.store.schedule(did, now(), true)?;
         self.wake.notify_one();
         Ok(())
     }
-}
-
-/// Current time in milliseconds since the epoch.
-pub(crate) fn now() -> i64 {
-    now_ms()
 }
 
 #[cfg(test)]
