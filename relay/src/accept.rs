@@ -132,6 +132,8 @@ pub enum Source {
     Http,
     /// A delivery status notification the relay itself generated.
     Dsn,
+    /// Inbound mail the relay forwards (replies, operator aliases, returned SRS bounces).
+    Forward,
 }
 
 impl Source {
@@ -141,7 +143,13 @@ impl Source {
             Self::Smtp => "smtp",
             Self::Http => "http",
             Self::Dsn => "dsn",
+            Self::Forward => "forward",
         }
+    }
+
+    /// True for mail the relay writes itself: outside member caps and the queue cap.
+    pub fn is_relay_own(self) -> bool {
+        crate::store::messages::is_relay_source(self.as_str())
     }
 }
 
@@ -157,6 +165,8 @@ pub(crate) struct QueueItem {
     pub received_at: i64,
     pub raw: Vec<u8>,
     pub recipients: Vec<String>,
+    /// The `Message-ID` header value (without `<>`), so reports can find the message.
+    pub header_message_id: Option<String>,
 }
 
 /// A complete submission from an authenticated member.
@@ -289,7 +299,11 @@ impl Acceptor {
         );
         let url = format!("{}{token}", self.settings.unsubscribe_base);
         let date = mail_parser::DateTime::from_timestamp(now / 1000).to_rfc822();
-        let (stamped, category) = headers::stamp(
+        let headers::Stamped {
+            raw: stamped,
+            category,
+            message_id: header_message_id,
+        } = headers::stamp(
             &sub.raw,
             &StampInput {
                 did: &sub.did,
@@ -354,6 +368,7 @@ impl Acceptor {
             received_at: now,
             raw: sub.raw,
             recipients: sub.recipients,
+            header_message_id: Some(header_message_id),
         })
         .await?;
         Ok(Accepted {
@@ -363,75 +378,40 @@ impl Acceptor {
     }
 
     /// Writes a message to the spool (one transaction with its `relay_attempt` event) and hands
-    /// its recipients to delivery. Member mail counts against the queue cap; DSNs do not, so a
-    /// full queue never loses a bounce notice.
+    /// its recipients to delivery.
     pub(crate) async fn queue(&self, item: QueueItem) -> Result<(), SubmitError> {
-        let source_name = item.source.as_str();
-        let is_dsn = matches!(item.source, Source::Dsn);
-        let limits = self.settings.limits.clone();
-        let cap = if matches!(item.source, Source::Dsn) {
-            0
-        } else {
-            self.settings.max_queue_bytes
-        };
+        let source = item.source;
+        let (limits, max_queue_bytes) =
+            (self.settings.limits.clone(), self.settings.max_queue_bytes);
         let due = self
             .spool
-            .write(move |tx| {
-                // Checked inside the writer's transaction, so concurrent sessions cannot overshoot.
-                if cap > 0 && messages::used_bytes(tx)? + item.raw.len() as u64 > cap {
-                    return Err(StoreError::QueueFull);
-                }
-                if let (false, Some(m)) = (is_dsn, members::get(tx, &item.did)?) {
-                    let adding = item.recipients.len() as u32;
-                    if let Err(over) =
-                        crate::warming::check(tx, &m, &limits, adding, item.received_at)?
-                    {
-                        return Err(StoreError::RateLimited(over.retry_after_secs));
-                    }
-                }
-                let due = messages::insert(
-                    tx,
-                    &NewMessage {
-                        id: &item.id,
-                        did: &item.did,
-                        mail_from: &item.mail_from,
-                        return_path: &item.return_path,
-                        category: &item.category,
-                        from_domain: &item.from_domain,
-                        source: item.source.as_str(),
-                        received_at: item.received_at,
-                        body: &item.raw,
-                        recipients: &item.recipients,
-                    },
-                )?;
-                events::append(
-                    tx,
-                    item.received_at,
-                    &NewEvent {
-                        kind: "relay_attempt",
-                        did: Some(&item.did),
-                        message_id: Some(&item.id),
-                        actor: Some("relay"),
-                        data: serde_json::json!({
-                            "recipients": item.recipients.len(),
-                            "size": item.raw.len(),
-                            "source": item.source.as_str(),
-                            "category": item.category,
-                        }),
-                    },
-                )?;
-                Ok(due)
-            })
+            .write(move |tx| insert_queued(tx, &item, &limits, max_queue_bytes))
             .await?;
+        self.wake(source, due);
+        Ok(())
+    }
+
+    /// After the commit of [`insert_queued`]: counts the message and hands its recipients to
+    /// delivery.
+    pub(crate) fn wake(&self, source: Source, due: Vec<messages::DueRecipient>) {
         crate::metrics::METRICS
             .accepted
             .get_or_create(&crate::metrics::SourceLabel {
-                source: source_name.into(),
+                source: source.as_str().into(),
             })
             .inc();
         // Delivery may be stopped (shutdown): the message is on disk and will be found at start.
         let _ = self.queued.send(due);
-        Ok(())
+    }
+
+    /// Caps and size limits of acceptance (for callers that queue inside their own transaction).
+    pub(crate) fn queue_limits(&self) -> (crate::config::LimitsConfig, u64) {
+        (self.settings.limits.clone(), self.settings.max_queue_bytes)
+    }
+
+    /// A shared handle to the signer, for signing off the async workers.
+    pub(crate) fn signer_handle(&self) -> Arc<Signer> {
+        self.signer.clone()
     }
 
     /// The signer (the relay's own mail is signed with the operator keys).
@@ -476,6 +456,65 @@ impl Acceptor {
                 .await;
         });
     }
+}
+
+/// Inserts a queued message with its `relay_attempt` event inside the spool transaction `tx`,
+/// checking the queue cap and the member's caps there so concurrent sessions cannot overshoot.
+/// Member mail and forwards count against the queue cap; DSNs do not, so a full queue never loses
+/// a bounce notice (forwards can wait: their sender retries after a 451).
+pub(crate) fn insert_queued(
+    tx: &rusqlite::Connection,
+    item: &QueueItem,
+    limits: &crate::config::LimitsConfig,
+    max_queue_bytes: u64,
+) -> Result<Vec<messages::DueRecipient>, StoreError> {
+    let cap = if matches!(item.source, Source::Dsn) {
+        0
+    } else {
+        max_queue_bytes
+    };
+    if cap > 0 && messages::used_bytes(tx)? + item.raw.len() as u64 > cap {
+        return Err(StoreError::QueueFull);
+    }
+    if let (false, Some(m)) = (item.source.is_relay_own(), members::get(tx, &item.did)?) {
+        let adding = item.recipients.len() as u32;
+        if let Err(over) = crate::warming::check(tx, &m, limits, adding, item.received_at)? {
+            return Err(StoreError::RateLimited(over.retry_after_secs));
+        }
+    }
+    let due = messages::insert(
+        tx,
+        &NewMessage {
+            id: &item.id,
+            did: &item.did,
+            mail_from: &item.mail_from,
+            return_path: &item.return_path,
+            category: &item.category,
+            from_domain: &item.from_domain,
+            source: item.source.as_str(),
+            received_at: item.received_at,
+            body: &item.raw,
+            recipients: &item.recipients,
+            header_message_id: item.header_message_id.as_deref(),
+        },
+    )?;
+    events::append(
+        tx,
+        item.received_at,
+        &NewEvent {
+            kind: "relay_attempt",
+            did: (!item.did.is_empty()).then_some(item.did.as_str()),
+            message_id: Some(&item.id),
+            actor: Some("relay"),
+            data: serde_json::json!({
+                "recipients": item.recipients.len(),
+                "size": item.raw.len(),
+                "source": item.source.as_str(),
+                "category": item.category,
+            }),
+        },
+    )?;
+    Ok(due)
 }
 
 /// The addresses of the header `From:`; a message without one is refused.

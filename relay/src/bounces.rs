@@ -24,7 +24,8 @@ impl BounceReporter for DsnReporter {
 }
 
 async fn handle(acceptor: &Acceptor, r: BounceReport) -> Result<(), String> {
-    let forward_to = if r.source == Source::Dsn.as_str() {
+    let relay_own = crate::store::messages::is_relay_source(&r.source);
+    let forward_to = if relay_own {
         None
     } else {
         acceptor
@@ -36,7 +37,7 @@ async fn handle(acceptor: &Acceptor, r: BounceReport) -> Result<(), String> {
         let status = dsn::status_code(&r.reply);
         let data = serde_json::json!({
             "recipient": r.recipient, "status": status, "diagnostic": r.reply, "mx": r.mx,
-            "reason": if r.source == Source::Dsn.as_str() { "bounced DSN" } else { "no forward-to address" },
+            "reason": if relay_own { "the relay's own mail bounced" } else { "no forward-to address" },
         });
         let (did, message_id) = (r.did.clone(), r.message_id.clone());
         return acceptor
@@ -86,6 +87,7 @@ async fn handle(acceptor: &Acceptor, r: BounceReport) -> Result<(), String> {
             received_at: now,
             raw,
             recipients: vec![to],
+            header_message_id: None,
         })
         .await
         .map_err(|e| e.to_string())

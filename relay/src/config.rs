@@ -62,6 +62,9 @@ pub struct ServerConfig {
     /// Largest size of the database (queue included) in bytes; 0 = no limit. When reached,
     /// submissions get `451 4.3.1 queue full` until delivery frees space.
     pub max_queue_bytes: u64,
+    /// Where mail to the operator aliases (`postmaster@`, `abuse@`, `fbl@`, `support@`,
+    /// `hostmaster@`) is forwarded; empty: it is accepted and logged.
+    pub operator_forward_to: String,
 }
 
 /// `[smtp]`: the submission and inbound listeners.
@@ -75,6 +78,10 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// Inbound transactions one client address may start per minute...
+    pub inbound_rate_per_minute: u32,
+    /// ...and at once.
+    pub inbound_rate_burst: u32,
 }
 
 /// `[http]`: the HTTP listener (API, admin, XRPC, web UI).
@@ -187,6 +194,7 @@ impl Default for ServerConfig {
             shutdown_deadline: Duration::from_secs(30),
             max_domains_per_member: 2,
             max_queue_bytes: 0,
+            operator_forward_to: String::new(),
         }
     }
 }
@@ -199,6 +207,8 @@ impl Default for SmtpConfig {
             max_message_size: 26_214_400,
             max_recipients: 100,
             idle_timeout: Duration::from_secs(60),
+            inbound_rate_per_minute: 30,
+            inbound_rate_burst: 10,
         }
     }
 }
@@ -322,6 +332,19 @@ impl Config {
         }
         if self.smtp.max_recipients == 0 {
             return bad("smtp.max_recipients", "must be at least 1");
+        }
+        if self.smtp.inbound_rate_per_minute == 0 {
+            return bad("smtp.inbound_rate_per_minute", "must be at least 1");
+        }
+        if self.smtp.inbound_rate_burst == 0 {
+            return bad("smtp.inbound_rate_burst", "must be at least 1");
+        }
+        let forward = self.server.operator_forward_to.trim();
+        if !forward.is_empty() && crate::accept::domain_of(forward).is_none() {
+            return bad(
+                "server.operator_forward_to",
+                "must be an email address or empty",
+            );
         }
         if self.delivery.per_destination_concurrency == 0 || self.delivery.global_concurrency == 0 {
             return bad(
@@ -501,6 +524,24 @@ global_per_minute = 500
         assert!(err.to_string().contains("smtp.nope"), "{err}");
         let err = load("", &[("ATMOS_BOGUS", "1")]).unwrap_err();
         assert!(err.to_string().contains("ATMOS_BOGUS"), "{err}");
+    }
+
+    #[test]
+    fn inbound_settings_are_checked() {
+        let c = load("", &[]).expect("defaults");
+        assert_eq!(
+            (c.smtp.inbound_rate_per_minute, c.smtp.inbound_rate_burst),
+            (30, 10)
+        );
+        let err = load("[smtp]\ninbound_rate_burst = 0\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("smtp.inbound_rate_burst"), "{err}");
+        let err = load("[server]\noperator_forward_to = \"nobody\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("server.operator_forward_to"),
+            "{err}"
+        );
+        let c = load("[server]\noperator_forward_to = \"ops@example.org\"\n", &[]).expect("ok");
+        assert_eq!(c.server.operator_forward_to, "ops@example.org");
     }
 
     #[test]

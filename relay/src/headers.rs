@@ -67,8 +67,17 @@ const RELAY_OWNED: &[&str] = &[
     "list-unsubscribe-post",
 ];
 
-/// The stamped message and its category.
-pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> (Vec<u8>, Category) {
+/// A message after the relay's stamp.
+#[derive(Debug)]
+pub struct Stamped {
+    pub raw: Vec<u8>,
+    pub category: Category,
+    /// The `Message-ID` the message leaves with (the member's, or the relay's), without `<>`.
+    pub message_id: String,
+}
+
+/// Stamps the relay's headers on a message.
+pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
     let (head, body) = split_head(raw);
     let fields = fields(head);
     let value_of = |name: &str| {
@@ -85,12 +94,14 @@ pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> (Vec<u8>, Category) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     };
-    if value_of("Message-ID").is_none() {
-        add(
-            "Message-ID",
-            &format!("<{}@{}>", input.message_id, input.hostname),
-        );
-    }
+    let message_id = match value_of("Message-ID") {
+        Some(existing) => existing.trim_matches(['<', '>', ' ']).to_string(),
+        None => {
+            let id = format!("{}@{}", input.message_id, input.hostname);
+            add("Message-ID", &format!("<{id}>"));
+            id
+        }
+    };
     if value_of("Date").is_none() {
         add("Date", input.date);
     }
@@ -117,7 +128,11 @@ pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> (Vec<u8>, Category) {
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
-    (out, category)
+    Stamped {
+        raw: out,
+        category,
+        message_id,
+    }
 }
 
 /// Splits at the first empty line: (header block with its final line ending, body).
@@ -207,7 +222,11 @@ mod tests {
             let raw = format!(
                 "From: a@member.test\r\nX-Atmos-Category: {name}\r\nSubject: s\r\n\r\nbody\r\n"
             );
-            let (out, cat) = stamp(raw.as_bytes(), &input(Some("https://relay.test/u/t")));
+            let Stamped {
+                raw: out,
+                category: cat,
+                ..
+            } = stamp(raw.as_bytes(), &input(Some("https://relay.test/u/t")));
             let h = headers_of(&out);
             assert_eq!(
                 h.contains("List-Unsubscribe: <https://relay.test/u/t>"),
@@ -226,15 +245,16 @@ mod tests {
             )));
         }
         // No category at all is bulk.
-        let (_, cat) = stamp(b"From: a@member.test\r\n\r\nb", &input(None));
+        let cat = stamp(b"From: a@member.test\r\n\r\nb", &input(None)).category;
         assert_eq!(cat, Category::Bulk);
     }
 
     #[test]
     fn adds_missing_ids_keeps_existing_and_removes_forged_relay_headers() {
         let raw = b"From: a@member.test\r\nSubject: long\r\n folded\r\nX-Atmos-Member-Did: did:plc:forged\r\n\r\n.body\r\n";
-        let (out, _) = stamp(raw, &input(None));
-        let text = String::from_utf8(out).unwrap();
+        let stamped = stamp(raw, &input(None));
+        assert_eq!(stamped.message_id, "abc@relay.test");
+        let text = String::from_utf8(stamped.raw).unwrap();
         assert!(text.contains("Message-ID: <abc@relay.test>\r\n"));
         assert!(text.contains("Date: Mon, 23 Nov 2026"));
         assert!(
@@ -245,7 +265,9 @@ mod tests {
         assert_eq!(text.matches("X-Atmos-Member-Did: did:plc:x").count(), 1);
         assert!(text.ends_with("\r\n\r\n.body\r\n"));
         let raw = b"Message-ID: <mine@x>\r\nDate: Tue, 1 Dec 2026 00:00:00 +0000\r\nFrom: a@member.test\r\n\r\nb";
-        let (out, _) = stamp(raw, &input(None));
+        let stamped = stamp(raw, &input(None));
+        assert_eq!(stamped.message_id, "mine@x");
+        let out = stamped.raw;
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("Message-ID").count(), 1);
         assert_eq!(text.matches("Date:").count(), 1);

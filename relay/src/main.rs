@@ -38,6 +38,9 @@ enum Cmd {
         /// Submission listener address.
         #[arg(long, default_value = "127.0.0.1:1587")]
         submission_listen: std::net::SocketAddr,
+        /// Inbound MX listener address.
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        inbound_listen: std::net::SocketAddr,
         /// HTTP listener address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http_listen: std::net::SocketAddr,
@@ -203,6 +206,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Dev {
             data_dir,
             submission_listen,
+            inbound_listen,
             http_listen,
         } => {
             runtime()?.block_on(async {
@@ -211,6 +215,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     dev::DevOptions {
                         data_dir,
                         submission_listen,
+                        inbound_listen,
                         http_listen,
                     },
                     shutdown,

@@ -32,6 +32,7 @@ pub enum SecretError {
 pub struct Secrets {
     aead: LessSafeKey,
     verp: hmac::Key,
+    srs: hmac::Key,
     unsubscribe: hmac::Key,
 }
 
@@ -61,6 +62,7 @@ impl Secrets {
         Self {
             aead: LessSafeKey::new(unbound),
             verp: hmac::Key::new(hmac::HMAC_SHA256, derive(b"atmos verp v1").as_ref()),
+            srs: hmac::Key::new(hmac::HMAC_SHA256, derive(b"atmos srs v1").as_ref()),
             unsubscribe: hmac::Key::new(
                 hmac::HMAC_SHA256,
                 derive(b"atmos unsubscribe v1").as_ref(),
@@ -109,16 +111,32 @@ impl Secrets {
 
     /// Constant-time check of a VERP tag prefix.
     pub fn verify_verp_tag(&self, data: &[u8], tag: &[u8]) -> bool {
-        let full = self.verp_tag(data);
-        tag.len() >= 8
-            && tag.len() <= full.len()
-            && subtle::ConstantTimeEq::ct_eq(&full[..tag.len()], tag).into()
+        verify_prefix(&self.verp, data, tag, 8)
+    }
+
+    /// HMAC-SHA256 tag for SRS addresses.
+    pub fn srs_tag(&self, data: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.srs, data).as_ref().to_vec()
+    }
+
+    /// Constant-time check of an SRS tag prefix.
+    pub fn verify_srs_tag(&self, data: &[u8], tag: &[u8]) -> bool {
+        verify_prefix(&self.srs, data, tag, 5)
     }
 
     /// HMAC-SHA256 tag for unsubscribe tokens.
     pub fn unsubscribe_tag(&self, data: &[u8]) -> Vec<u8> {
         hmac::sign(&self.unsubscribe, data).as_ref().to_vec()
     }
+}
+
+/// True when `tag` is a prefix of at least `min` bytes of the HMAC of `data` (constant time).
+fn verify_prefix(key: &hmac::Key, data: &[u8], tag: &[u8], min: usize) -> bool {
+    let full = hmac::sign(key, data);
+    let full = full.as_ref();
+    tag.len() >= min
+        && tag.len() <= full.len()
+        && subtle::ConstantTimeEq::ct_eq(&full[..tag.len()], tag).into()
 }
 
 fn load_or_create_file(path: &Path) -> Result<[u8; 32], SecretError> {

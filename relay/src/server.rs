@@ -1,4 +1,4 @@
-//! `atmos serve`: opens the store, starts the spool writer, delivery and the submission listener,
+//! `atmos serve`: opens the store, starts the spool writer, delivery and the SMTP listeners,
 //! and shuts them down in order (listeners, sessions, deliveries, then the writer).
 
 use crate::accept::{AcceptSettings, Acceptor};
@@ -6,13 +6,18 @@ use crate::auth::{AuthThrottle, Authenticator};
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::dkim::keys::KeyError;
+use crate::inbound::route::RouteNames;
+use crate::inbound::{Inbound, InboundSettings};
 use crate::secrets::{SecretError, Secrets};
-use crate::smtp::protocol::Limits;
-use crate::smtp::submission::{self, SubmissionService};
+use crate::smtp::inbound::InboundService;
+use crate::smtp::protocol::{Limits, Profile};
+use crate::smtp::session::{self, SessionSettings};
+use crate::smtp::submission::SubmissionService;
 use crate::smtp::tls;
 use crate::spool::Spool;
 use crate::store::{Store, StoreError};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +50,7 @@ pub enum ServeError {
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Listening {
     pub submission: SocketAddr,
+    pub inbound: SocketAddr,
     pub http: SocketAddr,
 }
 
@@ -98,26 +104,62 @@ pub async fn serve(
     );
     let auth = Arc::new(Authenticator::default());
     let listener = bind("smtp.submission_listen", config.smtp.submission_listen).await?;
+    let inbound_listener = bind("smtp.inbound_listen", config.smtp.inbound_listen).await?;
     let http_listener = bind("http.listen", config.http.listen).await?;
     let listening = Listening {
         submission: listener
             .local_addr()
             .unwrap_or(config.smtp.submission_listen),
+        inbound: inbound_listener
+            .local_addr()
+            .unwrap_or(config.smtp.inbound_listen),
         http: http_listener.local_addr().unwrap_or(config.http.listen),
     };
+    let tls = tls::acceptor(&config.tls, &config.server.hostname)?;
     let service = Arc::new(SubmissionService {
-        hostname: config.server.hostname.clone(),
-        limits: Limits {
-            max_message_size: config.smtp.max_message_size,
-            max_recipients: config.smtp.max_recipients,
+        settings: SessionSettings {
+            name: "submission",
+            hostname: config.server.hostname.clone(),
+            limits: Limits {
+                max_message_size: config.smtp.max_message_size,
+                max_recipients: config.smtp.max_recipients,
+                profile: Profile::Submission,
+            },
+            idle_timeout: config.smtp.idle_timeout,
+            tls: tls.clone(),
         },
-        idle_timeout: config.smtp.idle_timeout,
-        tls: tls::acceptor(&config.tls, &config.server.hostname)?,
         auth: auth.clone(),
         throttle: AuthThrottle::default(),
         acceptor: acceptor.clone(),
         store: store.clone(),
     });
+    let inbound = Arc::new(InboundService::new(
+        SessionSettings {
+            name: "inbound",
+            hostname: config.server.hostname.clone(),
+            limits: Limits {
+                max_message_size: config.smtp.max_message_size,
+                max_recipients: config.smtp.max_recipients,
+                profile: Profile::Mx,
+            },
+            idle_timeout: config.smtp.idle_timeout,
+            tls,
+        },
+        Arc::new(Inbound::new(
+            acceptor.clone(),
+            secrets.clone(),
+            InboundSettings {
+                names: RouteNames {
+                    hostname: config.server.hostname.clone(),
+                    operator_domain: config.server.operator_domain.clone(),
+                },
+                operator_forward_to: Some(config.server.operator_forward_to.trim().to_string())
+                    .filter(|a| !a.is_empty()),
+            },
+        )),
+        NonZeroU32::new(config.smtp.inbound_rate_per_minute).unwrap_or(NonZeroU32::MIN),
+        NonZeroU32::new(config.smtp.inbound_rate_burst).unwrap_or(NonZeroU32::MIN),
+    ));
     let http_state = Arc::new(crate::http::AppState {
         acceptor,
         auth,
@@ -130,9 +172,15 @@ pub async fn serve(
 
     let deadline = config.server.shutdown_deadline;
     let sessions = TaskTracker::new();
-    let listener_task = tokio::spawn(submission::serve(
+    let listener_task = tokio::spawn(session::serve(
         listener,
         service.clone(),
+        shutdown.clone(),
+        sessions.clone(),
+    ));
+    let inbound_task = tokio::spawn(session::serve(
+        inbound_listener,
+        inbound,
         shutdown.clone(),
         sessions.clone(),
     ));
@@ -173,7 +221,7 @@ pub async fn serve(
         labeler_routes,
         shutdown.clone(),
     ));
-    tracing::info!(submission = %listening.submission, http = %listening.http, data_dir = %config.server.data_dir.display(), "relay ready");
+    tracing::info!(submission = %listening.submission, inbound = %listening.inbound, http = %listening.http, data_dir = %config.server.data_dir.display(), "relay ready");
     on_ready(listening);
 
     shutdown.cancelled().await;
@@ -184,6 +232,7 @@ pub async fn serve(
     }
     labeler_tasks.wait().await;
     let _ = listener_task.await;
+    let _ = inbound_task.await;
     let _ = http_task.await;
     sessions.close();
     if tokio::time::timeout(deadline, sessions.wait())

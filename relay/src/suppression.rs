@@ -15,6 +15,13 @@ pub fn refuse_at_rcpt(reason: &str) -> bool {
     reason != "unsubscribe"
 }
 
+/// True for an enhanced status that means the address itself is bad (5.1.x: no such mailbox,
+/// bad domain...): those go on the suppression list. Other permanent failures (policy, content)
+/// say nothing about the address.
+pub fn is_hard_bounce(status: &str) -> bool {
+    status.starts_with("5.1.")
+}
+
 /// The SMTP reply text and HTTP reason for a suppressed recipient.
 pub const SUPPRESSED_TEXT: &str = "suppressed recipient";
 
@@ -32,5 +39,6 @@ mod tests {
         assert!(blocks("bounce", &auth));
         assert!(!refuse_at_rcpt("unsubscribe"));
         assert!(refuse_at_rcpt("complaint"));
+        assert!(is_hard_bounce("5.1.1") && !is_hard_bounce("5.7.1") && !is_hard_bounce("4.1.1"));
     }
 }

@@ -21,7 +21,7 @@ pub enum VerpError {
 
 /// The return path for `message_id`.
 pub fn return_path(secrets: &Secrets, message_id: &str, operator_domain: &str) -> String {
-    let tag = hex(&secrets.verp_tag(message_id.as_bytes())[..TAG_BYTES]);
+    let tag = base16ct::lower::encode_string(&secrets.verp_tag(message_id.as_bytes())[..TAG_BYTES]);
     format!("bounces+{message_id}-{tag}@{operator_domain}")
 }
 
@@ -40,7 +40,7 @@ pub fn parse_return_path(
     }
     let rest = local.strip_prefix("bounces+").ok_or(VerpError::NotVerp)?;
     let (id, tag) = rest.rsplit_once('-').ok_or(VerpError::NotVerp)?;
-    let tag = unhex(&tag.to_ascii_lowercase()).ok_or(VerpError::Forged)?;
+    let tag = base16ct::mixed::decode_vec(tag).map_err(|_| VerpError::Forged)?;
     if tag.len() == TAG_BYTES && secrets.verify_verp_tag(id.as_bytes(), &tag) {
         Ok(id.to_string())
     } else {
@@ -87,20 +87,6 @@ pub fn parse_unsubscribe_token(secrets: &Secrets, token: &str) -> Result<Unsubsc
         }),
         _ => Err(VerpError::NotVerp),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

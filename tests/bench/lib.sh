@@ -48,6 +48,7 @@ operator_domain = "operator.bench"
 data_dir = "$WORK/atmos-data"
 [smtp]
 submission_listen = "127.0.0.1:0"
+inbound_listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
 [limits]

@@ -7,6 +7,7 @@ pub mod atproto;
 pub mod client;
 pub mod http;
 pub mod labeler;
+pub mod mx;
 pub mod peers;
 pub mod relay;
 pub mod setup;

@@ -42,6 +42,8 @@ pub struct Relay {
     pub submission: Option<SocketAddr>,
     /// The HTTP listener of the running relay.
     pub http: Option<SocketAddr>,
+    /// The inbound MX listener of the running relay.
+    pub inbound: Option<SocketAddr>,
     /// Extra environment for `serve` (e.g. `ATMOS_SMTP_IDLE_TIMEOUT`).
     pub env: Vec<(String, String)>,
     starts: u32,
@@ -60,6 +62,7 @@ data_dir = "{data}"
 shutdown_deadline = "10s"
 [smtp]
 submission_listen = "127.0.0.1:0"
+inbound_listen = "127.0.0.1:0"
 max_message_size = 65536
 max_recipients = 5
 [http]
@@ -87,6 +90,7 @@ connect_timeout = "5s"
             child: None,
             submission: None,
             http: None,
+            inbound: None,
             env: Vec::new(),
             starts: 0,
         }
@@ -193,6 +197,9 @@ connect_timeout = "5s"
             .expect("address");
         self.submission = Some(addr);
         self.http = v["listening"]["http"].as_str().and_then(|a| a.parse().ok());
+        self.inbound = v["listening"]["inbound"]
+            .as_str()
+            .and_then(|a| a.parse().ok());
         addr
     }
 

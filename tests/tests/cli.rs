@@ -125,6 +125,8 @@ fn dev_mode_delivers_a_first_message_sent_with_swaks() {
             "dev",
             "--submission-listen",
             "127.0.0.1:0",
+            "--inbound-listen",
+            "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
             "--data-dir",

@@ -478,9 +478,9 @@ impl Delivery {
                     )?;
                     // A bad mailbox or domain (5.1.x) goes on the member's suppression list.
                     if status == RecipientStatus::Bounced
-                        && dsn::status_code(&reply.text).starts_with("5.1.")
+                        && crate::suppression::is_hard_bounce(&dsn::status_code(&reply.text))
                         && let Some((did, _, source)) = messages::origin(tx, &message_id)?
-                        && source != "dsn"
+                        && !messages::is_relay_source(&source)
                     {
                         crate::store::suppressions::add(tx, &did, address, "bounce", Some(&message_id), now)?;
                     }

@@ -23,6 +23,7 @@ pub const DEMO_DOMAIN: &str = "demo.localhost";
 pub struct DevOptions {
     pub data_dir: Option<PathBuf>,
     pub submission_listen: SocketAddr,
+    pub inbound_listen: SocketAddr,
     pub http_listen: SocketAddr,
 }
 
@@ -30,6 +31,7 @@ pub struct DevOptions {
 #[derive(Debug, Serialize)]
 pub struct DevReady {
     pub submission: SocketAddr,
+    pub inbound: SocketAddr,
     pub http: SocketAddr,
     pub did: &'static str,
     pub api_key: String,
@@ -82,6 +84,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
     config.server.data_dir = data_dir.clone();
     config.server.shutdown_deadline = std::time::Duration::from_secs(5);
     config.smtp.submission_listen = opts.submission_listen;
+    config.smtp.inbound_listen = opts.inbound_listen;
     config.http.listen = opts.http_listen;
     config.delivery.smarthost = sink.to_string();
     config.delivery.retry_base = std::time::Duration::from_secs(5);
@@ -93,6 +96,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
     let ready = move |l: Listening| {
         let info = DevReady {
             submission: l.submission,
+            inbound: l.inbound,
             http: l.http,
             did: DEMO_DID,
             api_key,
@@ -104,12 +108,14 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
         println!(
             "\nAtmosphere Mail dev relay is running.\n\
              Submission (STARTTLS + AUTH): {sub}\n\
+             Inbound MX (bounces, complaints, replies): {mx}\n\
              HTTP API: http://{http}/v1/send\n\
              Labels: http://{http}/xrpc/com.atproto.label.queryLabels?uriPatterns=*\n\
              Username: {did}\nPassword: {key}\n\
              Mail is captured, not sent: {cap}\n\n\
              Send a first message:\n  swaks --server {sub} --tls --auth PLAIN \\\n    --auth-user {did} --auth-password {key} \\\n    --from hello@{dom} --to you@example.com\n",
             sub = info.submission,
+            mx = info.inbound,
             http = info.http,
             did = info.did,
             key = info.api_key,

@@ -5,6 +5,7 @@ use super::AppState;
 use crate::members::{self, MemberError, Transition};
 use crate::store::dkim_keys;
 use crate::store::events::{self, Event};
+use crate::store::inbound::{self, InboundEntry};
 use crate::store::members::{self as member_rows, Member, SendingDomain};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -316,6 +317,45 @@ pub async fn member_detail(
     Ok(Json(
         serde_json::json!({ "member": member, "domains": domains, "events": recent }),
     ))
+}
+
+/// Filters of `GET /admin/inbound`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InboundQuery {
+    /// `dsn`, `arf`, `operator`, `reply`, `srs_bounce` or `other`.
+    pub classification: Option<String>,
+    pub did: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Classifications of the inbound log.
+const INBOUND_CLASSES: [&str; 6] = ["dsn", "arf", "operator", "reply", "srs_bounce", "other"];
+
+/// `GET /admin/inbound?classification=&did=&limit=`: the inbound log, newest first.
+#[utoipa::path(get, path = "/admin/inbound", tag = "admin", security(("admin" = [])), params(InboundQuery),
+    responses((status = 200, description = "Inbound messages, newest first", body = Vec<InboundEntry>), super::error::AdminErrors))]
+pub async fn inbound_list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<InboundQuery>, QueryRejection>,
+) -> Result<Json<Vec<InboundEntry>>, AdminError> {
+    authorize(&state, &headers)?;
+    let Query(q) = q.map_err(bad_query)?;
+    if let Some(c) = q.classification.as_deref()
+        && !INBOUND_CLASSES.contains(&c)
+    {
+        return Err(invalid(format!(
+            "classification: {c:?} is not one of {}",
+            INBOUND_CLASSES.join(", ")
+        )));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    state
+        .store
+        .with(|c| inbound::list(c, q.classification.as_deref(), q.did.as_deref(), limit))
+        .map(Json)
+        .map_err(internal)
 }
 
 /// Filters of `GET /admin/events`.

@@ -1,5 +1,8 @@
-//! SMTP edges: the protocol state machine, TLS set-up and the submission listener.
+//! SMTP edges: the protocol state machine, the session driver, TLS set-up, and the submission
+//! and inbound listeners (their policies).
 
+pub mod inbound;
 pub mod protocol;
+pub mod session;
 pub mod submission;
 pub mod tls;

@@ -83,11 +83,21 @@ impl SessionState {
     }
 }
 
+/// Which SMTP service a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// RFC 6409 message submission: STARTTLS, then AUTH, before any mail.
+    Submission,
+    /// RFC 5321 mail exchange (port 25): anyone may send, STARTTLS is offered, AUTH is not.
+    Mx,
+}
+
 /// Limits the protocol enforces on its own.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_message_size: usize,
     pub max_recipients: usize,
+    pub profile: Profile,
 }
 
 /// What the driver must do with a command that is in sequence.
@@ -124,6 +134,7 @@ pub fn interpret(state: &SessionState, limits: Limits, req: Request<String>) -> 
             "Must issue a STARTTLS command first",
         ))
     };
+    let submission = limits.profile == Profile::Submission;
     match req {
         Request::Ehlo { host } => Command::Ehlo(host),
         Request::Helo { host } => Command::Helo(host),
@@ -131,6 +142,9 @@ pub fn interpret(state: &SessionState, limits: Limits, req: Request<String>) -> 
         Request::StartTls if state.tls => bad_sequence("TLS already active"),
         Request::StartTls if state.helo.is_none() => bad_sequence("Send EHLO first"),
         Request::StartTls => Command::StartTls,
+        Request::Auth { .. } if !submission => {
+            Command::Answer(Reply::new(502, "5.5.1", "AUTH not offered on this port"))
+        }
         Request::Auth { .. } if state.helo.is_none() => bad_sequence("Send EHLO first"),
         Request::Auth { .. } if !state.tls => need_tls(),
         Request::Auth { .. } if state.authenticated.is_some() => {
@@ -153,8 +167,8 @@ pub fn interpret(state: &SessionState, limits: Limits, req: Request<String>) -> 
             }
         }
         Request::Mail { .. } if state.helo.is_none() => bad_sequence("Send EHLO first"),
-        Request::Mail { .. } if !state.tls => need_tls(),
-        Request::Mail { .. } if state.authenticated.is_none() => {
+        Request::Mail { .. } if submission && !state.tls => need_tls(),
+        Request::Mail { .. } if submission && state.authenticated.is_none() => {
             Command::Answer(Reply::new(530, "5.7.0", "Authentication required"))
         }
         Request::Mail { .. } if state.mail_from.is_some() => bad_sequence("Nested MAIL command"),
@@ -227,17 +241,18 @@ pub fn parse_error_reply(e: &smtp_proto::Error) -> Reply {
     }
 }
 
-/// The EHLO reply: STARTTLS before TLS, AUTH only after it (no AUTH offered in clear).
+/// The EHLO reply: STARTTLS before TLS; AUTH only after it (never in clear), and only on
+/// submission.
 pub fn ehlo_reply(hostname: &str, peer_name: &str, state: &SessionState, limits: Limits) -> Reply {
     let mut lines = vec![format!("{hostname} greets {peer_name}")];
     lines.push("PIPELINING".into());
     lines.push(format!("SIZE {}", limits.max_message_size));
     lines.push("8BITMIME".into());
     lines.push("ENHANCEDSTATUSCODES".into());
-    if state.tls {
-        lines.push("AUTH PLAIN LOGIN".into());
-    } else {
+    if !state.tls {
         lines.push("STARTTLS".into());
+    } else if limits.profile == Profile::Submission {
+        lines.push("AUTH PLAIN LOGIN".into());
     }
     Reply {
         code: 250,
@@ -308,6 +323,11 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_message_size: 1000,
         max_recipients: 2,
+        profile: Profile::Submission,
+    };
+    const MX: Limits = Limits {
+        profile: Profile::Mx,
+        ..LIMITS
     };
 
     fn parse(line: &str) -> Request<String> {
@@ -396,6 +416,30 @@ mod tests {
         );
         assert_eq!(interpret(&s, LIMITS, parse("DATA\r\n")), Command::Data);
         assert_eq!(code(interpret(&s, LIMITS, parse("AUTH PLAIN\r\n"))), 503);
+    }
+
+    #[test]
+    fn mx_takes_mail_without_auth_and_never_offers_it() {
+        let s = state(false, false);
+        assert_eq!(
+            interpret(&s, MX, parse("MAIL FROM:<>\r\n")),
+            Command::Mail {
+                address: String::new(),
+                size: 0
+            }
+        );
+        assert_eq!(
+            code(interpret(&s, MX, parse("AUTH PLAIN AGEAYg==\r\n"))),
+            502
+        );
+        assert_eq!(interpret(&s, MX, parse("STARTTLS\r\n")), Command::StartTls);
+        let clear = ehlo_reply("mx", "c", &s, MX).to_wire();
+        assert!(clear.contains("STARTTLS") && !clear.contains("AUTH"));
+        let tls = ehlo_reply("mx", "c", &state(true, false), MX).to_wire();
+        assert!(!tls.contains("AUTH") && !tls.contains("STARTTLS"));
+        let mut s = state(false, false);
+        s.mail_from = Some(String::new());
+        assert_eq!(code(interpret(&s, MX, parse("MAIL FROM:<a@b.c>\r\n"))), 503);
     }
 
     #[test]

@@ -41,6 +41,15 @@ impl RecipientStatus {
     }
 }
 
+/// Sources of mail the relay itself writes (bounce notices, forwarded inbound mail): never
+/// counted against a member, never suppressing or bounced back to one.
+pub const RELAY_SOURCES: [&str; 2] = ["dsn", "forward"];
+
+/// True for a source in [`RELAY_SOURCES`].
+pub fn is_relay_source(source: &str) -> bool {
+    RELAY_SOURCES.contains(&source)
+}
+
 /// A message to queue.
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
@@ -55,20 +64,22 @@ pub struct NewMessage<'a> {
     pub received_at: i64,
     pub body: &'a [u8],
     pub recipients: &'a [String],
+    /// `Message-ID` header value without `<>` (member mail).
+    pub header_message_id: Option<&'a str>,
 }
 
 /// Inserts a message, its body and its recipients (all `accepted`, due now); returns the
 /// recipients as delivery will see them.
 pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>, StoreError> {
-    // DSNs are the relay's own mail: they never count against a member's caps.
-    let counted = if m.source == "dsn" {
+    // The relay's own mail never counts against a member's caps.
+    let counted = if is_relay_source(m.source) {
         0
     } else {
         m.recipients.len() as i64
     };
     conn.prepare_cached(
-        "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at, return_path, category, counted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at, return_path, category, counted, header_message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         m.id,
@@ -80,7 +91,8 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
         m.received_at,
         m.return_path,
         m.category,
-        counted
+        counted,
+        m.header_message_id
     ])?;
     if counted > 0 {
         count_recipients(conn, m.did, m.received_at, counted)?;
@@ -162,6 +174,16 @@ pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
             "SELECT min(next_attempt_at) FROM recipients WHERE status IN ('accepted', 'deferred')",
         )?
         .query_row([], |r| r.get(0))?)
+}
+
+/// The member message whose `Message-ID` header was `header_id` (without `<>`).
+pub fn by_header_id(conn: &Connection, header_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM messages WHERE header_message_id = ?1 ORDER BY received_at DESC LIMIT 1",
+        )?
+        .query_row([header_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// Who sent a message and how: (DID, sending domain, source).
@@ -496,6 +518,34 @@ pub fn queue_depth(conn: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
+/// Marks a recipient of a message bounced because a DSN reported it (after delivery or while
+/// queued), with an attempt row saying so. Returns false when the message has no such recipient.
+pub fn mark_bounced(
+    conn: &Connection,
+    message_id: &str,
+    address: &str,
+    reply: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let id: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM recipients WHERE message_id = ?1 AND lower(address) = lower(?2)",
+        )?
+        .query_row(params![message_id, address], |r| r.get(0))
+        .optional()?;
+    let Some(id) = id else { return Ok(false) };
+    conn.prepare_cached(
+        "INSERT INTO delivery_attempts (recipient_id, at, mx, code, reply, outcome)
+         VALUES (?1, ?2, NULL, NULL, ?3, 'bounced')",
+    )?
+    .execute(params![id, now, reply])?;
+    conn.prepare_cached(
+        "UPDATE recipients SET status = 'bounced', last_reply = ?2, updated_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, reply, now])?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,6 +570,7 @@ mod tests {
                         received_at: 100,
                         body: b"hello",
                         recipients: &rcpts,
+                        header_message_id: Some("m1@a.test"),
                     },
                 )
             })
@@ -557,9 +608,21 @@ mod tests {
                 assert_eq!(body(c, "m1")?.as_deref(), Some(&b"hello"[..]));
                 delete_body(c, "m1")?;
                 assert!(body(c, "m1")?.is_none());
+                // A DSN after delivery turns a sent recipient bounced (case-insensitively).
+                assert!(mark_bounced(c, "m1", "A@X.test", "DSN failed 5.1.1", 400)?);
+                assert!(!mark_bounced(
+                    c,
+                    "m1",
+                    "nobody@x.test",
+                    "DSN failed 5.1.1",
+                    400
+                )?);
+                assert_eq!(recipients_of(c, "m1")?[0].status, RecipientStatus::Bounced);
                 let v = recipients_of(c, "m1")?;
                 assert_eq!(v[1].attempts, 2);
                 assert_eq!(v[1].status, RecipientStatus::Bounced);
+                assert_eq!(by_header_id(c, "m1@a.test")?.as_deref(), Some("m1"));
+                assert_eq!(by_header_id(c, "other@a.test")?, None);
                 Ok(())
             })
             .unwrap();

@@ -6,6 +6,7 @@
 pub mod dkim_keys;
 pub mod events;
 pub mod idempotency;
+pub mod inbound;
 pub mod labels;
 pub mod members;
 pub mod messages;

@@ -156,6 +156,27 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO send_counts (did, minute, n)
         SELECT '*', received_at / 60000, sum(counted) FROM messages WHERE counted > 0 GROUP BY received_at / 60000;
     ",
+    // 9: the inbound log (SPEC §7): every message the MX accepted, how it was classified and
+    // what was done with it; and each message's Message-ID header, so reports can find it.
+    "
+    CREATE TABLE inbound_messages (
+        id              INTEGER PRIMARY KEY,
+        received_at     INTEGER NOT NULL,
+        peer            TEXT NOT NULL,
+        mail_from       TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        classification  TEXT NOT NULL CHECK (classification IN ('dsn', 'arf', 'operator', 'reply', 'srs_bounce', 'other')),
+        did             TEXT,
+        message_id      TEXT,
+        subject         TEXT,
+        action          TEXT NOT NULL,
+        size            INTEGER NOT NULL
+    );
+    CREATE INDEX inbound_messages_at ON inbound_messages(received_at);
+    CREATE INDEX inbound_messages_did ON inbound_messages(did, received_at);
+    ALTER TABLE messages ADD COLUMN header_message_id TEXT;
+    CREATE INDEX messages_header_id ON messages(header_message_id) WHERE header_message_id IS NOT NULL;
+    ",
 ];
 
 /// Number of migrations this binary knows.

@@ -1,0 +1,396 @@
+//! Inbound mail (SPEC §7): what the MX on port 25 accepts and what it does with each message.
+//!
+//! Recipients are classified at RCPT ([`route`]). After DATA the message is read once
+//! ([`report`]); DSNs and ARF complaints change state ([`feedback`]), other mail is forwarded
+//! ([`forward`]) or logged. Everything a message causes — forwarded copies, bounce and complaint
+//! effects, events and the inbound log rows — commits in one spool transaction before the MX
+//! answers 250, so an accepted message is never half-processed.
+
+pub mod feedback;
+pub mod forward;
+pub mod report;
+pub mod route;
+
+use crate::accept::{Acceptor, QueueItem, insert_queued};
+use crate::secrets::Secrets;
+use crate::store::inbound::{self as log, NewInbound};
+use crate::store::{StoreError, now_ms};
+use report::Report;
+use route::{Refusal, Route, RouteNames};
+use std::sync::Arc;
+
+/// More `Received` fields than this means the message is looping (RFC 5321 §6.3).
+pub const MAX_HOPS: usize = 30;
+
+/// Why a message was not taken; nothing of it was kept.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InboundError {
+    #[error("routing loop detected")]
+    Loop,
+    #[error("no valid recipients")]
+    NoRecipients,
+    #[error("queue full, retry later")]
+    QueueFull,
+    #[error("internal error, retry later")]
+    Internal,
+}
+
+impl InboundError {
+    /// SMTP reply code and enhanced status.
+    pub fn smtp(&self) -> (u16, &'static str) {
+        match self {
+            Self::Loop => (554, "5.4.6"),
+            Self::NoRecipients => (554, "5.5.1"),
+            Self::QueueFull => (451, "4.3.1"),
+            Self::Internal => (451, "4.3.0"),
+        }
+    }
+}
+
+/// The envelope of one inbound message.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Client address.
+    pub peer: String,
+    pub helo: String,
+    /// Envelope sender (empty for bounces).
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+}
+
+/// What the MX did with a message (one entry per recipient).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub id: String,
+    pub actions: Vec<(String, &'static str)>,
+}
+
+/// Inbound settings.
+#[derive(Debug, Clone)]
+pub struct InboundSettings {
+    pub names: RouteNames,
+    /// Where operator-alias mail goes; `None`: accepted and logged.
+    pub operator_forward_to: Option<String>,
+}
+
+/// The inbound service.
+pub struct Inbound {
+    acceptor: Arc<Acceptor>,
+    secrets: Arc<Secrets>,
+    settings: InboundSettings,
+}
+
+/// One recipient's outcome, before it is written.
+struct Outcome {
+    recipient: String,
+    classification: &'static str,
+    did: Option<String>,
+    message_id: Option<String>,
+    action: &'static str,
+}
+
+fn now_secs() -> u64 {
+    (now_ms() / 1000).max(0) as u64
+}
+
+impl Inbound {
+    /// A new service over the relay's acceptor (spool, signer, delivery hand-off).
+    pub fn new(acceptor: Arc<Acceptor>, secrets: Arc<Secrets>, settings: InboundSettings) -> Self {
+        Self {
+            acceptor,
+            secrets,
+            settings,
+        }
+    }
+
+    /// Classifies a recipient (asked at RCPT).
+    pub fn route(&self, recipient: &str) -> Result<Route, Refusal> {
+        route::route(
+            self.acceptor.store(),
+            &self.secrets,
+            &self.settings.names,
+            recipient,
+            now_secs(),
+        )
+    }
+
+    /// Processes a complete message; returns once everything it caused is durable.
+    pub async fn receive(&self, env: Envelope, raw: Vec<u8>) -> Result<Received, InboundError> {
+        if forward::hops(&raw) > MAX_HOPS {
+            return Err(InboundError::Loop);
+        }
+        let routes: Vec<(String, Route)> = env
+            .recipients
+            .iter()
+            .filter_map(|r| self.route(r).ok().map(|route| (r.clone(), route)))
+            .collect();
+        if routes.is_empty() {
+            return Err(InboundError::NoRecipients);
+        }
+        let report = report::parse(&raw);
+        let subject = mail_parser::MessageParser::default()
+            .parse_headers(&raw)
+            .and_then(|m| m.subject().map(|s| s.chars().take(200).collect::<String>()));
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let now = now_ms();
+        let names = &self.settings.names;
+        let date = mail_parser::DateTime::from_timestamp(now / 1000).to_rfc822();
+        let received = forward::received_field(&names.hostname, &env.peer, &env.helo, &id, &date);
+
+        // Decide, per recipient, what happens; build forwarded copies (signing is CPU work, done
+        // before the transaction).
+        let mut plans = Vec::new();
+        let mut forwards: Vec<QueueItem> = Vec::new();
+        let mut report_done = false;
+        for (recipient, route) in routes {
+            let plan = self.plan(&env, &recipient, &route, report.as_ref(), &mut report_done);
+            if let Some(f) = &plan.forward
+                && !forwards
+                    .iter()
+                    .any(|q| q.recipients[0].eq_ignore_ascii_case(&f.to))
+            {
+                let item = self.build_forward(&received, &raw, f, now).await?;
+                forwards.push(item);
+            }
+            plans.push(plan);
+        }
+
+        let (limits, max_queue_bytes) = self.acceptor.queue_limits();
+        let (peer, mail_from, size) = (env.peer.clone(), env.mail_from.clone(), raw.len());
+        let (items, report) = (forwards, report);
+        let written = self
+            .acceptor
+            .spool()
+            .write(move |tx| {
+                let mut due = Vec::new();
+                for item in &items {
+                    due.push((
+                        item.source,
+                        insert_queued(tx, item, &limits, max_queue_bytes)?,
+                    ));
+                }
+                let mut outcomes = Vec::new();
+                for plan in plans {
+                    outcomes.push(plan.apply(tx, report.as_ref(), now)?);
+                }
+                for o in &outcomes {
+                    log::insert(
+                        tx,
+                        &NewInbound {
+                            received_at: now,
+                            peer: &peer,
+                            mail_from: &mail_from,
+                            recipient: &o.recipient,
+                            classification: o.classification,
+                            did: o.did.as_deref(),
+                            message_id: o.message_id.as_deref(),
+                            subject: subject.as_deref(),
+                            action: o.action,
+                            size,
+                        },
+                    )?;
+                }
+                Ok((due, outcomes))
+            })
+            .await;
+        let (due, outcomes) = written.map_err(|e| {
+            let e = crate::accept::SubmitError::from(e);
+            match e {
+                crate::accept::SubmitError::QueueFull => InboundError::QueueFull,
+                _ => InboundError::Internal,
+            }
+        })?;
+        for (source, due) in due {
+            self.acceptor.wake(source, due);
+        }
+        for o in &outcomes {
+            tracing::info!(
+                inbound_id = %id, recipient = %o.recipient, classification = o.classification,
+                did = o.did.as_deref().unwrap_or(""), action = o.action, "inbound: processed"
+            );
+        }
+        Ok(Received {
+            id,
+            actions: outcomes
+                .into_iter()
+                .map(|o| (o.recipient, o.action))
+                .collect(),
+        })
+    }
+
+    /// What one recipient of a message leads to.
+    fn plan(
+        &self,
+        env: &Envelope,
+        recipient: &str,
+        route: &Route,
+        report: Option<&Report>,
+        report_done: &mut bool,
+    ) -> Plan {
+        let mut plan = Plan {
+            recipient: recipient.to_string(),
+            verp_message_id: None,
+            handles_report: false,
+            forward: None,
+            kind: PlanKind::Log,
+        };
+        match route {
+            // Reports count once per message, whichever of its recipients carried them.
+            Route::Bounce { .. } | Route::Operator { .. } if report.is_some() => {
+                if let Route::Bounce { message_id } = route {
+                    plan.verp_message_id = Some(message_id.clone());
+                }
+                plan.handles_report = !*report_done;
+                *report_done = true;
+                plan.kind = PlanKind::Report;
+            }
+            Route::Bounce { message_id } => {
+                // An auto-reply or similar sent to a return path: nothing to act on.
+                plan.verp_message_id = Some(message_id.clone());
+                plan.kind = PlanKind::Ignored;
+            }
+            Route::Operator { .. } => match &self.settings.operator_forward_to {
+                Some(to) => {
+                    plan.forward = Some(forward::Forward {
+                        did: String::new(),
+                        mail_from: env.mail_from.clone(),
+                        return_path: self.srs(&env.mail_from),
+                        to: to.clone(),
+                    });
+                    plan.kind = PlanKind::Operator;
+                }
+                None => plan.kind = PlanKind::OperatorLogged,
+            },
+            Route::SrsBounce { sender } => {
+                plan.forward = Some(forward::Forward {
+                    did: String::new(),
+                    mail_from: env.mail_from.clone(),
+                    // A bounce of a bounce must not bounce again: null sender.
+                    return_path: String::new(),
+                    to: sender.clone(),
+                });
+                plan.kind = PlanKind::SrsBounce;
+            }
+            Route::Reply {
+                did, forward_to, ..
+            } => {
+                plan.forward = Some(forward::Forward {
+                    did: did.clone(),
+                    mail_from: env.mail_from.clone(),
+                    return_path: self.srs(&env.mail_from),
+                    to: forward_to.clone(),
+                });
+                plan.kind = PlanKind::Reply(did.clone());
+            }
+        }
+        plan
+    }
+
+    /// The SRS return path for forwarding mail from `sender` (null stays null).
+    fn srs(&self, sender: &str) -> String {
+        crate::srs::forward(
+            &self.secrets,
+            sender,
+            &self.settings.names.hostname,
+            now_secs(),
+        )
+        .unwrap_or_default()
+    }
+
+    async fn build_forward(
+        &self,
+        received: &str,
+        raw: &[u8],
+        f: &forward::Forward,
+        now: i64,
+    ) -> Result<QueueItem, InboundError> {
+        let signer = self.acceptor.signer_handle();
+        let operator_domain = self.settings.names.operator_domain.clone();
+        let (received, raw, f) = (received.to_string(), raw.to_vec(), f.clone());
+        // RSA signing is CPU work: keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            forward::build(&signer, &operator_domain, &received, &raw, &f, now)
+        })
+        .await
+        .map_err(|_| InboundError::Internal)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "inbound: cannot sign a forwarded copy");
+            InboundError::Internal
+        })
+    }
+}
+
+/// The decision for one recipient, applied inside the transaction.
+struct Plan {
+    recipient: String,
+    verp_message_id: Option<String>,
+    /// This recipient applies the message's report (the first one that carries it).
+    handles_report: bool,
+    forward: Option<forward::Forward>,
+    kind: PlanKind,
+}
+
+enum PlanKind {
+    Report,
+    Ignored,
+    Operator,
+    OperatorLogged,
+    SrsBounce,
+    Reply(String),
+    Log,
+}
+
+impl Plan {
+    fn apply(
+        self,
+        tx: &rusqlite::Connection,
+        report: Option<&Report>,
+        now: i64,
+    ) -> Result<Outcome, StoreError> {
+        let (classification, did, message_id, action) = match (&self.kind, report) {
+            (PlanKind::Report, Some(report)) => {
+                let original = match report {
+                    Report::Dsn(d) => &d.original,
+                    Report::Arf(f) => &f.original,
+                };
+                let who = feedback::attribute(tx, self.verp_message_id.as_deref(), original)?;
+                let (classification, action) = match report {
+                    Report::Dsn(_) if !self.handles_report => ("dsn", "duplicate"),
+                    Report::Arf(_) if !self.handles_report => ("arf", "duplicate"),
+                    Report::Dsn(d) => {
+                        let failed = feedback::apply_dsn(tx, d, &who, now)?;
+                        let action = match (who.did.is_some(), failed) {
+                            (false, _) => "unattributed",
+                            (true, 0) => "delay_recorded",
+                            (true, _) => "bounce_recorded",
+                        };
+                        ("dsn", action)
+                    }
+                    Report::Arf(f) => {
+                        feedback::apply_arf(tx, f, &who, now)?;
+                        let action = if who.did.is_some() {
+                            "complaint_recorded"
+                        } else {
+                            "unattributed"
+                        };
+                        ("arf", action)
+                    }
+                };
+                (classification, who.did, who.message_id, action)
+            }
+            (PlanKind::Report | PlanKind::Log, _) => ("other", None, None, "logged"),
+            (PlanKind::Ignored, _) => ("other", None, self.verp_message_id, "ignored"),
+            (PlanKind::Operator, _) => ("operator", None, None, "forwarded"),
+            (PlanKind::OperatorLogged, _) => ("operator", None, None, "logged"),
+            (PlanKind::SrsBounce, _) => ("srs_bounce", None, None, "returned"),
+            (PlanKind::Reply(did), _) => ("reply", Some(did.clone()), None, "forwarded"),
+        };
+        Ok(Outcome {
+            recipient: self.recipient,
+            classification,
+            did,
+            message_id,
+            action,
+        })
+    }
+}

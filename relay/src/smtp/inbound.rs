@@ -1,0 +1,106 @@
+//! The inbound listener (SPEC §7, port 25): the [`Policy`] of the MX. Anyone may connect; only
+//! the recipients [`crate::inbound`] routes are taken, and each client address may start a
+//! limited number of transactions per minute.
+
+use super::protocol::{Credentials, Reply, SessionState};
+use super::session::{AuthOutcome, Policy, SessionSettings};
+use crate::inbound::{Envelope, Inbound};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Everything an inbound session needs; shared by all sessions.
+pub struct InboundService {
+    pub settings: SessionSettings,
+    pub inbound: Arc<Inbound>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU32,
+}
+
+impl InboundService {
+    /// A service allowing each client address `per_minute` transactions, `burst` at once.
+    pub fn new(
+        settings: SessionSettings,
+        inbound: Arc<Inbound>,
+        per_minute: NonZeroU32,
+        burst: NonZeroU32,
+    ) -> Self {
+        Self {
+            settings,
+            inbound,
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst)),
+            checks: AtomicU32::new(0),
+        }
+    }
+
+    fn over_rate(&self, ip: IpAddr) -> bool {
+        // Forget idle addresses now and then so the table stays small.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&ip).is_err()
+    }
+}
+
+impl Policy for InboundService {
+    fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    fn admit(&self, _peer: SocketAddr) -> Option<Reply> {
+        None
+    }
+
+    fn mail(&self, _state: &SessionState, peer: SocketAddr, _address: &str) -> Reply {
+        if self.over_rate(peer.ip()) {
+            tracing::info!(%peer, "inbound: rate limited");
+            return Reply::new(
+                450,
+                "4.7.1",
+                "Too much mail from your address, try again later",
+            );
+        }
+        Reply::new(250, "2.1.0", "Sender OK")
+    }
+
+    fn rcpt(&self, _state: &SessionState, address: &str) -> Reply {
+        match self.inbound.route(address) {
+            Ok(_) => Reply::new(250, "2.1.5", "Recipient OK"),
+            Err(refusal) => {
+                let (code, enhanced) = refusal.smtp();
+                Reply::new(code, enhanced, refusal.to_string())
+            }
+        }
+    }
+
+    fn too_big(&self, _state: &SessionState) -> Reply {
+        Reply::new(552, "5.3.4", "message too big")
+    }
+
+    async fn authenticate(
+        &self,
+        _peer: SocketAddr,
+        _credentials: Result<Credentials, Reply>,
+    ) -> AuthOutcome {
+        // The protocol never offers AUTH on this port; answer the same way if asked anyway.
+        AuthOutcome::Refused(Reply::new(502, "5.5.1", "AUTH not offered on this port"))
+    }
+
+    async fn data(&self, state: &SessionState, peer: SocketAddr, body: Vec<u8>) -> Reply {
+        let envelope = Envelope {
+            peer: peer.ip().to_string(),
+            helo: state.helo.clone().unwrap_or_default(),
+            mail_from: state.mail_from.clone().unwrap_or_default(),
+            recipients: state.recipients.clone(),
+        };
+        match self.inbound.receive(envelope, body).await {
+            Ok(received) => Reply::new(250, "2.0.0", format!("accepted as {}", received.id)),
+            Err(e) => {
+                let (code, enhanced) = e.smtp();
+                Reply::new(code, enhanced, e.to_string())
+            }
+        }
+    }
+}
