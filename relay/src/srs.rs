@@ -56,13 +56,7 @@ pub fn reverse(
     srs_host: &str,
     now_secs: u64,
 ) -> Result<String, SrsError> {
-    let (local, host) = address
-        .trim_matches(['<', '>'])
-        .rsplit_once('@')
-        .ok_or(SrsError::NotSrs)?;
-    if !host.eq_ignore_ascii_case(srs_host) {
-        return Err(SrsError::NotSrs);
-    }
+    let local = crate::verp::local_part_at(address, srs_host).ok_or(SrsError::NotSrs)?;
     let rest = local
         .get(..5)
         .filter(|p| p.eq_ignore_ascii_case("SRS0="))

@@ -31,13 +31,7 @@ pub fn parse_return_path(
     address: &str,
     operator_domain: &str,
 ) -> Result<String, VerpError> {
-    let (local, domain) = address
-        .trim_matches(['<', '>'])
-        .rsplit_once('@')
-        .ok_or(VerpError::NotVerp)?;
-    if !domain.eq_ignore_ascii_case(operator_domain) {
-        return Err(VerpError::NotVerp);
-    }
+    let local = local_part_at(address, operator_domain).ok_or(VerpError::NotVerp)?;
     let rest = local.strip_prefix("bounces+").ok_or(VerpError::NotVerp)?;
     let (id, tag) = rest.rsplit_once('-').ok_or(VerpError::NotVerp)?;
     let tag = base16ct::mixed::decode_vec(tag).map_err(|_| VerpError::Forged)?;
@@ -46,6 +40,12 @@ pub fn parse_return_path(
     } else {
         Err(VerpError::Forged)
     }
+}
+
+/// The local part of `address` (angle brackets allowed) when its domain is `domain`.
+pub(crate) fn local_part_at<'a>(address: &'a str, domain: &str) -> Option<&'a str> {
+    let (local, at) = address.trim_matches(['<', '>']).rsplit_once('@')?;
+    at.eq_ignore_ascii_case(domain).then_some(local)
 }
 
 /// What an unsubscribe token says.

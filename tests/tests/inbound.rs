@@ -186,13 +186,16 @@ fn bounces_complaints_forwards_and_refusals() {
 
     // A reply to the member's domain: refused while it has no forward-to address, then forwarded.
     let reply = "From: friend@rcpt.test\nTo: hello@sender.test\nSubject: re: hi\nX-Test-Id: reply-1\n\nthanks\n";
-    let v = mx::send(
-        inbound,
-        "friend@rcpt.test",
-        &["hello@sender.test"],
-        reply,
-        false,
-    );
+    let send_reply = || {
+        mx::send(
+            inbound,
+            "friend@rcpt.test",
+            &["hello@sender.test"],
+            reply,
+            false,
+        )
+    };
+    let v = send_reply();
     assert_eq!(
         (code(&v["rcpt"][0]), v["rcpt"][0][1].as_str()),
         (550, Some("5.1.1 address not available")),
@@ -209,13 +212,7 @@ fn bounces_complaints_forwards_and_refusals() {
         ),
     );
     assert_eq!(status, 200);
-    let v = mx::send(
-        inbound,
-        "friend@rcpt.test",
-        &["hello@sender.test"],
-        reply,
-        false,
-    );
+    let v = send_reply();
     assert_eq!(code(&v["data"]), 250, "{v}");
     poll_until(Duration::from_secs(20), "reply forwarded", || {
         world
