@@ -155,12 +155,7 @@ pub(crate) async fn emit(
     if !uri_ok {
         return Err(invalid("uri must be a DID or an at:// URI"));
     }
-    let val_ok = !b.val.is_empty()
-        && b.val.len() <= 128
-        && b.val
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'!');
-    if !val_ok {
+    if !crate::label::valid_value(&b.val) {
         return Err(invalid(
             "val must be 1-128 lowercase letters, digits or '-'",
         ));

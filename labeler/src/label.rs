@@ -143,6 +143,16 @@ impl Serialize for DollarBytes<'_> {
     }
 }
 
+/// A label value this labeler publishes: 1–128 lowercase letters, digits, `-` (and `!` for the
+/// reserved system values).
+pub fn valid_value(val: &str) -> bool {
+    !val.is_empty()
+        && val.len() <= 128
+        && val
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'!')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

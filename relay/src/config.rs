@@ -42,6 +42,29 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
     pub labeler: LabelerConfig,
+    pub rules: RulesConfig,
+}
+
+/// `[rules]`: the embedded rules engine (SPEC §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    pub enabled: bool,
+    /// Rule files (TOML); empty: the built-in rules (`relay/rules/default.toml`).
+    pub files: Vec<PathBuf>,
+    /// How often the engine looks for new events when it has caught up.
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            files: Vec::new(),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 /// `[server]`: identity of this relay and where its state lives.

@@ -19,6 +19,7 @@ pub mod members;
 pub mod metrics;
 pub mod operator;
 pub mod records;
+pub mod rules;
 pub mod secrets;
 pub mod server;
 pub mod smtp;

@@ -60,6 +60,18 @@ enum Cmd {
         #[command(subcommand)]
         command: LabelerCmd,
     },
+    /// The rules engine.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Check rule files and run their test fixtures (no files: the built-in rules). Prints JSON;
+    /// exits 1 when a fixture fails, 2 when a file is invalid.
+    Test { files: Vec<std::path::PathBuf> },
 }
 
 #[derive(Subcommand)]
@@ -227,6 +239,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Member { command } => member(command)?,
         Cmd::Operator { command } => operator_cmd(command)?,
         Cmd::Labeler { command } => labeler_cmd(command)?,
+        Cmd::Rules {
+            command: RulesCmd::Test { files },
+        } => {
+            let rules = atmos_relay::rules::spec::Rules::load(&files)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let results = atmos_relay::rules::fixtures::run_all(std::sync::Arc::new(rules));
+            let passed = results.iter().all(|r| r.passed);
+            print_json(&serde_json::json!({ "passed": passed, "tests": results }))?;
+            if !passed {
+                return Err(Failure::Runtime(anyhow::anyhow!("rule tests failed")));
+            }
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::store::dkim_keys::DkimKeyRow;
 use crate::store::events::{self, NewEvent};
 use crate::store::members::{self, Member, MemberState, SendingDomain};
 use crate::store::{Store, StoreError, now_ms};
+use rusqlite::Connection;
 use serde::Serialize;
 
 /// Why a lifecycle operation was refused.
@@ -233,31 +234,49 @@ pub fn transition(
     actor: &str,
     reason: Option<&str>,
 ) -> Result<MemberState, MemberError> {
-    let now = now_ms();
-    store.write(|tx| {
-        let Some(m) = members::get(tx, did)? else {
-            return Ok(Err(MemberError::NotFound(did.into())));
-        };
-        let Some(to) = t.target(m.state) else {
-            return Ok(Err(MemberError::InvalidTransition {
-                action: t.name(),
-                state: m.state.as_str(),
-            }));
-        };
-        members::set_state(tx, did, to, reason, now)?;
-        events::append(
-            tx,
-            now,
-            &NewEvent {
-                kind: t.event(),
-                did: Some(did),
-                actor: Some(actor),
-                data: serde_json::json!({ "reason": reason }),
-                ..Default::default()
-            },
-        )?;
-        Ok(Ok(to))
-    })?
+    store.write(|tx| transition_in(tx, did, t, actor, reason, now_ms()))?
+}
+
+/// [`transition`] inside the caller's transaction (the rules engine judges and acts in one).
+pub fn transition_in(
+    tx: &Connection,
+    did: &str,
+    t: Transition,
+    actor: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<Result<MemberState, MemberError>, StoreError> {
+    let Some(m) = members::get(tx, did)? else {
+        return Ok(Err(MemberError::NotFound(did.into())));
+    };
+    let Some(to) = t.target(m.state) else {
+        return Ok(Err(MemberError::InvalidTransition {
+            action: t.name(),
+            state: m.state.as_str(),
+        }));
+    };
+    members::set_state(tx, did, to, reason, now)?;
+    events::append(
+        tx,
+        now,
+        &NewEvent {
+            kind: t.event(),
+            did: Some(did),
+            actor: Some(actor),
+            data: serde_json::json!({ "reason": reason }),
+            ..Default::default()
+        },
+    )?;
+    Ok(Ok(to))
+}
+
+/// True for a label name an operator or a rule may use.
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 64
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b':')
 }
 
 /// Adds (`expires_at` optional) or removes an internal label, with its event; returns whether
@@ -271,44 +290,49 @@ pub fn set_label(
     actor: &str,
 ) -> Result<bool, MemberError> {
     let label = label.trim();
-    if label.is_empty()
-        || label.len() > 64
-        || !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b':')
-    {
+    if !valid_label(label) {
         return Err(MemberError::InvalidLabel(label.to_string()));
     }
-    let now = now_ms();
-    store.write(|tx| {
-        if members::get(tx, did)?.is_none() {
-            return Ok(Err(MemberError::NotFound(did.into())));
-        }
-        let changed = if add {
-            crate::store::labels::add(tx, did, label, expires_at, now)?;
-            true
-        } else {
-            crate::store::labels::remove(tx, did, label)?
-        };
-        if changed {
-            events::append(
-                tx,
-                now,
-                &NewEvent {
-                    kind: if add {
-                        "label_applied"
-                    } else {
-                        "label_removed"
-                    },
-                    did: Some(did),
-                    actor: Some(actor),
-                    data: serde_json::json!({ "label": label, "expires_at": expires_at }),
-                    ..Default::default()
+    store.write(|tx| set_label_in(tx, did, label, add, expires_at, actor, now_ms()))?
+}
+
+/// [`set_label`] inside the caller's transaction.
+pub fn set_label_in(
+    tx: &Connection,
+    did: &str,
+    label: &str,
+    add: bool,
+    expires_at: Option<i64>,
+    actor: &str,
+    now: i64,
+) -> Result<Result<bool, MemberError>, StoreError> {
+    if members::get(tx, did)?.is_none() {
+        return Ok(Err(MemberError::NotFound(did.into())));
+    }
+    let changed = if add {
+        crate::store::labels::add(tx, did, label, expires_at, now)?;
+        true
+    } else {
+        crate::store::labels::remove(tx, did, label)?
+    };
+    if changed {
+        events::append(
+            tx,
+            now,
+            &NewEvent {
+                kind: if add {
+                    "label_applied"
+                } else {
+                    "label_removed"
                 },
-            )?;
-        }
-        Ok(Ok(changed))
-    })?
+                did: Some(did),
+                actor: Some(actor),
+                data: serde_json::json!({ "label": label, "expires_at": expires_at }),
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(Ok(changed))
 }
 
 #[cfg(test)]

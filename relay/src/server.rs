@@ -44,6 +44,8 @@ pub enum ServeError {
     Keys(#[from] KeyError),
     #[error("labeler: {0}")]
     Labeler(#[from] crate::labeler::LabelerSetupError),
+    #[error("rules: {0}")]
+    Rules(#[from] crate::rules::spec::RulesError),
 }
 
 /// Addresses actually bound (useful when the configuration asked for port 0).
@@ -78,6 +80,12 @@ pub async fn serve(
     } else {
         None
     };
+    // A bad rule file stops start-up here, naming the rule.
+    let rules = config
+        .rules
+        .enabled
+        .then(|| crate::rules::spec::Rules::load(&config.rules.files).map(Arc::new))
+        .transpose()?;
     let (spool, writer) = Spool::start(&store)?;
     let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
     let acceptor = Arc::new(Acceptor::new(
@@ -187,7 +195,8 @@ pub async fn serve(
     let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown.clone(), deadline));
     let admin_token = http_state.admin_token.clone();
     let mut labeler_routes = axum::Router::new();
-    let labeler_tasks = TaskTracker::new();
+    // Labeler verification, Jetstream and the rules engine.
+    let background = TaskTracker::new();
     if let Some(labeler) = &labeler {
         labeler_routes = atmos_labeler::xrpc::router(labeler.clone())
             .merge(atmos_labeler::admin::router(labeler.clone(), admin_token));
@@ -198,7 +207,7 @@ pub async fn serve(
             Arc::new(crate::labeler::RelayDirectory(store.clone())),
             resolver,
         );
-        labeler_tasks.spawn(verifier.run(shutdown.clone()));
+        background.spawn(verifier.run(shutdown.clone()));
         if !config.labeler.jetstream_url.is_empty() {
             let l = &config.labeler;
             let settings = atmos_labeler::jetstream::JetstreamSettings {
@@ -207,14 +216,27 @@ pub async fn serve(
                 zstd_dictionary: (!l.jetstream_zstd_dictionary.as_os_str().is_empty())
                     .then(|| l.jetstream_zstd_dictionary.clone()),
             };
-            labeler_tasks.spawn(atmos_labeler::jetstream::run(
+            background.spawn(atmos_labeler::jetstream::run(
                 labeler.clone(),
                 settings,
                 shutdown.clone(),
             ));
         }
     }
-    labeler_tasks.close();
+    if let Some(rules) = rules {
+        tracing::info!(
+            rules = rules.rules.len(),
+            counters = rules.counters.len(),
+            "rules engine started"
+        );
+        let engine = Arc::new(crate::rules::Engine::new(
+            store.clone(),
+            rules,
+            labeler.clone(),
+        ));
+        background.spawn(engine.run(config.rules.poll_interval, shutdown.clone()));
+    }
+    background.close();
     let http_task = tokio::spawn(crate::http::serve(
         http_listener,
         http_state,
@@ -230,7 +252,7 @@ pub async fn serve(
         // Label subscribers are long-lived sockets; close them so the HTTP server can stop.
         labeler.close();
     }
-    labeler_tasks.wait().await;
+    background.wait().await;
     let _ = listener_task.await;
     let _ = inbound_task.await;
     let _ = http_task.await;

@@ -442,6 +442,11 @@ impl Delivery {
             .write(move |tx| {
                 let job = job_for_write;
                 let mut finished = None;
+                // Who sent it, so rules can count results per member and leave the relay's own
+                // mail (DSNs, forwards) out.
+                let (did, source) = messages::origin(tx, &job.message_id)?
+                    .map(|(did, _, source)| (Some(did), source))
+                    .unwrap_or((None, String::new()));
                 for (((id, address, attempts), (reply, _outcome, mx)), (status, next)) in
                     job.recipients.iter().zip(results).zip(decided)
                 {
@@ -463,26 +468,27 @@ impl Delivery {
                         now,
                         &NewEvent {
                             kind: "delivery_result",
+                            did: did.as_deref(),
                             message_id: Some(&message_id),
                             actor: Some("relay"),
                             data: serde_json::json!({
                                 "recipient": address,
+                                "source": source,
                                 "status": status.as_str(),
                                 "code": reply.code,
                                 "reply": reply.text,
                                 "mx": mx,
                                 "attempt": tries,
                             }),
-                            ..Default::default()
                         },
                     )?;
                     // A bad mailbox or domain (5.1.x) goes on the member's suppression list.
                     if status == RecipientStatus::Bounced
                         && crate::suppression::is_hard_bounce(&dsn::status_code(&reply.text))
-                        && let Some((did, _, source)) = messages::origin(tx, &message_id)?
+                        && let Some(did) = &did
                         && !messages::is_relay_source(&source)
                     {
-                        crate::store::suppressions::add(tx, &did, address, "bounce", Some(&message_id), now)?;
+                        crate::store::suppressions::add(tx, did, address, "bounce", Some(&message_id), now)?;
                     }
                     if status == RecipientStatus::Bounced {
                         tracing::info!(message_id, recipient = %address, reply = %reply.text, "delivery: bounced");

@@ -7,6 +7,7 @@ use crate::store::dkim_keys;
 use crate::store::events::{self, Event};
 use crate::store::inbound::{self, InboundEntry};
 use crate::store::members::{self as member_rows, Member, SendingDomain};
+use crate::store::rules::{self as rule_verdicts, Verdict};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -317,6 +318,53 @@ pub async fn member_detail(
     Ok(Json(
         serde_json::json!({ "member": member, "domains": domains, "events": recent }),
     ))
+}
+
+/// Filters of `GET /admin/verdicts` and `GET /admin/shadow-verdicts`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VerdictQuery {
+    pub did: Option<String>,
+    pub limit: Option<u32>,
+}
+
+fn verdicts(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: Result<Query<VerdictQuery>, QueryRejection>,
+    shadow: Option<bool>,
+) -> Result<Json<Vec<Verdict>>, AdminError> {
+    authorize(state, headers)?;
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    state
+        .store
+        .with(|c| rule_verdicts::list(c, shadow, q.did.as_deref(), limit))
+        .map(Json)
+        .map_err(internal)
+}
+
+/// `GET /admin/shadow-verdicts?did=&limit=`: what `shadow` rules and `shadow:` labels would have
+/// done, newest first (recorded, never enforced).
+#[utoipa::path(get, path = "/admin/shadow-verdicts", tag = "admin", security(("admin" = [])), params(VerdictQuery),
+    responses((status = 200, description = "Shadow verdicts, newest first", body = Vec<Verdict>), super::error::AdminErrors))]
+pub async fn shadow_verdicts(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<VerdictQuery>, QueryRejection>,
+) -> Result<Json<Vec<Verdict>>, AdminError> {
+    verdicts(&state, &headers, q, Some(true))
+}
+
+/// `GET /admin/verdicts?did=&limit=`: every verdict of the rules engine, newest first.
+#[utoipa::path(get, path = "/admin/verdicts", tag = "admin", security(("admin" = [])), params(VerdictQuery),
+    responses((status = 200, description = "Verdicts, newest first", body = Vec<Verdict>), super::error::AdminErrors))]
+pub async fn verdicts_list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<VerdictQuery>, QueryRejection>,
+) -> Result<Json<Vec<Verdict>>, AdminError> {
+    verdicts(&state, &headers, q, None)
 }
 
 /// Filters of `GET /admin/inbound`.

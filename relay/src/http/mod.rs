@@ -65,6 +65,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/members/{did}", get(admin::member_detail))
         .route("/admin/events", get(admin::events_list))
         .route("/admin/inbound", get(admin::inbound_list))
+        .route("/admin/verdicts", get(admin::verdicts_list))
+        .route("/admin/shadow-verdicts", get(admin::shadow_verdicts))
         .route("/admin/queue", get(admin::queue_list))
         .route("/admin/queue/{id}/retry", post(admin::queue_retry))
         .route(
@@ -122,7 +124,7 @@ impl utoipa::Modify for SecuritySchemes {
         member::status, member::metrics, member::forward_to, member::suppressions_list, member::suppressions_delete,
         unsubscribe::page, unsubscribe::confirm,
         admin::member_action, admin::label_add, admin::label_remove, admin::members_list, admin::member_detail,
-        admin::events_list, admin::inbound_list, admin::queue_list, admin::queue_retry, admin::queue_delete,
+        admin::events_list, admin::inbound_list, admin::verdicts_list, admin::shadow_verdicts, admin::queue_list, admin::queue_retry, admin::queue_delete,
         healthz, metrics, openapi,
     ),
     modifiers(&SecuritySchemes)

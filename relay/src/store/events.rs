@@ -77,6 +77,29 @@ pub fn dids_after(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Events with an id above `after`, oldest first (the rules engine's feed).
+pub fn after(conn: &Connection, after: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, type, did, message_id, actor, data FROM relay_events
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit], row_to_event)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let data: String = r.get(6)?;
+    Ok(Event {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        kind: r.get(2)?,
+        did: r.get(3)?,
+        message_id: r.get(4)?,
+        actor: r.get(5)?,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+    })
+}
+
 /// Events, newest first, optionally for one DID and/or type.
 pub fn list(
     conn: &Connection,
@@ -89,17 +112,6 @@ pub fn list(
          WHERE (?1 IS NULL OR did = ?1) AND (?2 IS NULL OR type = ?2)
          ORDER BY id DESC LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![did, kind, limit], |r| {
-        let data: String = r.get(6)?;
-        Ok(Event {
-            id: r.get(0)?,
-            at: r.get(1)?,
-            kind: r.get(2)?,
-            did: r.get(3)?,
-            message_id: r.get(4)?,
-            actor: r.get(5)?,
-            data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-        })
-    })?;
+    let rows = stmt.query_map(params![did, kind, limit], row_to_event)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -177,6 +177,32 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN header_message_id TEXT;
     CREATE INDEX messages_header_id ON messages(header_message_id) WHERE header_message_id IS NOT NULL;
     ",
+    // 10: the rules engine (SPEC §8): windowed counters in per-minute buckets, every verdict
+    // (shadow ones too), and how far the engine has read the event log.
+    "
+    CREATE TABLE rule_counters (
+        counter  TEXT NOT NULL,
+        entity   TEXT NOT NULL,
+        minute   INTEGER NOT NULL,
+        n        INTEGER NOT NULL,
+        PRIMARY KEY (counter, entity, minute)
+    ) WITHOUT ROWID;
+    CREATE TABLE rule_verdicts (
+        id        INTEGER PRIMARY KEY,
+        at        INTEGER NOT NULL,
+        event_id  INTEGER NOT NULL,
+        rule      TEXT NOT NULL,
+        did       TEXT,
+        effect    TEXT NOT NULL,
+        shadow    INTEGER NOT NULL,
+        applied   INTEGER NOT NULL
+    );
+    CREATE INDEX rule_verdicts_at ON rule_verdicts(at);
+    CREATE TABLE rule_cursor (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        event  INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// Number of migrations this binary knows.

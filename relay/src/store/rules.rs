@@ -1,0 +1,130 @@
+//! State of the rules engine (SPEC §8): per-minute counter buckets, verdicts, and the position in
+//! the event log up to which events have been counted and judged.
+
+use super::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Adds `n` to a counter's bucket for `entity` at `minute`.
+pub fn bump(
+    conn: &Connection,
+    counter: &str,
+    entity: &str,
+    minute: i64,
+    n: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO rule_counters (counter, entity, minute, n) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (counter, entity, minute) DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![counter, entity, minute, n])?;
+    Ok(())
+}
+
+/// A counter's total for `entity` from `since_minute` on.
+pub fn sum(
+    conn: &Connection,
+    counter: &str,
+    entity: &str,
+    since_minute: i64,
+) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(sum(n), 0) FROM rule_counters
+             WHERE counter = ?1 AND entity = ?2 AND minute >= ?3",
+        )?
+        .query_row(params![counter, entity, since_minute], |r| r.get(0))?)
+}
+
+/// Drops buckets older than `before_minute` (past every window).
+pub fn prune(conn: &Connection, before_minute: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM rule_counters WHERE minute < ?1",
+        [before_minute],
+    )?)
+}
+
+/// The id of the last event the engine processed (0 before the first).
+pub fn cursor(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT event FROM rule_cursor WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Moves the cursor.
+pub fn set_cursor(conn: &Connection, event: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO rule_cursor (id, event) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET event = excluded.event",
+    )?
+    .execute([event])?;
+    Ok(())
+}
+
+/// A verdict to record.
+#[derive(Debug, Clone)]
+pub struct NewVerdict<'a> {
+    pub at: i64,
+    pub event_id: i64,
+    pub rule: &'a str,
+    pub did: Option<&'a str>,
+    /// The effect, as the rule file spells it (`suspend: …`, `add_label: …`).
+    pub effect: &'a str,
+    pub shadow: bool,
+    /// False when it changed nothing (already suspended, label already there) or is shadow.
+    pub applied: bool,
+}
+
+/// A recorded verdict.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub id: i64,
+    pub at: i64,
+    pub event_id: i64,
+    pub rule: String,
+    pub did: Option<String>,
+    pub effect: String,
+    pub shadow: bool,
+    pub applied: bool,
+}
+
+/// Records a verdict.
+pub fn record(conn: &Connection, v: &NewVerdict<'_>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO rule_verdicts (at, event_id, rule, did, effect, shadow, applied)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        v.at, v.event_id, v.rule, v.did, v.effect, v.shadow, v.applied
+    ])?;
+    Ok(())
+}
+
+/// Verdicts, newest first, optionally only shadow (or only enforced) ones, of one member.
+pub fn list(
+    conn: &Connection,
+    shadow: Option<bool>,
+    did: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Verdict>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, event_id, rule, did, effect, shadow, applied FROM rule_verdicts
+         WHERE (?1 IS NULL OR shadow = ?1) AND (?2 IS NULL OR did = ?2)
+         ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![shadow, did, limit], |r| {
+        Ok(Verdict {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            event_id: r.get(2)?,
+            rule: r.get(3)?,
+            did: r.get(4)?,
+            effect: r.get(5)?,
+            shadow: r.get(6)?,
+            applied: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
