@@ -81,6 +81,14 @@ fn play(rules: Arc<Rules>, f: &Fixture, out: &mut FixtureResult) -> Result<(), S
             for label in &f.member.labels {
                 labels::add(tx, FIXTURE_DID, label, None, start)?;
             }
+            // Judge every fixture event (a fresh engine would only count existing history).
+            crate::store::rules::set_cursor(
+                tx,
+                crate::store::rules::Cursor {
+                    event: 0,
+                    judge_from: 0,
+                },
+            )?;
             let mut at = start;
             for e in &f.events {
                 for _ in 0..e.repeat {

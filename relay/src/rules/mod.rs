@@ -75,16 +75,34 @@ impl Engine {
     pub fn step(&self) -> Result<usize, StoreError> {
         let now = now_ms();
         let (count, emissions) = self.store.write(|tx| {
-            let cursor = state::cursor(tx)?;
-            let batch = events::after(tx, cursor, BATCH)?;
+            // On its first run the engine counts the history its windows cover, but judges only
+            // what happens from then on (old spikes must not suspend anyone today).
+            let (cursor, first_run) = match state::cursor(tx)? {
+                Some(c) => (c, false),
+                None => {
+                    let since = now - self.longest_window_minutes() * 60_000;
+                    (state::initial_cursor(tx, since)?, true)
+                }
+            };
+            let batch = events::after(tx, cursor.event, BATCH)?;
             let mut emissions = Vec::new();
             for event in &batch {
-                self.judge(tx, event, now, &mut emissions)?;
+                let judge = event.id > cursor.judge_from;
+                self.judge(tx, event, judge, now, &mut emissions)?;
             }
-            if let Some(last) = batch.last() {
-                state::set_cursor(tx, last.id)?;
+            let last = batch.last().map_or(cursor.event, |e| e.id);
+            if first_run || !batch.is_empty() {
+                state::set_cursor(
+                    tx,
+                    state::Cursor {
+                        event: last,
+                        judge_from: cursor.judge_from,
+                    },
+                )?;
+            }
+            if !batch.is_empty() {
                 // Now and then, forget buckets older than the longest window.
-                if last.id / 1024 != cursor / 1024 {
+                if last / 1024 != cursor.event / 1024 {
                     state::prune(tx, now / 60_000 - self.longest_window_minutes())?;
                 }
             }
@@ -106,11 +124,12 @@ impl Engine {
             + 1
     }
 
-    /// Counts and judges one event.
+    /// Counts one event, and judges it when `judge`.
     fn judge(
         &self,
         tx: &rusqlite::Connection,
         e: &Event,
+        judge: bool,
         now: i64,
         emissions: &mut Vec<Emission>,
     ) -> Result<(), StoreError> {
@@ -152,7 +171,7 @@ impl Engine {
             .iter()
             .filter(|r| r.on.contains(&e.kind))
             .collect();
-        if by_rule || matching.is_empty() {
+        if !judge || by_rule || matching.is_empty() {
             return Ok(());
         }
         let member = match &e.did {
@@ -287,4 +306,86 @@ fn member_view(
         age_days: m.approved_at.map(|a| (at - a).max(0) / DAY_MS).unwrap_or(0),
         labels: labels::active(tx, did, now)?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::events::NewEvent;
+    use crate::store::members::{Member, MemberState};
+
+    const DID: &str = "did:plc:historyhistoryhistoryhis";
+
+    fn append(store: &Store, kind: &str, data: serde_json::Value, n: usize) {
+        store
+            .write(|tx| {
+                for _ in 0..n {
+                    events::append(
+                        tx,
+                        now_ms(),
+                        &NewEvent {
+                            kind,
+                            did: Some(DID),
+                            actor: Some("relay"),
+                            data: data.clone(),
+                            ..Default::default()
+                        },
+                    )?;
+                }
+                Ok(())
+            })
+            .expect("append");
+    }
+
+    #[test]
+    fn history_before_the_first_run_is_counted_but_not_judged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        store
+            .write(|tx| {
+                member_rows::insert(
+                    tx,
+                    &Member {
+                        did: DID.into(),
+                        handle: None,
+                        state: MemberState::Active,
+                        state_reason: None,
+                        api_key_hash: String::new(),
+                        hourly_limit: None,
+                        daily_limit: None,
+                        created_at: now_ms(),
+                        approved_at: Some(now_ms()),
+                    },
+                )
+            })
+            .expect("member");
+        let sent = serde_json::json!({"status": "sent", "source": "smtp"});
+        let bounced = serde_json::json!({"status": "bounced", "source": "smtp"});
+        // 3 bounces in 53: judged live this would suspend; as history it must not.
+        append(&store, "delivery_result", sent.clone(), 50);
+        append(&store, "delivery_result", bounced, 3);
+        let engine = Engine::new(
+            store.clone(),
+            Arc::new(Rules::builtin().expect("rules")),
+            None,
+        );
+        while engine.step().expect("step") > 0 {}
+        let state_now = |store: &Store| {
+            store
+                .with(|c| member_rows::get(c, DID))
+                .expect("get")
+                .expect("member")
+                .state
+        };
+        assert_eq!(state_now(&store), MemberState::Active);
+        // The next result is judged, with the history counted: 3 bounces in 54 recipients.
+        append(&store, "delivery_result", sent, 1);
+        while engine.step().expect("step") > 0 {}
+        assert_eq!(state_now(&store), MemberState::Suspended);
+        let verdicts = store
+            .with(|c| state::list(c, None, Some(DID), 10))
+            .expect("verdicts");
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!(verdicts[0].rule, "suspend_on_bounce_rate");
+    }
 }

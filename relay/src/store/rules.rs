@@ -43,23 +43,49 @@ pub fn prune(conn: &Connection, before_minute: i64) -> Result<usize, StoreError>
     )?)
 }
 
-/// The id of the last event the engine processed (0 before the first).
-pub fn cursor(conn: &Connection) -> Result<i64, StoreError> {
+/// Where the engine is in the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last event processed.
+    pub event: i64,
+    /// Events up to this id are only counted, not judged (history from before the engine ran).
+    pub judge_from: i64,
+}
+
+/// The cursor; `None` before the engine first ran.
+pub fn cursor(conn: &Connection) -> Result<Option<Cursor>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT event FROM rule_cursor WHERE id = 1")?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
+        .prepare_cached("SELECT event, judge_from FROM rule_cursor WHERE id = 1")?
+        .query_row([], |r| {
+            Ok(Cursor {
+                event: r.get(0)?,
+                judge_from: r.get(1)?,
+            })
+        })
+        .optional()?)
 }
 
 /// Moves the cursor.
-pub fn set_cursor(conn: &Connection, event: i64) -> Result<(), StoreError> {
+pub fn set_cursor(conn: &Connection, c: Cursor) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO rule_cursor (id, event) VALUES (1, ?1)
-         ON CONFLICT (id) DO UPDATE SET event = excluded.event",
+        "INSERT INTO rule_cursor (id, event, judge_from) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET event = excluded.event, judge_from = excluded.judge_from",
     )?
-    .execute([event])?;
+    .execute(params![c.event, c.judge_from])?;
     Ok(())
+}
+
+/// The first cursor: history inside `since` (ms) is counted but not judged; older events skipped.
+pub fn initial_cursor(conn: &Connection, since: i64) -> Result<Cursor, StoreError> {
+    let (before, last): (Option<i64>, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT (SELECT max(id) FROM relay_events WHERE at < ?1), (SELECT max(id) FROM relay_events)",
+        )?
+        .query_row([since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(Cursor {
+        event: before.unwrap_or(0),
+        judge_from: last.unwrap_or(0),
+    })
 }
 
 /// A verdict to record.

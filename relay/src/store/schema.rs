@@ -199,8 +199,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX rule_verdicts_at ON rule_verdicts(at);
     CREATE TABLE rule_cursor (
-        id     INTEGER PRIMARY KEY CHECK (id = 1),
-        event  INTEGER NOT NULL
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        event       INTEGER NOT NULL,
+        judge_from  INTEGER NOT NULL
     );
     ",
 ];
