@@ -242,6 +242,23 @@ expect = []
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("rule broken: invalid CEL"), "{err}");
 
+    // The README's example file passes as printed.
+    let readme = std::fs::read_to_string(atmos_tests::workspace_root().join("README.md"))
+        .expect("README");
+    let example = readme
+        .split("```toml\n")
+        .find(|b| b.starts_with("[counters."))
+        .and_then(|b| b.split("```").next())
+        .expect("README rule example");
+    let example_path = dir.path().join("readme.toml");
+    std::fs::write(&example_path, example).expect("write");
+    let out = std::process::Command::new(atmos_bin())
+        .args(["rules", "test"])
+        .arg(&example_path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
     // The built-in rules pass, and `serve` refuses to start on an invalid file, naming the rule.
     let out = std::process::Command::new(atmos_bin())
         .args(["rules", "test"])
