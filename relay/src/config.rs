@@ -43,6 +43,32 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub labeler: LabelerConfig,
     pub rules: RulesConfig,
+    pub kafka: KafkaConfig,
+}
+
+/// `[kafka]`: the event bus to an external rules engine (Osprey). Off while `brokers` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`; empty: no Kafka.
+    pub brokers: String,
+    /// Where every event is published, in Osprey's action format.
+    pub events_topic: String,
+    /// Where verdicts are read from; empty: publish only.
+    pub results_topic: String,
+    /// Consumer group of the results reader.
+    pub group_id: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            events_topic: "osprey.actions_input".into(),
+            results_topic: "osprey.execution_results".into(),
+            group_id: "atmos-relay".into(),
+        }
+    }
 }
 
 /// `[rules]`: the embedded rules engine (SPEC §8).
@@ -362,6 +388,12 @@ impl Config {
         if self.smtp.inbound_rate_burst == 0 {
             return bad("smtp.inbound_rate_burst", "must be at least 1");
         }
+        if !self.kafka.brokers.trim().is_empty() && self.kafka.events_topic.trim().is_empty() {
+            return bad(
+                "kafka.events_topic",
+                "must not be empty when brokers are set",
+            );
+        }
         let forward = self.server.operator_forward_to.trim();
         if !forward.is_empty() && crate::accept::domain_of(forward).is_none() {
             return bad(
@@ -408,7 +440,7 @@ fn unknown_field(message: &str) -> Option<String> {
 
 /// Sections of the file; an env key is `ATMOS_<SECTION>_<KEY>`.
 const SECTIONS: &[&str] = &[
-    "server", "smtp", "http", "tls", "dns", "delivery", "limits", "labeler",
+    "server", "smtp", "http", "tls", "dns", "delivery", "limits", "labeler", "rules", "kafka",
 ];
 
 fn apply_env(
@@ -539,6 +571,18 @@ global_per_minute = 500
         assert_eq!(c.delivery.mx_port, 2525);
         assert_eq!(c.smtp.submission_listen.port(), 1587);
         assert_eq!(c.dns.nameservers.len(), 1);
+        let c = load(
+            "",
+            &[
+                ("ATMOS_KAFKA_BROKERS", "127.0.0.1:9092"),
+                ("ATMOS_RULES_ENABLED", "false"),
+            ],
+        )
+        .expect("every section takes overrides");
+        assert_eq!(
+            (c.kafka.brokers.as_str(), c.rules.enabled),
+            ("127.0.0.1:9092", false)
+        );
     }
 
     #[test]

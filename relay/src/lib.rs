@@ -14,6 +14,7 @@ pub mod dkim;
 pub mod headers;
 pub mod http;
 pub mod inbound;
+pub mod kafka;
 pub mod labeler;
 pub mod members;
 pub mod metrics;

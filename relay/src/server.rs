@@ -46,6 +46,8 @@ pub enum ServeError {
     Labeler(#[from] crate::labeler::LabelerSetupError),
     #[error("rules: {0}")]
     Rules(#[from] crate::rules::spec::RulesError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] crate::kafka::KafkaSetupError),
 }
 
 /// Addresses actually bound (useful when the configuration asked for port 0).
@@ -195,7 +197,7 @@ pub async fn serve(
     let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown.clone(), deadline));
     let admin_token = http_state.admin_token.clone();
     let mut labeler_routes = axum::Router::new();
-    // Labeler verification, Jetstream and the rules engine.
+    // Labeler verification, Jetstream, the rules engine and the Kafka bridge.
     let background = TaskTracker::new();
     if let Some(labeler) = &labeler {
         labeler_routes = atmos_labeler::xrpc::router(labeler.clone())
@@ -235,6 +237,16 @@ pub async fn serve(
             labeler.clone(),
         ));
         background.spawn(engine.run(config.rules.poll_interval, shutdown.clone()));
+    }
+    if !config.kafka.brokers.trim().is_empty() {
+        crate::kafka::start(
+            &config.kafka,
+            store.clone(),
+            labeler.clone(),
+            &background,
+            shutdown.clone(),
+        )
+        .await?;
     }
     background.close();
     let http_task = tokio::spawn(crate::http::serve(

@@ -6,6 +6,7 @@
 pub mod atproto;
 pub mod client;
 pub mod http;
+pub mod kafka;
 pub mod labeler;
 pub mod mx;
 pub mod peers;

@@ -243,8 +243,8 @@ expect = []
     assert!(err.contains("rule broken: invalid CEL"), "{err}");
 
     // The README's example file passes as printed.
-    let readme = std::fs::read_to_string(atmos_tests::workspace_root().join("README.md"))
-        .expect("README");
+    let readme =
+        std::fs::read_to_string(atmos_tests::workspace_root().join("README.md")).expect("README");
     let example = readme
         .split("```toml\n")
         .find(|b| b.starts_with("[counters."))
@@ -257,7 +257,11 @@ expect = []
         .arg(&example_path)
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // The built-in rules pass, and `serve` refuses to start on an invalid file, naming the rule.
     let out = std::process::Command::new(atmos_bin())

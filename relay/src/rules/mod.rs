@@ -29,12 +29,12 @@ use tokio_util::sync::CancellationToken;
 const BATCH: u32 = 256;
 const DAY_MS: i64 = 86_400_000;
 
-/// A public label to publish once the batch is committed.
-struct Emission {
+/// A public label to publish once the verdict is committed.
+pub(crate) struct Emission {
     did: String,
     val: String,
     neg: bool,
-    rule: String,
+    source: String,
 }
 
 /// The engine over the relay's store.
@@ -109,7 +109,7 @@ impl Engine {
             Ok((batch.len(), emissions))
         })?;
         for e in emissions {
-            self.publish(e);
+            publish(self.labeler.as_deref(), e);
         }
         Ok(count)
     }
@@ -201,46 +201,38 @@ impl Engine {
             let (true, Some(did)) = (fired, e.did.as_deref()) else {
                 continue;
             };
-            let actor = format!("rule:{}", rule.name);
             for effect in &rule.effects {
                 let shadow = rule.shadow || effect.is_shadow();
-                let applied =
-                    !shadow && self.act(tx, did, effect, &actor, &rule.name, now, emissions)?;
-                if applied || shadow {
-                    state::record(
-                        tx,
-                        &NewVerdict {
-                            at: now,
-                            event_id: e.id,
-                            rule: &rule.name,
-                            did: Some(did),
-                            effect: &effect.describe(),
-                            shadow,
-                            applied,
-                        },
-                    )?;
-                    tracing::info!(rule = %rule.name, did, effect = %effect.describe(), shadow, "rules: verdict");
-                }
+                let publishes = self.labeler.is_some();
+                emissions.extend(enforce(
+                    tx, did, effect, &rule.name, shadow, e.id, now, publishes,
+                )?);
             }
         }
         Ok(())
     }
+}
 
-    /// Carries out one effect; false when it changed nothing.
-    #[allow(clippy::too_many_arguments)]
-    fn act(
-        &self,
-        tx: &rusqlite::Connection,
-        did: &str,
-        effect: &Effect,
-        actor: &str,
-        rule: &str,
-        now: i64,
-        emissions: &mut Vec<Emission>,
-    ) -> Result<bool, StoreError> {
-        Ok(match effect {
+/// Carries out one verdict for `did` on behalf of `source` (a rule's name, or `osprey`) inside
+/// `tx`, and records it when it changed something (or is shadow). A public label comes back to be
+/// published after the commit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn enforce(
+    tx: &rusqlite::Connection,
+    did: &str,
+    effect: &Effect,
+    source: &str,
+    shadow: bool,
+    event_id: i64,
+    now: i64,
+    publishes: bool,
+) -> Result<Option<Emission>, StoreError> {
+    let actor = format!("rule:{source}");
+    let mut emission = None;
+    let applied = !shadow
+        && match effect {
             Effect::Suspend(reason) => {
-                members::transition_in(tx, did, Transition::Suspend, actor, Some(reason), now)?
+                members::transition_in(tx, did, Transition::Suspend, &actor, Some(reason), now)?
                     .is_ok()
             }
             Effect::AddLabel { label, expires } => {
@@ -248,35 +240,55 @@ impl Engine {
                     false
                 } else {
                     let expires_at = expires.map(|d| now + d.as_millis() as i64);
-                    members::set_label_in(tx, did, label, true, expires_at, actor, now)?
+                    members::set_label_in(tx, did, label, true, expires_at, &actor, now)?
                         .unwrap_or(false)
                 }
             }
             Effect::RemoveLabel(label) => {
-                members::set_label_in(tx, did, label, false, None, actor, now)?.unwrap_or(false)
+                members::set_label_in(tx, did, label, false, None, &actor, now)?.unwrap_or(false)
             }
             Effect::Emit { val, neg } => {
-                emissions.push(Emission {
+                emission = Some(Emission {
                     did: did.to_string(),
                     val: val.clone(),
                     neg: *neg,
-                    rule: rule.to_string(),
+                    source: source.to_string(),
                 });
-                self.labeler.is_some()
+                publishes
             }
-        })
-    }
-
-    fn publish(&self, e: Emission) {
-        let Some(labeler) = &self.labeler else {
-            return;
         };
-        let reason = format!("rule {}", e.rule);
-        if let Err(err) =
-            labeler.apply(&e.did, &e.val, !e.neg, &reason, &format!("rule:{}", e.rule))
-        {
-            tracing::error!(did = %e.did, val = %e.val, error = %err, "rules: cannot publish label");
-        }
+    if applied || shadow {
+        state::record(
+            tx,
+            &NewVerdict {
+                at: now,
+                event_id,
+                rule: source,
+                did: Some(did),
+                effect: &effect.describe(),
+                shadow,
+                applied,
+            },
+        )?;
+        tracing::info!(source, did, effect = %effect.describe(), shadow, "rules: verdict");
+    }
+    Ok(emission)
+}
+
+/// Publishes (or negates) a public label through the labeler, when there is one.
+pub(crate) fn publish(labeler: Option<&Labeler>, e: Emission) {
+    let Some(labeler) = labeler else {
+        return;
+    };
+    let reason = format!("rule {}", e.source);
+    if let Err(err) = labeler.apply(
+        &e.did,
+        &e.val,
+        !e.neg,
+        &reason,
+        &format!("rule:{}", e.source),
+    ) {
+        tracing::error!(did = %e.did, val = %e.val, error = %err, "rules: cannot publish label");
     }
 }
 

@@ -77,6 +77,16 @@ pub fn dids_after(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The member an event belongs to, if the event exists and has one.
+pub fn did_of(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached("SELECT did FROM relay_events WHERE id = ?1")?
+        .query_row([id], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
 /// Events with an id above `after`, oldest first (the rules engine's feed).
 pub fn after(conn: &Connection, after: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
     let mut stmt = conn.prepare_cached(

@@ -10,6 +10,7 @@ pub mod inbound;
 pub mod labels;
 pub mod members;
 pub mod messages;
+pub mod outbox;
 pub mod rules;
 mod schema;
 pub mod suppressions;

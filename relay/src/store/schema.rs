@@ -178,7 +178,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_header_id ON messages(header_message_id) WHERE header_message_id IS NOT NULL;
     ",
     // 10: the rules engine (SPEC §8): windowed counters in per-minute buckets, every verdict
-    // (shadow ones too), and how far the engine has read the event log.
+    // (shadow ones too), and how far the engine and the Kafka outbox have read the event log.
     "
     CREATE TABLE rule_counters (
         counter  TEXT NOT NULL,
@@ -202,6 +202,11 @@ const MIGRATIONS: &[&str] = &[
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         event       INTEGER NOT NULL,
         judge_from  INTEGER NOT NULL
+    );
+    -- The Kafka outbox: the last event published to the events topic.
+    CREATE TABLE outbox_cursor (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        event  INTEGER NOT NULL
     );
     ",
 ];

@@ -1,0 +1,85 @@
+//! A Kafka-protocol broker for the event-bus tests: tansu (crates.io) with in-memory storage, and
+//! an independent client (tests/py/kafka_tool.py on PyPI confluent-kafka).
+
+use crate::peers::venv_python;
+use crate::{free_port, poll_until, run_json, workspace_root};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running tansu broker on a loopback port.
+pub struct Tansu {
+    child: Child,
+    pub port: u16,
+}
+
+/// The tansu binary, if installed (tests/install-peers builds it: `cargo install tansu`).
+pub fn tansu_bin() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let candidates = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(home.map(|h| h.join(".cargo/bin")));
+    candidates.map(|d| d.join("tansu")).find(|p| p.exists())
+}
+
+impl Tansu {
+    /// Starts a broker, or `None` (with the reason printed) when tansu is not installed.
+    pub fn start() -> Option<Self> {
+        let Some(bin) = tansu_bin() else {
+            eprintln!("SKIPPED: tansu is not installed (tests/install-peers builds it)");
+            return None;
+        };
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        poll_until(Duration::from_secs(20), "tansu to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Some(Self { child, port })
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every message of a topic's partition 0, parsed as JSON.
+    pub fn read(&self, topic: &str) -> Vec<Value> {
+        let v = run_json(self.tool().args(["read", topic]));
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Produces one JSON message.
+    pub fn write(&self, topic: &str, value: &Value) {
+        run_json(self.tool().args(["write", topic, &value.to_string()]));
+    }
+
+    fn tool(&self) -> Command {
+        let mut c = Command::new(venv_python());
+        c.arg(workspace_root().join("tests/py/kafka_tool.py"))
+            .arg(self.address());
+        c
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
