@@ -134,20 +134,9 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::members::MemberState;
 
     fn member(approved_days_ago: i64, now: i64) -> Member {
-        Member {
-            did: "did:plc:x".into(),
-            handle: None,
-            state: MemberState::Active,
-            state_reason: None,
-            api_key_hash: String::new(),
-            hourly_limit: None,
-            daily_limit: None,
-            created_at: 0,
-            approved_at: Some(now - approved_days_ago * DAY_MS),
-        }
+        Member::active("did:plc:x", now - approved_days_ago * DAY_MS)
     }
 
     #[test]

@@ -32,6 +32,16 @@ fn send5(http: std::net::SocketAddr, headers: &[String], tag: &str) -> String {
         .to_string()
 }
 
+/// `atmos rules test [FILE]`.
+fn rules_test(file: Option<&std::path::Path>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(atmos_bin());
+    cmd.args(["rules", "test"]);
+    if let Some(f) = file {
+        cmd.arg(f);
+    }
+    cmd.output().expect("run atmos rules test")
+}
+
 fn admin_get(http: std::net::SocketAddr, path: &str) -> Value {
     let (status, v, _) = curl(
         "GET",
@@ -215,11 +225,7 @@ expect = []
 "#,
     )
     .expect("write");
-    let out = std::process::Command::new(atmos_bin())
-        .args(["rules", "test"])
-        .arg(&failing)
-        .output()
-        .expect("run");
+    let out = rules_test(Some(&failing));
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(
@@ -233,11 +239,7 @@ expect = []
         "[[rules]]\nname = \"broken\"\non = [\"delivery_result\"]\nwhen = \"counters.x >\"\neffects = [{ suspend = \"r\" }]\n",
     )
     .expect("write");
-    let out = std::process::Command::new(atmos_bin())
-        .args(["rules", "test"])
-        .arg(&invalid)
-        .output()
-        .expect("run");
+    let out = rules_test(Some(&invalid));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("rule broken: invalid CEL"), "{err}");
@@ -252,11 +254,7 @@ expect = []
         .expect("README rule example");
     let example_path = dir.path().join("readme.toml");
     std::fs::write(&example_path, example).expect("write");
-    let out = std::process::Command::new(atmos_bin())
-        .args(["rules", "test"])
-        .arg(&example_path)
-        .output()
-        .expect("run");
+    let out = rules_test(Some(&example_path));
     assert!(
         out.status.success(),
         "{}",
@@ -264,10 +262,7 @@ expect = []
     );
 
     // The built-in rules pass, and `serve` refuses to start on an invalid file, naming the rule.
-    let out = std::process::Command::new(atmos_bin())
-        .args(["rules", "test"])
-        .output()
-        .expect("run");
+    let out = rules_test(None);
     assert!(
         out.status.success(),
         "{}",

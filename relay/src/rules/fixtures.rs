@@ -6,7 +6,7 @@
 use super::Engine;
 use super::spec::{Fixture, Rules};
 use crate::store::events::{self, NewEvent};
-use crate::store::members::{self as member_rows, Member, MemberState};
+use crate::store::members::{self as member_rows, Member};
 use crate::store::{Store, labels, now_ms};
 use serde::Serialize;
 use std::sync::Arc;
@@ -66,17 +66,7 @@ fn play(rules: Arc<Rules>, f: &Fixture, out: &mut FixtureResult) -> Result<(), S
         .write(|tx| {
             member_rows::insert(
                 tx,
-                &Member {
-                    did: FIXTURE_DID.into(),
-                    handle: None,
-                    state: MemberState::Active,
-                    state_reason: None,
-                    api_key_hash: String::new(),
-                    hourly_limit: None,
-                    daily_limit: None,
-                    created_at: start - i64::from(f.member.age_days) * DAY_MS,
-                    approved_at: Some(start - i64::from(f.member.age_days) * DAY_MS),
-                },
+                &Member::active(FIXTURE_DID, start - i64::from(f.member.age_days) * DAY_MS),
             )?;
             for label in &f.member.labels {
                 labels::add(tx, FIXTURE_DID, label, None, start)?;

@@ -354,22 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         store
-            .write(|tx| {
-                member_rows::insert(
-                    tx,
-                    &Member {
-                        did: DID.into(),
-                        handle: None,
-                        state: MemberState::Active,
-                        state_reason: None,
-                        api_key_hash: String::new(),
-                        hourly_limit: None,
-                        daily_limit: None,
-                        created_at: now_ms(),
-                        approved_at: Some(now_ms()),
-                    },
-                )
-            })
+            .write(|tx| member_rows::insert(tx, &Member::active(DID, now_ms())))
             .expect("member");
         let sent = serde_json::json!({"status": "sent", "source": "smtp"});
         let bounced = serde_json::json!({"status": "bounced", "source": "smtp"});

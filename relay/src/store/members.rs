@@ -47,6 +47,24 @@ pub struct Member {
     pub approved_at: Option<i64>,
 }
 
+impl Member {
+    /// An active member approved at `approved_at`, with no handle, key or own caps (fixtures
+    /// and tests).
+    pub fn active(did: &str, approved_at: i64) -> Self {
+        Self {
+            did: did.into(),
+            handle: None,
+            state: MemberState::Active,
+            state_reason: None,
+            api_key_hash: String::new(),
+            hourly_limit: None,
+            daily_limit: None,
+            created_at: approved_at,
+            approved_at: Some(approved_at),
+        }
+    }
+}
+
 const MEMBER_COLUMNS: &str = "did, handle, state, state_reason, api_key_hash, hourly_limit, \
      daily_limit, created_at, approved_at";
 
