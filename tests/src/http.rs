@@ -39,3 +39,26 @@ pub fn curl(
         head,
     )
 }
+
+/// The member's API headers (`X-Atmos-DID` + bearer API key).
+pub fn member_headers(member: &crate::relay::TestMember) -> Vec<String> {
+    vec![
+        format!("X-Atmos-DID: {}", member.did),
+        format!("Authorization: Bearer {}", member.api_key),
+    ]
+}
+
+/// `POST /v1/send` with `body`, which must be accepted; returns the first message id.
+pub fn send_ok(http: std::net::SocketAddr, headers: &[String], body: &Value) -> String {
+    let (status, v, _) = curl(
+        "POST",
+        &format!("http://{http}/v1/send"),
+        headers,
+        Some(body.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200, "{v}");
+    v["accepted"][0]["messageId"]
+        .as_str()
+        .expect("messageId")
+        .to_string()
+}

@@ -4,7 +4,7 @@
 //! are forwarded with an SRS sender, and a bounce of such a forward goes back to its sender;
 //! everything else is refused, loops are stopped, and `/admin/inbound` shows what happened.
 
-use atmos_tests::http::curl;
+use atmos_tests::http::{curl, member_headers, send_ok};
 use atmos_tests::mx::{self, code};
 use atmos_tests::poll_until;
 use atmos_tests::setup::{DID, RCPT_DOMAIN, World};
@@ -33,24 +33,11 @@ fn bounces_complaints_forwards_and_refusals() {
     );
     let inbound = world.relay.inbound.expect("inbound listener");
     let http = world.relay.http.expect("http");
-    let member = vec![
-        format!("X-Atmos-DID: {}", world.member.did),
-        format!("Authorization: Bearer {}", world.member.api_key),
-    ];
+    let member = member_headers(&world.member);
     let admin = vec![format!("Authorization: Bearer {TOKEN}")];
     let send = |to: &str| -> String {
         let body = json!({"from": "app@sender.test", "to": to, "subject": "hi", "text": "hello"});
-        let (status, v, _) = curl(
-            "POST",
-            &format!("http://{http}/v1/send"),
-            &member,
-            Some(body.to_string().as_bytes()),
-        );
-        assert_eq!(status, 200, "{v}");
-        v["accepted"][0]["messageId"]
-            .as_str()
-            .expect("messageId")
-            .to_string()
+        send_ok(http, &member, &body)
     };
     // Each test message goes to its own recipient, which finds it at the sink.
     let delivered = |to: &str| -> String {
@@ -339,23 +326,20 @@ fn inbound_rate_limit_per_client_address() {
     );
     let inbound = world.relay.inbound.expect("inbound listener");
     let note = "From: a@b.test\nSubject: hello postmaster\n\nhi\n";
-    for _ in 0..2 {
-        let v = mx::send(
+    let send = || {
+        mx::send(
             inbound,
             "a@b.test",
             &["postmaster@operator.test"],
             note,
             false,
-        );
+        )
+    };
+    for _ in 0..2 {
+        let v = send();
         assert_eq!(code(&v["data"]), 250, "{v}");
     }
-    let v = mx::send(
-        inbound,
-        "a@b.test",
-        &["postmaster@operator.test"],
-        note,
-        false,
-    );
+    let v = send();
     assert_eq!(
         (code(&v["mail"]), v["mail"][1].as_str()),
         (

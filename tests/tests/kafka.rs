@@ -3,7 +3,7 @@
 //! once each across a restart, and verdicts written to the results topic act on the member like
 //! embedded rules. Skips, saying so, where tansu is not installed.
 
-use atmos_tests::http::curl;
+use atmos_tests::http::{curl, member_headers, send_ok};
 use atmos_tests::kafka::Tansu;
 use atmos_tests::poll_until;
 use atmos_tests::setup::{DID, RCPT_DOMAIN, World};
@@ -29,18 +29,8 @@ fn events_flow_out_once_and_verdicts_flow_back() {
         ],
     );
     let http = world.relay.http.expect("http");
-    let headers = vec![
-        format!("X-Atmos-DID: {}", world.member.did),
-        format!("Authorization: Bearer {}", world.member.api_key),
-    ];
     let body = json!({"from": "app@sender.test", "to": format!("fan@{RCPT_DOMAIN}"), "subject": "hi", "text": "hello"});
-    let (status, v, _) = curl(
-        "POST",
-        &format!("http://{http}/v1/send"),
-        &headers,
-        Some(body.to_string().as_bytes()),
-    );
-    assert_eq!(status, 200, "{v}");
+    send_ok(http, &member_headers(&world.member), &body);
 
     // The delivery result arrives on the events topic as an Osprey action.
     let result = poll_until(Duration::from_secs(60), "delivery_result on Kafka", || {

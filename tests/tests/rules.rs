@@ -3,7 +3,7 @@
 //! `highly_trusted` and gets the public `clean-sender` label; bad rule files and failing fixtures
 //! are reported.
 
-use atmos_tests::http::curl;
+use atmos_tests::http::{curl, member_headers, send_ok};
 use atmos_tests::labeler::wait_standing;
 use atmos_tests::mx::{self, code};
 use atmos_tests::peers::{Dns, SmtpSink};
@@ -19,17 +19,7 @@ const TOKEN: &str = "rules-admin-token-0123456789abcdefgh";
 fn send5(http: std::net::SocketAddr, headers: &[String], tag: &str) -> String {
     let to: Vec<String> = (0..5).map(|i| format!("{tag}{i}@{RCPT_DOMAIN}")).collect();
     let body = json!({"from": "app@sender.test", "to": to, "subject": "hi", "text": "hello"});
-    let (status, v, _) = curl(
-        "POST",
-        &format!("http://{http}/v1/send"),
-        headers,
-        Some(body.to_string().as_bytes()),
-    );
-    assert_eq!(status, 200, "{v}");
-    v["accepted"][0]["messageId"]
-        .as_str()
-        .expect("messageId")
-        .to_string()
+    send_ok(http, headers, &body)
 }
 
 /// `atmos rules test [FILE]`.
@@ -57,10 +47,7 @@ fn admin_get(http: std::net::SocketAddr, path: &str) -> Value {
 fn a_bounce_spike_suspends_and_shadow_rules_only_record() {
     let mut world = World::start_with_env(Some(&[]), "", &[("ADMIN_TOKEN", TOKEN)]);
     let http = world.relay.http.expect("http");
-    let headers = vec![
-        format!("X-Atmos-DID: {}", world.member.did),
-        format!("Authorization: Bearer {}", world.member.api_key),
-    ];
+    let headers = member_headers(&world.member);
     // 50 recipients delivered...
     for i in 0..10 {
         send5(http, &headers, &format!("ok{i}-"));
@@ -179,10 +166,7 @@ fn thirty_clean_days_earn_highly_trusted_and_clean_sender() {
     drop(db);
     relay.start();
     let http = relay.http.expect("http");
-    let headers = vec![
-        format!("X-Atmos-DID: {}", member.did),
-        format!("Authorization: Bearer {}", member.api_key),
-    ];
+    let headers = member_headers(&member);
     send5(http, &headers, "fan-");
     wait_standing(http, DID, "clean-sender", true, Duration::from_secs(30));
     assert_eq!(
