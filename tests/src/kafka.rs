@@ -26,9 +26,14 @@ pub fn tansu_bin() -> Option<PathBuf> {
 }
 
 impl Tansu {
-    /// Starts a broker, or `None` (with the reason printed) when tansu is not installed.
+    /// Starts a broker, or `None` (with the reason printed) when tansu is not installed. Under
+    /// CI (`CI` set) a missing broker is a failure: CI must build it.
     pub fn start() -> Option<Self> {
         let Some(bin) = tansu_bin() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "tansu is not installed, and CI must test against it (tests/install-peers builds it)"
+            );
             eprintln!("SKIPPED: tansu is not installed (tests/install-peers builds it)");
             return None;
         };
