@@ -133,6 +133,19 @@ impl Engine {
         now: i64,
         emissions: &mut Vec<Emission>,
     ) -> Result<(), StoreError> {
+        eval::with_root(|root| self.judge_in(root, tx, e, judge, now, emissions))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn judge_in(
+        &self,
+        root: &cel::Context<'static, 'static>,
+        tx: &rusqlite::Connection,
+        e: &Event,
+        judge: bool,
+        now: i64,
+        emissions: &mut Vec<Emission>,
+    ) -> Result<(), StoreError> {
         let event = serde_json::json!({
             "id": e.id, "at": e.at, "type": e.kind, "did": e.did, "message_id": e.message_id,
             "actor": e.actor, "data": e.data,
@@ -144,22 +157,30 @@ impl Engine {
             counters: &no_counters,
         };
         let minute = e.at / 60_000;
-        for c in self
+        let counting: Vec<_> = self
             .rules
             .counters
             .iter()
             .filter(|c| c.on.contains(&e.kind))
-        {
+            .collect();
+        let bare = counting
+            .iter()
+            .any(|c| c.condition.is_some())
+            .then(|| eval::Prepared::new(root, &bare));
+        for c in counting {
             let Some(entity) = entity_of(e, c.by) else {
                 continue;
             };
-            let counts = match &c.condition {
-                None => true,
-                Some(p) => eval::test(p, &bare).unwrap_or_else(|err| {
-                    tracing::warn!(counter = %c.name, event = e.id, error = %err, "rules: counter condition failed");
-                    false
-                }),
-            };
+            let counts = match (&c.condition, &bare) {
+                (None, _) => Ok(true),
+                (Some(p), Some(Ok(ctx))) => ctx.test(p),
+                (Some(_), Some(Err(err))) => Err(err.clone()),
+                (Some(_), None) => Ok(false),
+            }
+            .unwrap_or_else(|err| {
+                tracing::warn!(counter = %c.name, event = e.id, error = %err, "rules: counter condition failed");
+                false
+            });
             if counts {
                 state::bump(tx, &c.name, &entity, minute, 1)?;
             }
@@ -193,8 +214,13 @@ impl Engine {
             member: member.as_ref(),
             counters: &counters,
         };
+        let prepared = eval::Prepared::new(root, &scope);
         for rule in matching {
-            let fired = eval::test(&rule.when, &scope).unwrap_or_else(|err| {
+            let fired = match &prepared {
+                Ok(ctx) => ctx.test(&rule.when),
+                Err(err) => Err(err.clone()),
+            }
+            .unwrap_or_else(|err| {
                 tracing::warn!(rule = %rule.name, event = e.id, error = %err, "rules: condition failed");
                 false
             });

@@ -1,0 +1,87 @@
+//! Rules engine throughput: events counted and judged per second with the built-in rules (five
+//! counters, six rules), next to the rate at which the same events are appended to the log, in the
+//! same run and on the same database.
+//!
+//! Run: `cargo bench -p atmos-relay --bench rules` (see docs/benchmarks.md).
+
+use atmos_relay::rules::Engine;
+use atmos_relay::rules::spec::Rules;
+use atmos_relay::store::events::{self, NewEvent};
+use atmos_relay::store::members::{self, Member};
+use atmos_relay::store::{Store, now_ms};
+use std::sync::Arc;
+use std::time::Instant;
+
+const MEMBERS: usize = 100;
+const EVENTS: usize = 50_000;
+
+fn did(i: usize) -> String {
+    format!("did:plc:bench{i:019}")
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    // Old members (warmed) so nobody is suspended and every rule is evaluated on every event.
+    let approved = now_ms() - 40 * 86_400_000;
+    store
+        .write(|tx| {
+            for i in 0..MEMBERS {
+                members::insert(tx, &Member::active(&did(i), approved))?;
+            }
+            Ok(())
+        })
+        .expect("members");
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(Rules::builtin().expect("rules")),
+        None,
+    );
+    engine.step().expect("first run");
+
+    let started = Instant::now();
+    store
+        .write(|tx| {
+            let data =
+                serde_json::json!({"status": "sent", "source": "smtp", "recipient": "r@x.test"});
+            for i in 0..EVENTS {
+                let d = did(i % MEMBERS);
+                events::append(
+                    tx,
+                    now_ms(),
+                    &NewEvent {
+                        kind: "delivery_result",
+                        did: Some(&d),
+                        actor: Some("relay"),
+                        data: data.clone(),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .expect("append");
+    let append = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut judged = 0;
+    loop {
+        let n = engine.step().expect("step");
+        if n == 0 {
+            break;
+        }
+        judged += n;
+    }
+    let judge = started.elapsed().as_secs_f64();
+    // The events, plus one `label_applied` per member (highly_trusted fires once each).
+    assert_eq!(judged, EVENTS + MEMBERS);
+    println!(
+        "rules: {EVENTS} delivery_result events, {MEMBERS} members, built-in rules\n\
+         append to the event log: {:>9.0} events/s\n\
+         count + judge + verdicts: {:>9.0} events/s ({:.1} µs/event, {:.2}× the append rate)",
+        EVENTS as f64 / append,
+        EVENTS as f64 / judge,
+        judge * 1e6 / EVENTS as f64,
+        append / judge,
+    );
+}
