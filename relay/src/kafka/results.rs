@@ -75,11 +75,6 @@ pub fn parse(payload: &[u8]) -> Result<ExternalResult, ResultError> {
 /// One verdict string as an effect.
 pub fn verdict(text: &str) -> Result<Effect, ResultError> {
     let bad = || ResultError::BadVerdict(text.to_string());
-    let label = |l: &str| {
-        crate::members::valid_label(l)
-            .then(|| l.to_string())
-            .ok_or_else(bad)
-    };
     if text == "suspend" {
         return Ok(Effect::Suspend(format!("{SOURCE} verdict")));
     }
@@ -88,24 +83,16 @@ pub fn verdict(text: &str) -> Result<Effect, ResultError> {
             Some(v) => (v, true),
             None => (val, false),
         };
-        return atmos_labeler::label::valid_value(val.strip_prefix("shadow:").unwrap_or(val))
-            .then(|| Effect::Emit {
-                val: val.to_string(),
-                neg,
-            })
-            .ok_or_else(bad);
+        return Effect::emit(val, neg).ok_or_else(bad);
     }
     if let Some(l) = text.strip_prefix("remove:") {
-        return Ok(Effect::RemoveLabel(label(l)?));
+        return Effect::remove_label(l).ok_or_else(bad);
     }
     let (name, expires) = match text.split_once('@') {
         Some((name, d)) => (name, Some(humantime::parse_duration(d).map_err(|_| bad())?)),
         None => (text, None),
     };
-    Ok(Effect::AddLabel {
-        label: label(name)?,
-        expires,
-    })
+    Effect::add_label(name, expires).ok_or_else(bad)
 }
 
 /// Reads the results topic and applies its verdicts.

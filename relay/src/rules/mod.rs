@@ -86,10 +86,13 @@ impl Engine {
             };
             let batch = events::after(tx, cursor.event, BATCH)?;
             let mut emissions = Vec::new();
-            for event in &batch {
-                let judge = event.id > cursor.judge_from;
-                self.judge(tx, event, judge, now, &mut emissions)?;
-            }
+            eval::with_root(|root| {
+                for event in &batch {
+                    let judge = event.id > cursor.judge_from;
+                    self.judge(root, tx, event, judge, now, &mut emissions)?;
+                }
+                Ok::<_, StoreError>(())
+            })?;
             let last = batch.last().map_or(cursor.event, |e| e.id);
             if first_run || !batch.is_empty() {
                 state::set_cursor(
@@ -124,20 +127,9 @@ impl Engine {
             + 1
     }
 
-    /// Counts one event, and judges it when `judge`.
-    fn judge(
-        &self,
-        tx: &rusqlite::Connection,
-        e: &Event,
-        judge: bool,
-        now: i64,
-        emissions: &mut Vec<Emission>,
-    ) -> Result<(), StoreError> {
-        eval::with_root(|root| self.judge_in(root, tx, e, judge, now, emissions))
-    }
-
+    /// Counts one event, and judges it when `judge` (CEL scopes are children of `root`).
     #[allow(clippy::too_many_arguments)]
-    fn judge_in(
+    fn judge(
         &self,
         root: &cel::Context<'static, 'static>,
         tx: &rusqlite::Connection,

@@ -158,6 +158,30 @@ pub enum Effect {
 }
 
 impl Effect {
+    /// Adds `label` (expiring after `expires`), if it is a valid label name.
+    pub fn add_label(label: &str, expires: Option<Duration>) -> Option<Self> {
+        crate::members::valid_label(label).then(|| Self::AddLabel {
+            label: label.to_string(),
+            expires,
+        })
+    }
+
+    /// Removes `label`, if it is a valid label name.
+    pub fn remove_label(label: &str) -> Option<Self> {
+        crate::members::valid_label(label).then(|| Self::RemoveLabel(label.to_string()))
+    }
+
+    /// Publishes (or with `neg`, negates) the public label `val`, if it is a valid value
+    /// (`shadow:` may prefix it).
+    pub fn emit(val: &str, neg: bool) -> Option<Self> {
+        atmos_labeler::label::valid_value(val.strip_prefix("shadow:").unwrap_or(val)).then(|| {
+            Self::Emit {
+                val: val.to_string(),
+                neg,
+            }
+        })
+    }
+
     /// The effect as recorded in verdicts.
     pub fn describe(&self) -> String {
         match self {
@@ -334,27 +358,17 @@ fn effect(e: EffectSpec) -> Result<Effect, String> {
         .as_deref()
         .map(|d| humantime::parse_duration(d).map_err(|err| format!("expires {d:?}: {err}")))
         .transpose()?;
-    let label_ok = |l: &str| {
-        crate::members::valid_label(l)
-            .then_some(())
-            .ok_or_else(|| format!("{l:?} is not a valid label"))
-    };
+    let bad_label = |l: &str| format!("{l:?} is not a valid label");
     let effect = match (e.suspend, e.add_label, e.remove_label, e.emit) {
         (Some(reason), None, None, None) => Effect::Suspend(reason),
         (None, Some(label), None, None) => {
-            label_ok(&label)?;
-            Effect::AddLabel { label, expires }
+            Effect::add_label(&label, expires).ok_or_else(|| bad_label(&label))?
         }
         (None, None, Some(label), None) => {
-            label_ok(&label)?;
-            Effect::RemoveLabel(label)
+            Effect::remove_label(&label).ok_or_else(|| bad_label(&label))?
         }
-        (None, None, None, Some(val)) => {
-            if !atmos_labeler::label::valid_value(val.strip_prefix("shadow:").unwrap_or(&val)) {
-                return Err(format!("{val:?} is not a valid label value"));
-            }
-            Effect::Emit { val, neg: e.neg }
-        }
+        (None, None, None, Some(val)) => Effect::emit(&val, e.neg)
+            .ok_or_else(|| format!("{val:?} is not a valid label value"))?,
         _ => {
             return Err(
                 "each effect is exactly one of suspend, add_label, remove_label, emit".into(),
