@@ -2,7 +2,10 @@
 //! `lexicons/email/atmos/` beside this crate; `tests/tests/lexicons.rs` validates records made here
 //! against it with `@atproto/lexicon`.
 
+pub mod domain;
+
 pub use atrium_api::types::string::{Datetime, Did};
+pub use domain::{Domain, DomainError};
 use serde::{Deserialize, Serialize};
 
 /// NSID of the attestation record.
@@ -55,8 +58,8 @@ fn attestation_type() -> String {
 pub enum InvalidRecord {
     #[error("$type is {0:?}, expected email.atmos.attestation")]
     Type(String),
-    #[error("domain must be 1-253 characters")]
-    DomainLength,
+    #[error("domain {0}")]
+    Domain(#[from] DomainError),
     #[error("domain {domain:?} differs from the record key {rkey:?}")]
     RkeyMismatch { domain: String, rkey: String },
     #[error("dkimSelectors must hold 1-10 entries")]
@@ -82,10 +85,8 @@ impl Attestation {
         if self.record_type != ATTESTATION_NSID {
             return Err(InvalidRecord::Type(self.record_type.clone()));
         }
-        if self.domain.is_empty() || self.domain.len() > 253 {
-            return Err(InvalidRecord::DomainLength);
-        }
-        if !self.domain.eq_ignore_ascii_case(rkey) {
+        let domain = Domain::parse(&self.domain)?;
+        if domain.as_str() != rkey.to_ascii_lowercase() {
             return Err(InvalidRecord::RkeyMismatch {
                 domain: self.domain.clone(),
                 rkey: rkey.into(),

@@ -1,6 +1,7 @@
 //! Member credentials: API keys (generate, bcrypt-hash, verify with a cache) and the per-IP
 //! throttle for repeated authentication failures.
 
+use crate::connections::ClientNet;
 use crate::store::members::{self, Member, MemberState};
 use crate::store::{Store, StoreError};
 use rand::Rng;
@@ -38,6 +39,9 @@ pub fn hash_api_key(key: &str) -> Result<String, bcrypt::BcryptError> {
 pub enum AuthError {
     #[error("authentication credentials invalid")]
     InvalidCredentials,
+    /// The client's network failed too often; retry after this many seconds.
+    #[error("too many authentication failures")]
+    Throttled(u64),
     #[error("pending operator approval")]
     Pending,
     #[error("account suspended")]
@@ -53,26 +57,71 @@ impl From<StoreError> for AuthError {
     }
 }
 
-/// Verifies member credentials, caching successful bcrypt checks.
+/// True for `atmos_` + 32 base62 characters.
+pub fn well_formed_key(key: &str) -> bool {
+    key.strip_prefix(API_KEY_PREFIX).is_some_and(|rest| {
+        rest.len() == API_KEY_RANDOM_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// Verifies member credentials for SMTP and HTTP alike.
 ///
-/// The cache maps a SHA-256 of (DID, key) to the bcrypt hash that key matched. Each login still
-/// reads the member row, so a suspension applies at once, and a regenerated key (a new stored
-/// hash) no longer matches the cached one, so the old key stops working at once.
-#[derive(Default)]
+/// A successful bcrypt check is cached: a SHA-256 of (DID, key) maps to the bcrypt hash that key
+/// matched. Each login still reads the member row, so a suspension applies at once, and a
+/// regenerated key (a new stored hash) no longer matches, so the old key stops working at once.
+///
+/// What a stranger can make it spend is bounded: every attempt that needs bcrypt is first
+/// reserved in the [`AuthThrottle`] (so a flood is refused before it is paid for), one client
+/// network runs one bcrypt at a time, and all of them share as many bcrypt slots as there are
+/// cores. An unknown DID, a malformed key and a wrong key all cost one bcrypt at the real cost.
 pub struct Authenticator {
     verified: Mutex<HashMap<[u8; 32], String>>,
     /// One lock per key being verified, so concurrent logins with one key pay bcrypt once.
     verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    throttle: AuthThrottle,
+    /// bcrypt runs at most this many at once.
+    slots: tokio::sync::Semaphore,
+    /// One bcrypt at a time per client network.
+    per_client: Mutex<HashMap<ClientNet, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        Self::new(AuthThrottle::default())
+    }
 }
 
 impl Authenticator {
-    /// Checks `username` (DID or handle) and `key`; returns the active member.
+    /// An authenticator with `throttle`, sized to the machine's cores.
+    pub fn new(throttle: AuthThrottle) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            verified: Mutex::new(HashMap::new()),
+            verifying: Mutex::new(HashMap::new()),
+            throttle,
+            slots: tokio::sync::Semaphore::new(cores),
+            per_client: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The failure throttle (shared by every listener).
+    pub fn throttle(&self) -> &AuthThrottle {
+        &self.throttle
+    }
+
+    /// Checks `username` (DID or handle) and `key` for a client at `peer`; returns the active
+    /// member.
     pub async fn authenticate(
         &self,
         store: &Arc<Store>,
         username: &str,
         key: &str,
+        peer: IpAddr,
     ) -> Result<Member, AuthError> {
+        let net = ClientNet::of(peer);
+        if let Some(secs) = self.throttle.blocked(net) {
+            return Err(AuthError::Throttled(secs));
+        }
         let username = username.trim();
         let member = store.with(|c| {
             if username.starts_with("did:") {
@@ -81,33 +130,38 @@ impl Authenticator {
                 members::get_by_handle(c, &username.to_ascii_lowercase())
             }
         })?;
+        let digest = member.as_ref().map(|m| cache_key(&m.did, key));
+        let cached = match (&member, &digest) {
+            (Some(m), Some(d)) => self.is_cached(d, &m.api_key_hash),
+            _ => false,
+        };
+        if !cached {
+            self.throttle.reserve(net).map_err(AuthError::Throttled)?;
+            let verified = match (&member, digest) {
+                (Some(m), Some(digest)) if well_formed_key(key) => {
+                    self.verify_once(digest, key, &m.api_key_hash, net).await
+                }
+                // Unknown users and malformed keys cost the same as a wrong key.
+                _ => {
+                    let _ = self
+                        .bcrypt(net, key.to_string(), dummy_hash().to_string())
+                        .await;
+                    Err(AuthError::InvalidCredentials)
+                }
+            };
+            match verified {
+                Ok(()) => self.throttle.succeeded(net),
+                Err(e) => {
+                    let delay = self.throttle.failed(net);
+                    // A deliberate tarpit for repeated failures from one network.
+                    tokio::time::sleep(delay).await;
+                    return Err(e);
+                }
+            }
+        }
         let Some(member) = member else {
-            // Spend the same effort as a real check so unknown users are not told apart.
-            let key = key.to_string();
-            let _ = tokio::task::spawn_blocking(move || bcrypt::verify(key, dummy_hash())).await;
             return Err(AuthError::InvalidCredentials);
         };
-        if !key.starts_with(API_KEY_PREFIX) {
-            return Err(AuthError::InvalidCredentials);
-        }
-        let digest = cache_key(&member.did, key);
-        if !self.is_cached(&digest, &member.api_key_hash) {
-            let gate = self
-                .verifying
-                .lock()
-                .map(|mut m| m.entry(digest).or_default().clone())
-                .unwrap_or_default();
-            let _turn = gate.lock().await;
-            let verified = if self.is_cached(&digest, &member.api_key_hash) {
-                Ok(())
-            } else {
-                self.verify_slow(digest, key, &member.api_key_hash).await
-            };
-            if let Ok(mut m) = self.verifying.lock() {
-                m.remove(&digest);
-            }
-            verified?;
-        }
         match member.state {
             MemberState::Active => Ok(member),
             MemberState::Pending => Err(AuthError::Pending),
@@ -123,21 +177,64 @@ impl Authenticator {
             .is_some_and(|h| bool::from(h.as_bytes().ct_eq(current_hash.as_bytes())))
     }
 
-    async fn verify_slow(&self, digest: [u8; 32], key: &str, hash: &str) -> Result<(), AuthError> {
-        let (k, h) = (key.to_string(), hash.to_string());
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(k, &h).unwrap_or(false))
+    /// Verifies `key` against `hash`, paying bcrypt once for concurrent logins with one key.
+    async fn verify_once(
+        &self,
+        digest: [u8; 32],
+        key: &str,
+        hash: &str,
+        net: ClientNet,
+    ) -> Result<(), AuthError> {
+        let gate = self
+            .verifying
+            .lock()
+            .map(|mut m| m.entry(digest).or_default().clone())
+            .unwrap_or_default();
+        let _turn = gate.lock().await;
+        let verified = if self.is_cached(&digest, hash) {
+            Ok(())
+        } else {
+            match self.bcrypt(net, key.to_string(), hash.to_string()).await? {
+                true => {
+                    if let Ok(mut cache) = self.verified.lock() {
+                        if cache.len() >= CACHE_CAPACITY {
+                            cache.clear();
+                        }
+                        cache.insert(digest, hash.to_string());
+                    }
+                    Ok(())
+                }
+                false => Err(AuthError::InvalidCredentials),
+            }
+        };
+        if let Ok(mut m) = self.verifying.lock() {
+            m.remove(&digest);
+        }
+        verified
+    }
+
+    /// One bcrypt verification, queued behind this client network's previous one and behind the
+    /// shared slots.
+    async fn bcrypt(&self, net: ClientNet, key: String, hash: String) -> Result<bool, AuthError> {
+        let lane = self
+            .per_client
+            .lock()
+            .map(|mut m| {
+                if m.len() > 100_000 {
+                    m.retain(|_, l| Arc::strong_count(l) > 1);
+                }
+                m.entry(net).or_default().clone()
+            })
+            .unwrap_or_default();
+        let _lane = lane.lock().await;
+        let _slot = self
+            .slots
+            .acquire()
             .await
             .map_err(|_| AuthError::Internal)?;
-        if !ok {
-            return Err(AuthError::InvalidCredentials);
-        }
-        if let Ok(mut cache) = self.verified.lock() {
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(digest, hash.to_string());
-        }
-        Ok(())
+        tokio::task::spawn_blocking(move || bcrypt::verify(key, &hash).unwrap_or(false))
+            .await
+            .map_err(|_| AuthError::Internal)
     }
 }
 
@@ -155,20 +252,28 @@ fn cache_key(did: &str, key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Slows, then refuses, clients that keep failing authentication (SPEC §4.1).
+/// Slows, then refuses, client networks that keep failing authentication (SPEC §4.1), on SMTP
+/// and HTTP alike. Attempts in flight count as failures until they succeed, so a burst of
+/// concurrent guesses is refused before bcrypt is paid for it.
 pub struct AuthThrottle {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    entries: Mutex<HashMap<ClientNet, Entry>>,
     /// Failures before each further failure is delayed.
     pub slow_after: u32,
-    /// Failures before the address is refused until the window ends.
+    /// Failures (and attempts in flight) before the network is refused until the window ends.
     pub block_after: u32,
     pub window: Duration,
+}
+
+struct Entry {
+    failures: u32,
+    pending: u32,
+    since: Instant,
 }
 
 impl Default for AuthThrottle {
     fn default() -> Self {
         Self {
-            failures: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::new()),
             slow_after: 3,
             block_after: 20,
             window: Duration::from_secs(600),
@@ -177,43 +282,68 @@ impl Default for AuthThrottle {
 }
 
 impl AuthThrottle {
-    /// True when `ip` has failed too often and must be refused for now.
-    pub fn is_blocked(&self, ip: IpAddr) -> bool {
-        let Ok(mut map) = self.failures.lock() else {
-            return false;
-        };
-        match map.get(&ip) {
-            Some((_, since)) if since.elapsed() > self.window => {
-                map.remove(&ip);
-                false
-            }
-            Some((n, _)) => *n >= self.block_after,
-            None => false,
-        }
-    }
-
-    /// Records a failure; returns how long to wait before answering it.
-    pub fn failed(&self, ip: IpAddr) -> Duration {
-        let Ok(mut map) = self.failures.lock() else {
-            return Duration::ZERO;
-        };
+    fn with_entry<R>(&self, net: ClientNet, f: impl FnOnce(&mut Entry, Duration) -> R) -> R {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
-            map.clear();
+            let window = self.window;
+            map.retain(|_, e| e.pending > 0 || e.since.elapsed() <= window);
         }
-        let entry = map.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() > self.window {
-            *entry = (0, Instant::now());
+        let e = map.entry(net).or_insert(Entry {
+            failures: 0,
+            pending: 0,
+            since: Instant::now(),
+        });
+        if e.pending == 0 && e.since.elapsed() > self.window {
+            *e = Entry {
+                failures: 0,
+                pending: 0,
+                since: Instant::now(),
+            };
         }
-        entry.0 += 1;
-        let over = entry.0.saturating_sub(self.slow_after);
-        Duration::from_millis(250 * u64::from(over.min(8)))
+        let left = self.window.saturating_sub(e.since.elapsed());
+        f(e, left)
     }
 
-    /// Forgets an address after a success.
-    pub fn succeeded(&self, ip: IpAddr) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(&ip);
-        }
+    /// Seconds until `net` may try again, when it is refused now.
+    pub fn blocked(&self, net: ClientNet) -> Option<u64> {
+        self.with_entry(net, |e, left| {
+            (e.failures + e.pending >= self.block_after).then(|| left.as_secs().max(1))
+        })
+    }
+
+    /// True when `ip`'s network is refused now.
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        self.blocked(ClientNet::of(ip)).is_some()
+    }
+
+    /// Reserves an attempt for `net` (it counts as a failure until it ends); refused when the
+    /// network is over its limit.
+    pub fn reserve(&self, net: ClientNet) -> Result<(), u64> {
+        self.with_entry(net, |e, left| {
+            if e.failures + e.pending >= self.block_after {
+                return Err(left.as_secs().max(1));
+            }
+            e.pending += 1;
+            Ok(())
+        })
+    }
+
+    /// Ends a reserved attempt as a failure; returns how long to wait before answering it.
+    pub fn failed(&self, net: ClientNet) -> Duration {
+        self.with_entry(net, |e, _| {
+            e.pending = e.pending.saturating_sub(1);
+            e.failures += 1;
+            let over = e.failures.saturating_sub(self.slow_after);
+            Duration::from_millis(250 * u64::from(over.min(8)))
+        })
+    }
+
+    /// Ends a reserved attempt as a success: the network's failures are forgotten.
+    pub fn succeeded(&self, net: ClientNet) {
+        self.with_entry(net, |e, _| {
+            e.pending = e.pending.saturating_sub(1);
+            e.failures = 0;
+        })
     }
 }
 
@@ -260,28 +390,29 @@ mod tests {
         let key = generate_api_key();
         add(&store, "did:plc:a", &key, MemberState::Active);
         let auth = Authenticator::default();
+        let ip: IpAddr = [127, 0, 0, 1].into();
         assert_eq!(
-            auth.authenticate(&store, "did:plc:a", &key)
+            auth.authenticate(&store, "did:plc:a", &key, ip)
                 .await
                 .unwrap()
                 .did,
             "did:plc:a"
         );
         assert_eq!(
-            auth.authenticate(&store, "alice.test", &key)
+            auth.authenticate(&store, "alice.test", &key, ip)
                 .await
                 .unwrap()
                 .did,
             "did:plc:a"
         );
         assert_eq!(
-            auth.authenticate(&store, "did:plc:a", "atmos_wrong")
+            auth.authenticate(&store, "did:plc:a", "atmos_wrong", ip)
                 .await
                 .unwrap_err(),
             AuthError::InvalidCredentials
         );
         assert_eq!(
-            auth.authenticate(&store, "did:plc:nobody", &key)
+            auth.authenticate(&store, "did:plc:nobody", &key, ip)
                 .await
                 .unwrap_err(),
             AuthError::InvalidCredentials
@@ -293,12 +424,12 @@ mod tests {
             .with(|c| members::set_api_key_hash(c, "did:plc:a", &new_hash))
             .unwrap();
         assert_eq!(
-            auth.authenticate(&store, "did:plc:a", &key)
+            auth.authenticate(&store, "did:plc:a", &key, ip)
                 .await
                 .unwrap_err(),
             AuthError::InvalidCredentials
         );
-        auth.authenticate(&store, "did:plc:a", &new_key)
+        auth.authenticate(&store, "did:plc:a", &new_key, ip)
             .await
             .unwrap();
         // Suspension applies at once, even with a cached key.
@@ -306,7 +437,7 @@ mod tests {
             .with(|c| members::set_state(c, "did:plc:a", MemberState::Suspended, None, 1))
             .unwrap();
         assert_eq!(
-            auth.authenticate(&store, "did:plc:a", &new_key)
+            auth.authenticate(&store, "did:plc:a", &new_key, ip)
                 .await
                 .unwrap_err(),
             AuthError::Suspended
@@ -314,20 +445,42 @@ mod tests {
     }
 
     #[test]
-    fn throttle_slows_then_blocks() {
+    fn throttle_slows_then_blocks_and_counts_attempts_in_flight() {
         let t = AuthThrottle {
             block_after: 5,
             ..Default::default()
         };
         let ip: IpAddr = [127, 0, 0, 9].into();
-        assert_eq!(t.failed(ip), Duration::ZERO);
-        t.failed(ip);
-        t.failed(ip);
-        assert!(t.failed(ip) > Duration::ZERO);
+        let net = ClientNet::of(ip);
+        let fail = || {
+            t.reserve(net).unwrap();
+            t.failed(net)
+        };
+        assert_eq!(fail(), Duration::ZERO);
+        fail();
+        fail();
+        assert!(fail() > Duration::ZERO);
         assert!(!t.is_blocked(ip));
-        t.failed(ip);
+        // The fifth attempt is in flight: a sixth is refused before it is paid for.
+        t.reserve(net).unwrap();
+        assert!(t.reserve(net).is_err());
         assert!(t.is_blocked(ip));
-        t.succeeded(ip);
+        t.succeeded(net);
         assert!(!t.is_blocked(ip));
+        // Another address of the same IPv6 /64 is the same client.
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::2".parse().unwrap();
+        for _ in 0..5 {
+            t.reserve(ClientNet::of(a)).unwrap();
+            t.failed(ClientNet::of(a));
+        }
+        assert!(t.is_blocked(b));
+    }
+
+    #[test]
+    fn key_shape() {
+        assert!(well_formed_key(&generate_api_key()));
+        assert!(!well_formed_key("atmos_short"));
+        assert!(!well_formed_key(&format!("atmos_{}", "+".repeat(32))));
     }
 }

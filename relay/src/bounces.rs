@@ -65,7 +65,7 @@ async fn handle(acceptor: &Acceptor, r: BounceReport) -> Result<(), String> {
         &r,
         &settings.hostname,
         &settings.operator_domain,
-        &to,
+        to.as_str(),
         now / 1000,
     );
     let signatures = acceptor
@@ -76,11 +76,11 @@ async fn handle(acceptor: &Acceptor, r: BounceReport) -> Result<(), String> {
     raw.extend_from_slice(&body);
     acceptor
         .queue(QueueItem {
-            id: uuid::Uuid::now_v7().simple().to_string(),
+            id: crate::accept::new_id(),
             did: r.did,
             // RFC 3464/5321: notices go out with a null reverse-path, so they cannot loop.
             mail_from: String::new(),
-            return_path: String::new(),
+            return_path: crate::accept::ReturnPath::Fixed(None),
             category: "dsn".into(),
             from_domain: settings.operator_domain.clone(),
             source: Source::Dsn,

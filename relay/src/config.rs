@@ -108,12 +108,19 @@ pub struct ServerConfig {
     pub shutdown_deadline: Duration,
     /// Sending domains one member may hold.
     pub max_domains_per_member: u32,
-    /// Largest size of the database (queue included) in bytes; 0 = no limit. When reached,
-    /// submissions get `451 4.3.1 queue full` until delivery frees space.
-    pub max_queue_bytes: u64,
+    /// Largest size of the database (queue included) in bytes; 0 = no limit; absent: half the
+    /// space free on `data_dir`'s file system at start. When reached, submissions get
+    /// `451 4.3.1 queue full` until delivery frees space.
+    pub max_queue_bytes: Option<u64>,
+    /// Share of `max_queue_bytes` (percent) that forwarded inbound mail may fill, so strangers
+    /// mailing member domains cannot fill the queue members send through.
+    pub forward_queue_share: u8,
     /// Where mail to the operator aliases (`postmaster@`, `abuse@`, `fbl@`, `support@`,
     /// `hostmaster@`) is forwarded; empty: it is accepted and logged.
     pub operator_forward_to: String,
+    /// Name the client's IP address in the `Received` field the relay adds at submission
+    /// (off by default: a member's office or home address is theirs to keep).
+    pub trace_client_address: bool,
 }
 
 /// `[smtp]`: the submission and inbound listeners.
@@ -131,6 +138,22 @@ pub struct SmtpConfig {
     pub inbound_rate_per_minute: u32,
     /// ...and at once.
     pub inbound_rate_burst: u32,
+    /// Messages forwarded to one member domain (replies) per minute, from all clients.
+    pub forward_rate_per_domain: u32,
+    /// Concurrent sessions per listener; more are answered `421 4.7.0` and closed.
+    pub max_sessions: usize,
+    /// Concurrent sessions per client address (IPv4 /32, IPv6 /64), as Postfix's
+    /// `smtpd_client_connection_count_limit`.
+    pub max_sessions_per_client: usize,
+    /// Longest time one command line may take to arrive, however it trickles in.
+    #[serde(deserialize_with = "duration")]
+    pub command_timeout: Duration,
+    /// Longest time a whole DATA transfer may take.
+    #[serde(deserialize_with = "duration")]
+    pub data_timeout: Duration,
+    /// Longest time a reply may wait for the client to read it.
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
 }
 
 /// `[http]`: the HTTP listener (API, admin, XRPC, web UI).
@@ -138,6 +161,13 @@ pub struct SmtpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Concurrent HTTP connections; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Concurrent connections per client address (IPv4 /32, IPv6 /64); more are closed.
+    pub max_connections_per_client: usize,
+    /// Longest time a request's headers may take to arrive.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
 }
 
 /// `[tls]`: certificate for STARTTLS; both empty means a self-signed one.
@@ -177,6 +207,10 @@ pub struct DeliveryConfig {
     pub connect_timeout: Duration,
     /// When set (`host:port`), all mail goes there instead of the recipients' MX (dev capture).
     pub smarthost: String,
+    /// Deliver to loopback, RFC 1918, link-local and unique-local addresses found in MX or
+    /// A/AAAA answers. Off: a member cannot point the relay at the operator's own network.
+    /// (`atmos dev` and the test harness turn it on.)
+    pub allow_private_destinations: bool,
 }
 
 /// `[limits]`: member caps and the relay-wide cap (SPEC §6).
@@ -214,6 +248,8 @@ pub struct LabelerConfig {
     pub jetstream_compress: bool,
     /// Jetstream's zstd dictionary, needed when `jetstream_compress` is on.
     pub jetstream_zstd_dictionary: PathBuf,
+    /// Concurrent `subscribeLabels` WebSockets; more are refused with 503.
+    pub max_subscribers: usize,
 }
 
 impl Default for LabelerConfig {
@@ -230,6 +266,7 @@ impl Default for LabelerConfig {
             jetstream_url: String::new(),
             jetstream_compress: false,
             jetstream_zstd_dictionary: PathBuf::new(),
+            max_subscribers: 1000,
         }
     }
 }
@@ -242,8 +279,10 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("/var/lib/atmos"),
             shutdown_deadline: Duration::from_secs(30),
             max_domains_per_member: 2,
-            max_queue_bytes: 0,
+            max_queue_bytes: None,
+            forward_queue_share: 10,
             operator_forward_to: String::new(),
+            trace_client_address: false,
         }
     }
 }
@@ -258,6 +297,12 @@ impl Default for SmtpConfig {
             idle_timeout: Duration::from_secs(60),
             inbound_rate_per_minute: 30,
             inbound_rate_burst: 10,
+            forward_rate_per_domain: 60,
+            max_sessions: 1000,
+            max_sessions_per_client: 50,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -266,6 +311,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -281,6 +329,7 @@ impl Default for DeliveryConfig {
             global_concurrency: 200,
             connect_timeout: Duration::from_secs(30),
             smarthost: String::new(),
+            allow_private_destinations: false,
         }
     }
 }
@@ -394,12 +443,35 @@ impl Config {
                 "must not be empty when brokers are set",
             );
         }
-        let forward = self.server.operator_forward_to.trim();
-        if !forward.is_empty() && crate::accept::domain_of(forward).is_none() {
+        if let Err(e) = self.operator_forward_to() {
             return bad(
                 "server.operator_forward_to",
-                "must be an email address or empty",
+                &format!("must be an email address or empty: the address {e}"),
             );
+        }
+        if self.server.forward_queue_share > 100 {
+            return bad("server.forward_queue_share", "is a percentage, 0 to 100");
+        }
+        for (key, v) in [
+            ("smtp.max_sessions", self.smtp.max_sessions),
+            (
+                "smtp.max_sessions_per_client",
+                self.smtp.max_sessions_per_client,
+            ),
+            ("http.max_connections", self.http.max_connections),
+            (
+                "http.max_connections_per_client",
+                self.http.max_connections_per_client,
+            ),
+            ("labeler.max_subscribers", self.labeler.max_subscribers),
+            (
+                "smtp.forward_rate_per_domain",
+                self.smtp.forward_rate_per_domain as usize,
+            ),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1");
+            }
         }
         if self.delivery.per_destination_concurrency == 0 || self.delivery.global_concurrency == 0 {
             return bad(
@@ -413,6 +485,16 @@ impl Config {
             return bad("delivery.smarthost", "must be ip:port");
         }
         Ok(())
+    }
+
+    /// `server.operator_forward_to` as a mailbox (`None` when empty).
+    pub fn operator_forward_to(
+        &self,
+    ) -> Result<Option<crate::address::Mailbox>, crate::address::AddressError> {
+        match self.server.operator_forward_to.trim() {
+            "" => Ok(None),
+            a => crate::address::Mailbox::parse(a).map(Some),
+        }
     }
 
     /// Nameservers as socket addresses (port 53 when none is given).
@@ -602,11 +684,19 @@ global_per_minute = 500
         );
         let err = load("[smtp]\ninbound_rate_burst = 0\n", &[]).unwrap_err();
         assert!(err.to_string().contains("smtp.inbound_rate_burst"), "{err}");
-        let err = load("[server]\noperator_forward_to = \"nobody\"\n", &[]).unwrap_err();
-        assert!(
-            err.to_string().contains("server.operator_forward_to"),
-            "{err}"
-        );
+        for bad in [
+            "nobody",
+            "ops@x.test>\\r\\nRSET",
+            "ops@x.test\\u0000",
+            "o\\nps@x.test",
+        ] {
+            let err =
+                load(&format!("[server]\noperator_forward_to = \"{bad}\"\n"), &[]).unwrap_err();
+            assert!(
+                err.to_string().contains("server.operator_forward_to"),
+                "{bad}: {err}"
+            );
+        }
         let c = load("[server]\noperator_forward_to = \"ops@example.org\"\n", &[]).expect("ok");
         assert_eq!(c.server.operator_forward_to, "ops@example.org");
     }

@@ -5,9 +5,11 @@
 //! → base (`store`, `config`). See docs/ARCHITECTURE.md.
 
 pub mod accept;
+pub mod address;
 pub mod auth;
 pub mod bounces;
 pub mod config;
+pub mod connections;
 pub mod delivery;
 pub mod dev;
 pub mod dkim;

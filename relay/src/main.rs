@@ -368,15 +368,21 @@ fn member(cmd: MemberCmd) -> Result<(), Failure> {
             address,
         } => {
             let config = load_config(&config)?;
-            if let Some(a) = &address
-                && atmos_relay::accept::domain_of(a).is_none()
-            {
-                return Err(Failure::Usage(format!("invalid address {a:?}")));
-            }
+            let address = address
+                .as_deref()
+                .map(atmos_relay::address::Mailbox::parse)
+                .transpose()
+                .map_err(|e| Failure::Usage(format!("--address is not a valid address: it {e}")))?;
+            let domain = atmos_relay::address::Domain::parse(&domain)
+                .map_err(|e| Failure::Usage(format!("--domain {domain:?} {e}")))?;
             let store = Store::open(&config.server.data_dir).context("opening the store")?;
             let found = store
                 .with(|c| {
-                    atmos_relay::store::members::set_forward_to(c, &domain, address.as_deref())
+                    atmos_relay::store::members::set_forward_to(
+                        c,
+                        domain.as_str(),
+                        address.as_ref(),
+                    )
                 })
                 .context("updating the domain")?;
             if !found {

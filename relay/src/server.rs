@@ -2,7 +2,7 @@
 //! and shuts them down in order (listeners, sessions, deliveries, then the writer).
 
 use crate::accept::{AcceptSettings, Acceptor};
-use crate::auth::{AuthThrottle, Authenticator};
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::dkim::keys::KeyError;
@@ -58,6 +58,42 @@ pub struct Listening {
     pub http: SocketAddr,
 }
 
+/// `server.max_queue_bytes`, or when it is not set, half the space free on the data
+/// directory's file system now (so a flood cannot fill the disk the queue lives on).
+fn queue_cap(config: &Config) -> u64 {
+    if let Some(bytes) = config.server.max_queue_bytes {
+        return bytes;
+    }
+    match rustix::fs::statvfs(&config.server.data_dir) {
+        Ok(st) => {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            let cap = free / 2;
+            tracing::info!(
+                bytes = cap,
+                "queue cap: half the free space of data_dir (server.max_queue_bytes)"
+            );
+            cap.max(1)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read free space of data_dir; queue cap 1 GiB");
+            1 << 30
+        }
+    }
+}
+
+/// Raises the open-file limit to its hard maximum: each session and connection is a descriptor,
+/// and the caps above (not the kernel's default of 1,024) should decide when to refuse.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}
+
 /// Binds a listener; a failure names the configuration key.
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
@@ -71,7 +107,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(Listening),
 ) -> Result<(), ServeError> {
+    raise_open_file_limit();
     let store = Arc::new(Store::open(&config.server.data_dir)?);
+    let max_queue_bytes = queue_cap(&config);
     let secrets = Arc::new(Secrets::load(
         &config.server.data_dir,
         std::env::var(crate::secrets::KEK_ENV).ok(),
@@ -96,11 +134,13 @@ pub async fn serve(
         queued_tx,
         secrets.clone(),
         AcceptSettings {
-            max_queue_bytes: config.server.max_queue_bytes,
+            max_queue_bytes,
+            forward_share_percent: config.server.forward_queue_share,
             hostname: config.server.hostname.clone(),
             operator_domain: config.server.operator_domain.clone(),
             unsubscribe_base: format!("https://{}/unsubscribe/", config.server.hostname),
             limits: config.limits.clone(),
+            trace_client_address: config.server.trace_client_address,
         },
     ));
     let delivery = Arc::new(
@@ -126,35 +166,30 @@ pub async fn serve(
         http: http_listener.local_addr().unwrap_or(config.http.listen),
     };
     let tls = tls::acceptor(&config.tls, &config.server.hostname)?;
-    let service = Arc::new(SubmissionService {
-        settings: SessionSettings {
-            name: "submission",
-            hostname: config.server.hostname.clone(),
-            limits: Limits {
-                max_message_size: config.smtp.max_message_size,
-                max_recipients: config.smtp.max_recipients,
-                profile: Profile::Submission,
-            },
-            idle_timeout: config.smtp.idle_timeout,
-            tls: tls.clone(),
+    let session_settings = |name: &'static str, profile: Profile| SessionSettings {
+        name,
+        hostname: config.server.hostname.clone(),
+        limits: Limits {
+            max_message_size: config.smtp.max_message_size,
+            max_recipients: config.smtp.max_recipients,
+            profile,
         },
+        idle_timeout: config.smtp.idle_timeout,
+        command_timeout: config.smtp.command_timeout,
+        data_timeout: config.smtp.data_timeout,
+        write_timeout: config.smtp.write_timeout,
+        max_sessions: config.smtp.max_sessions,
+        max_sessions_per_client: config.smtp.max_sessions_per_client,
+        tls: tls.clone(),
+    };
+    let service = Arc::new(SubmissionService {
+        settings: session_settings("submission", Profile::Submission),
         auth: auth.clone(),
-        throttle: AuthThrottle::default(),
         acceptor: acceptor.clone(),
         store: store.clone(),
     });
     let inbound = Arc::new(InboundService::new(
-        SessionSettings {
-            name: "inbound",
-            hostname: config.server.hostname.clone(),
-            limits: Limits {
-                max_message_size: config.smtp.max_message_size,
-                max_recipients: config.smtp.max_recipients,
-                profile: Profile::Mx,
-            },
-            idle_timeout: config.smtp.idle_timeout,
-            tls,
-        },
+        session_settings("inbound", Profile::Mx),
         Arc::new(Inbound::new(
             acceptor.clone(),
             secrets.clone(),
@@ -163,12 +198,13 @@ pub async fn serve(
                     hostname: config.server.hostname.clone(),
                     operator_domain: config.server.operator_domain.clone(),
                 },
-                operator_forward_to: Some(config.server.operator_forward_to.trim().to_string())
-                    .filter(|a| !a.is_empty()),
+                // Checked when the configuration was loaded.
+                operator_forward_to: config.operator_forward_to().ok().flatten(),
             },
         )),
         NonZeroU32::new(config.smtp.inbound_rate_per_minute).unwrap_or(NonZeroU32::MIN),
         NonZeroU32::new(config.smtp.inbound_rate_burst).unwrap_or(NonZeroU32::MIN),
+        NonZeroU32::new(config.smtp.forward_rate_per_domain).unwrap_or(NonZeroU32::MIN),
     ));
     let http_state = Arc::new(crate::http::AppState {
         acceptor,
@@ -178,6 +214,7 @@ pub async fn serve(
         admin_token: std::env::var(crate::http::admin::ADMIN_TOKEN_ENV).ok(),
         secrets: secrets.clone(),
         limits: config.limits.clone(),
+        idempotency: Default::default(),
     });
 
     let deadline = config.server.shutdown_deadline;
@@ -253,6 +290,12 @@ pub async fn serve(
         http_listener,
         http_state,
         labeler_routes,
+        crate::http::ListenerLimits {
+            max_connections: config.http.max_connections,
+            max_connections_per_client: config.http.max_connections_per_client,
+            header_timeout: config.http.header_timeout,
+            shutdown_deadline: deadline,
+        },
         shutdown.clone(),
     ));
     tracing::info!(submission = %listening.submission, inbound = %listening.inbound, http = %listening.http, data_dir = %config.server.data_dir.display(), "relay ready");

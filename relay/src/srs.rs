@@ -6,6 +6,7 @@
 //! `<tag>` is 10 hex digits of HMAC-SHA256 over `<day>=<domain>=<local>` (lowercased); `<day>` is
 //! the day number modulo 4096 in hex. Addresses older than [`MAX_AGE_DAYS`] are refused.
 
+use crate::address::Mailbox;
 use crate::secrets::Secrets;
 
 /// Bytes of HMAC kept in the address.
@@ -35,17 +36,20 @@ fn signed_part(day: &str, domain: &str, local: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The SRS address standing for `sender` at `srs_host`; `None` for the null sender (nothing to
-/// rewrite: a forwarded bounce keeps `<>`).
-pub fn forward(secrets: &Secrets, sender: &str, srs_host: &str, now_secs: u64) -> Option<String> {
-    let (local, domain) = sender.trim_matches(['<', '>']).rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() {
-        return None;
-    }
+/// The SRS address standing for `sender` at `srs_host`. `None` when the rewritten address would
+/// not be a valid mailbox (a quoted local part, or one too long to carry): the copy then leaves
+/// with the null sender, as a returned bounce does.
+pub fn forward(
+    secrets: &Secrets,
+    sender: &Mailbox,
+    srs_host: &str,
+    now_secs: u64,
+) -> Option<Mailbox> {
+    let (local, domain) = (sender.local(), sender.domain_text());
     let day = format!("{:03x}", day(now_secs));
     let tag = secrets.srs_tag(&signed_part(&day, domain, local));
     let tag = base16ct::lower::encode_string(&tag[..TAG_BYTES]);
-    Some(format!("SRS0={tag}={day}={domain}={local}@{srs_host}"))
+    Mailbox::parse(&format!("SRS0={tag}={day}={domain}={local}@{srs_host}")).ok()
 }
 
 /// The original sender an SRS address at `srs_host` stands for, if the address is genuine and
@@ -55,7 +59,7 @@ pub fn reverse(
     address: &str,
     srs_host: &str,
     now_secs: u64,
-) -> Result<String, SrsError> {
+) -> Result<Mailbox, SrsError> {
     let local = crate::verp::local_part_at(address, srs_host).ok_or(SrsError::NotSrs)?;
     let rest = local
         .get(..5)
@@ -83,7 +87,7 @@ pub fn reverse(
     if age > MAX_AGE_DAYS {
         return Err(SrsError::Expired);
     }
-    Ok(format!("{orig_local}@{domain}"))
+    Mailbox::parse(&format!("{orig_local}@{domain}")).map_err(|_| SrsError::Forged)
 }
 
 #[cfg(test)]
@@ -95,18 +99,21 @@ mod tests {
     #[test]
     fn round_trip_forgery_and_expiry() {
         let s = Secrets::from_key(&[3; 32]);
-        let a = forward(&s, "Alice=x@Example.org", "relay.test", NOW).unwrap();
+        let sender = Mailbox::parse("Alice=x@Example.org").unwrap();
+        let a = forward(&s, &sender, "relay.test", NOW).unwrap().to_string();
         assert!(a.starts_with("SRS0=") && a.ends_with("@relay.test"), "{a}");
         assert_eq!(
-            reverse(&s, &a, "RELAY.test", NOW).unwrap(),
-            "Alice=x@Example.org"
+            reverse(&s, &a, "RELAY.test", NOW).unwrap().as_str(),
+            "Alice=x@example.org"
         );
         // Case folding on the way back (some MTAs lowercase local parts) still verifies.
         assert_eq!(
-            reverse(&s, &a.to_ascii_lowercase(), "relay.test", NOW + 86_400).unwrap(),
+            reverse(&s, &a.to_ascii_lowercase(), "relay.test", NOW + 86_400)
+                .unwrap()
+                .as_str(),
             "alice=x@example.org"
         );
-        let forged = a.replacen("Example.org", "evil.test", 1);
+        let forged = a.replacen("example.org", "evil.test", 1);
         assert_eq!(
             reverse(&s, &forged, "relay.test", NOW),
             Err(SrsError::Forged)
@@ -129,6 +136,7 @@ mod tests {
             reverse(&s, "SRS0=ab@relay.test", "relay.test", NOW),
             Err(SrsError::NotSrs)
         );
-        assert_eq!(forward(&s, "", "relay.test", NOW), None);
+        let quoted = Mailbox::parse("\"a b\"@x.test").unwrap();
+        assert_eq!(forward(&s, &quoted, "relay.test", NOW), None);
     }
 }

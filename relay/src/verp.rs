@@ -1,8 +1,10 @@
 //! VERP return paths and unsubscribe tokens, both authenticated with HMAC so bounces and
 //! unsubscribe requests cannot be forged.
 //!
-//! Return path: `bounces+<message-id>-<tag>@<operator domain>`, tag = first 10 bytes of
-//! HMAC-SHA256(message id), hex. Token: base64url(`<did> <message-id> <recipient>`) `.` base64url(tag).
+//! Return path: `bounces+<message-id>.<recipient-id>-<tag>@<operator domain>`, one per recipient,
+//! tag = first 10 bytes of HMAC-SHA256(`<message-id>.<recipient-id>`), hex. (Mail queued before
+//! per-recipient VERP carries `bounces+<message-id>-<tag>`, which still parses and names the
+//! message only.) Token: base64url(`<did> <message-id> <recipient>`) `.` base64url(tag).
 
 use crate::secrets::Secrets;
 use base64::Engine;
@@ -19,27 +21,54 @@ pub enum VerpError {
     Forged,
 }
 
-/// The return path for `message_id`.
-pub fn return_path(secrets: &Secrets, message_id: &str, operator_domain: &str) -> String {
-    let tag = base16ct::lower::encode_string(&secrets.verp_tag(message_id.as_bytes())[..TAG_BYTES]);
-    format!("bounces+{message_id}-{tag}@{operator_domain}")
+/// What a genuine bounce address names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerpTarget {
+    pub message_id: String,
+    /// The recipient row the bounce is about (`None` for message-level addresses).
+    pub recipient: Option<i64>,
 }
 
-/// The message id a bounce address belongs to, if its tag is genuine.
+/// The return path of `message_id` for one recipient (`None`: the message as a whole).
+pub fn return_path(
+    secrets: &Secrets,
+    message_id: &str,
+    recipient: Option<i64>,
+    operator_domain: &str,
+) -> String {
+    let tagged = match recipient {
+        Some(r) => format!("{message_id}.{r}"),
+        None => message_id.to_string(),
+    };
+    let tag = base16ct::lower::encode_string(&secrets.verp_tag(tagged.as_bytes())[..TAG_BYTES]);
+    format!("bounces+{tagged}-{tag}@{operator_domain}")
+}
+
+/// The message (and recipient) a bounce address belongs to, if its tag is genuine.
 pub fn parse_return_path(
     secrets: &Secrets,
     address: &str,
     operator_domain: &str,
-) -> Result<String, VerpError> {
+) -> Result<VerpTarget, VerpError> {
     let local = local_part_at(address, operator_domain).ok_or(VerpError::NotVerp)?;
-    let rest = local.strip_prefix("bounces+").ok_or(VerpError::NotVerp)?;
-    let (id, tag) = rest.rsplit_once('-').ok_or(VerpError::NotVerp)?;
+    let rest = local
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case("bounces+"))
+        .map(|_| &local[8..])
+        .ok_or(VerpError::NotVerp)?;
+    let (tagged, tag) = rest.rsplit_once('-').ok_or(VerpError::NotVerp)?;
     let tag = base16ct::mixed::decode_vec(tag).map_err(|_| VerpError::Forged)?;
-    if tag.len() == TAG_BYTES && secrets.verify_verp_tag(id.as_bytes(), &tag) {
-        Ok(id.to_string())
-    } else {
-        Err(VerpError::Forged)
+    if tag.len() != TAG_BYTES || !secrets.verify_verp_tag(tagged.as_bytes(), &tag) {
+        return Err(VerpError::Forged);
     }
+    let (message_id, recipient) = match tagged.split_once('.') {
+        Some((id, r)) => (id, Some(r.parse::<i64>().map_err(|_| VerpError::Forged)?)),
+        None => (tagged, None),
+    };
+    Ok(VerpTarget {
+        message_id: message_id.to_string(),
+        recipient,
+    })
 }
 
 /// The local part of `address` (angle brackets allowed) when its domain is `domain`.
@@ -96,12 +125,28 @@ mod tests {
     #[test]
     fn verp_round_trip_and_forgery() {
         let s = Secrets::from_key(&[2; 32]);
-        let a = return_path(&s, "01abc", "pool.test");
+        let a = return_path(&s, "01abc", None, "pool.test");
         assert!(a.starts_with("bounces+01abc-") && a.ends_with("@pool.test"));
-        assert_eq!(parse_return_path(&s, &a, "POOL.test").unwrap(), "01abc");
+        let whole = VerpTarget {
+            message_id: "01abc".into(),
+            recipient: None,
+        };
+        assert_eq!(parse_return_path(&s, &a, "POOL.test").unwrap(), whole);
         assert_eq!(
             parse_return_path(&s, &format!("<{a}>"), "pool.test").unwrap(),
-            "01abc"
+            whole
+        );
+        // Per recipient: the tag covers the recipient, so another recipient's id is a forgery.
+        let r7 = return_path(&s, "01abc", Some(7), "pool.test");
+        assert!(r7.starts_with("bounces+01abc.7-"), "{r7}");
+        assert_eq!(
+            parse_return_path(&s, &r7, "pool.test").unwrap().recipient,
+            Some(7)
+        );
+        let r8 = r7.replacen("01abc.7-", "01abc.8-", 1);
+        assert_eq!(
+            parse_return_path(&s, &r8, "pool.test"),
+            Err(VerpError::Forged)
         );
         // Another message id with a copied tag is a forgery.
         let tag = a.split('-').nth(1).unwrap().split('@').next().unwrap();
@@ -110,7 +155,7 @@ mod tests {
             Err(VerpError::Forged)
         );
         // A tag made with another key is a forgery.
-        let other = return_path(&Secrets::from_key(&[3; 32]), "01abc", "pool.test");
+        let other = return_path(&Secrets::from_key(&[3; 32]), "01abc", None, "pool.test");
         assert_eq!(
             parse_return_path(&s, &other, "pool.test"),
             Err(VerpError::Forged)

@@ -78,6 +78,7 @@ mx_port = {mx_port}
 retry_base = "1s"
 retry_max = "2s"
 connect_timeout = "5s"
+allow_private_destinations = true
 {extra}
 "#,
             data = dir.path().join("data").display(),

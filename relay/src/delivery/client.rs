@@ -1,6 +1,7 @@
 //! The outbound SMTP client: connect, EHLO, opportunistic STARTTLS, and one transaction per
 //! message over a reused connection. Built on mail-send's `SmtpClient`.
 
+use crate::address::{Mailbox, ReversePath};
 use mail_send::SmtpClient;
 use smtp_proto::{EXT_START_TLS, Response};
 use std::net::SocketAddr;
@@ -129,11 +130,12 @@ impl Connection {
         })
     }
 
-    /// Sends one message to `recipients`; returns each recipient's reply, in order.
+    /// Sends one message to `recipients`; returns each recipient's reply, in order. Only parsed
+    /// mailboxes reach the SMTP commands.
     pub async fn send(
         &mut self,
-        mail_from: &str,
-        recipients: &[String],
+        mail_from: &ReversePath,
+        recipients: &[Mailbox],
         body: &[u8],
     ) -> Result<Vec<RemoteReply>, TransportError> {
         let result = match &mut self.stream {
@@ -183,11 +185,12 @@ fn refused_or_transport(e: mail_send::Error) -> ConnectError {
 
 async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<T>,
-    mail_from: &str,
-    recipients: &[String],
+    mail_from: &ReversePath,
+    recipients: &[Mailbox],
     body: &[u8],
 ) -> Result<Vec<RemoteReply>, TransportError> {
-    let mail = client.cmd(format!("MAIL FROM:<{mail_from}>\r\n")).await?;
+    let sender = mail_from.as_ref().map(Mailbox::as_str).unwrap_or("");
+    let mail = client.cmd(format!("MAIL FROM:<{sender}>\r\n")).await?;
     if mail.code / 100 != 2 {
         let reply = RemoteReply::from_response(&mail);
         let _ = client.cmd(b"RSET\r\n").await;

@@ -11,6 +11,7 @@ pub mod dsn;
 pub mod mx;
 pub mod retry;
 
+use crate::address::{MailDomain, Mailbox, ReversePath};
 use crate::config::Config;
 use crate::spool::Spool;
 use crate::store::events::{self, NewEvent};
@@ -37,14 +38,17 @@ const SCAN_INTERVAL_MS: i64 = 1000;
 /// Most recipients taken per scan beyond those already in flight.
 const SCAN_BATCH: usize = 500;
 
-/// Recipients of one message to one domain: one SMTP transaction.
+/// Recipients of one message to one domain with one envelope sender: one SMTP transaction
+/// (with per-recipient VERP, member mail is one recipient per job).
 #[derive(Debug, Clone)]
 struct Job {
     message_id: String,
-    mail_from: String,
+    mail_from: ReversePath,
+    /// The recipients' domain part (a name, or an address literal).
+    destination: MailDomain,
     domain: String,
     received_at: i64,
-    recipients: Vec<(i64, String, u32)>,
+    recipients: Vec<(i64, Mailbox, u32)>,
 }
 
 struct Destination {
@@ -65,6 +69,8 @@ pub struct Delivery {
     per_destination: usize,
     global: Arc<Semaphore>,
     reporter: Option<Arc<dyn BounceReporter>>,
+    /// Connect to private, loopback and link-local addresses too (dev and tests).
+    allow_private: bool,
 }
 
 /// The sender side acceptance uses to hand over newly queued recipients.
@@ -100,6 +106,7 @@ impl Delivery {
             per_destination: config.delivery.per_destination_concurrency,
             global: Arc::new(Semaphore::new(config.delivery.global_concurrency)),
             reporter,
+            allow_private: config.delivery.allow_private_destinations,
         })
     }
 
@@ -196,23 +203,42 @@ impl Delivery {
         shutdown: &CancellationToken,
     ) {
         let mut jobs: Vec<Job> = Vec::new();
-        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        let mut index: HashMap<(String, String, String), usize> = HashMap::new();
         for r in due {
             if !in_flight.insert(r.id) {
                 continue;
             }
-            let key = (r.message_id.clone(), r.domain.clone());
+            // Only parsed mailboxes reach the wire; a stored value that no longer parses (left by
+            // an older version) bounces instead of being written into an SMTP command.
+            let sender = match r.mail_from.as_str() {
+                "" => Ok(None),
+                s => Mailbox::parse(s).map(Some),
+            };
+            let (address, sender) = match (Mailbox::parse(&r.address), sender) {
+                (Ok(a), Ok(s)) => (a, s),
+                (a, s) => {
+                    let e = a
+                        .err()
+                        .or(s.err())
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    self.refuse_stored(r, e, done.clone());
+                    continue;
+                }
+            };
+            let key = (r.message_id.clone(), r.domain.clone(), r.mail_from.clone());
             let i = *index.entry(key).or_insert_with(|| {
                 jobs.push(Job {
                     message_id: r.message_id.clone(),
-                    mail_from: r.mail_from.clone(),
+                    mail_from: sender,
+                    destination: address.domain().clone(),
                     domain: r.domain.clone(),
                     received_at: r.received_at,
                     recipients: Vec::new(),
                 });
                 jobs.len() - 1
             });
-            jobs[i].recipients.push((r.id, r.address, r.attempts));
+            jobs[i].recipients.push((r.id, address, r.attempts));
         }
         for job in jobs {
             let dest = destinations
@@ -231,6 +257,38 @@ impl Delivery {
                 self.spawn_worker(&dest, workers, done, shutdown);
             }
         }
+    }
+
+    /// Bounces a recipient whose stored address or sender is not a valid mailbox.
+    fn refuse_stored(
+        self: &Arc<Self>,
+        r: DueRecipient,
+        error: String,
+        done: mpsc::UnboundedSender<Vec<i64>>,
+    ) {
+        tracing::warn!(recipient_id = r.id, %error, "delivery: stored address is not a mailbox; bouncing");
+        let spool = self.spool.clone();
+        tokio::spawn(async move {
+            let reply = format!("553 5.1.3 stored address is not a valid mailbox: {error}");
+            let id = r.id;
+            let _ = spool
+                .write(move |tx| {
+                    messages::record_attempt(
+                        tx,
+                        &AttemptRecord {
+                            recipient_id: id,
+                            at: now_ms(),
+                            mx: None,
+                            code: Some(553),
+                            reply: &reply,
+                            status: RecipientStatus::Bounced,
+                            next_attempt_at: 0,
+                        },
+                    )
+                })
+                .await;
+            let _ = done.send(vec![id]);
+        });
     }
 
     /// Restarts workers for queues left with work and none to do it; forgets idle destinations.
@@ -300,7 +358,7 @@ impl Delivery {
         conn: &mut Option<Connection>,
         job: &Job,
     ) -> Vec<(RemoteReply, Outcome, Option<String>)> {
-        let rcpts: Vec<String> = job.recipients.iter().map(|r| r.1.clone()).collect();
+        let rcpts: Vec<Mailbox> = job.recipients.iter().map(|r| r.1.clone()).collect();
         let all = |reply: RemoteReply, outcome: Outcome, mx: Option<String>| {
             vec![(reply, outcome, mx); rcpts.len()]
         };
@@ -319,7 +377,7 @@ impl Delivery {
         loop {
             let fresh = match conn.as_ref() {
                 Some(c) if c.reusable => false,
-                _ => match self.connect(&job.domain).await {
+                _ => match self.connect(&job.destination).await {
                     Ok(c) => {
                         *conn = Some(c);
                         true
@@ -356,24 +414,42 @@ impl Delivery {
         }
     }
 
-    /// Opens a connection to the first reachable mail host of `domain`.
-    async fn connect(&self, domain: &str) -> Result<Connection, (RemoteReply, Outcome)> {
-        let hosts = match self.smarthost {
-            Some(addr) => vec![MailHost {
+    /// Opens a connection to the first reachable mail host of `destination`.
+    async fn connect(
+        &self,
+        destination: &MailDomain,
+    ) -> Result<Connection, (RemoteReply, Outcome)> {
+        let domain = destination.to_string();
+        let hosts = match (self.smarthost, destination) {
+            // The operator's own smarthost (dev capture) is trusted wherever it is.
+            (Some(addr), _) => vec![MailHost {
                 name: addr.ip().to_string(),
                 addresses: vec![addr.ip()],
             }],
-            None => mx::resolve(&self.resolver, domain).await.map_err(|e| {
-                let outcome = if e.is_permanent() {
-                    Outcome::Permanent
-                } else {
-                    Outcome::Temporary
-                };
-                let text = e.to_string();
-                let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(451);
-                (RemoteReply { code, text }, outcome)
-            })?,
+            (None, MailDomain::Literal(ip)) => self.public_only(
+                vec![MailHost {
+                    name: domain.clone(),
+                    addresses: vec![*ip],
+                }],
+                &domain,
+            )?,
+            (None, MailDomain::Name(name)) => {
+                let hosts = mx::resolve(&self.resolver, name.as_str())
+                    .await
+                    .map_err(|e| {
+                        let outcome = if e.is_permanent() {
+                            Outcome::Permanent
+                        } else {
+                            Outcome::Temporary
+                        };
+                        let text = e.to_string();
+                        let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(451);
+                        (RemoteReply { code, text }, outcome)
+                    })?;
+                self.public_only(hosts, &domain)?
+            }
         };
+        let domain = domain.as_str();
         let port = self.smarthost.map(|a| a.port()).unwrap_or(self.mx_port);
         let mut last = RemoteReply {
             code: 451,
@@ -406,6 +482,29 @@ impl Delivery {
         ))
     }
 
+    /// Drops private, loopback and link-local addresses from `hosts` unless they are allowed; none
+    /// left is a permanent failure, so a member cannot aim the relay at the operator's network.
+    fn public_only(
+        &self,
+        mut hosts: Vec<MailHost>,
+        domain: &str,
+    ) -> Result<Vec<MailHost>, (RemoteReply, Outcome)> {
+        if self.allow_private {
+            return Ok(hosts);
+        }
+        for h in &mut hosts {
+            h.addresses.retain(|ip| !mx::is_private(*ip));
+        }
+        hosts.retain(|h| !h.addresses.is_empty());
+        if hosts.is_empty() {
+            let text = format!(
+                "550 5.4.4 the mail hosts of {domain} have only private, loopback or link-local addresses"
+            );
+            return Err((RemoteReply { code: 550, text }, Outcome::Permanent));
+        }
+        Ok(hosts)
+    }
+
     /// Commits the attempt of each recipient, its event, and drops the body once all are final.
     async fn record(&self, job: &Job, results: Vec<(RemoteReply, Outcome, Option<String>)>) {
         let now = now_ms();
@@ -432,7 +531,7 @@ impl Delivery {
             .zip(&decided)
             .filter(|(_, (s, _))| *s == RecipientStatus::Bounced)
             .map(|(((_, address, _), (reply, _, mx)), _)| {
-                (address.clone(), reply.clone(), mx.clone())
+                (address.to_string(), reply.clone(), mx.clone())
             })
             .collect();
         let job = job.clone();
@@ -472,7 +571,7 @@ impl Delivery {
                             message_id: Some(&message_id),
                             actor: Some("relay"),
                             data: serde_json::json!({
-                                "recipient": address,
+                                "recipient": address.as_str(),
                                 "source": source,
                                 "status": status.as_str(),
                                 "code": reply.code,
@@ -488,7 +587,7 @@ impl Delivery {
                         && let Some(did) = &did
                         && !messages::is_relay_source(&source)
                     {
-                        crate::store::suppressions::add(tx, did, address, "bounce", Some(&message_id), now)?;
+                        crate::store::suppressions::add(tx, did, address.as_str(), "bounce", Some(&message_id), now)?;
                     }
                     if status == RecipientStatus::Bounced {
                         tracing::info!(message_id, recipient = %address, reply = %reply.text, "delivery: bounced");

@@ -69,6 +69,39 @@ fn build_resolver(nameservers: &[SocketAddr], cache: bool) -> Result<TokioResolv
     builder.build().map_err(|e| e.to_string())
 }
 
+/// True for addresses a public mail host never has: loopback, RFC 1918, shared (RFC 6598),
+/// link-local, unique-local, unspecified, broadcast, multicast and documentation ranges,
+/// including their IPv4-mapped IPv6 forms.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
 /// Resolves the mail hosts of `domain`, most preferred first.
 pub async fn resolve(resolver: &TokioResolver, domain: &str) -> Result<Vec<MailHost>, MxError> {
     let fqdn = format!("{}.", domain.trim_end_matches('.'));
@@ -120,4 +153,33 @@ pub async fn resolve(resolver: &TokioResolver, domain: &str) -> Result<Vec<MailH
         return Err(last_error.unwrap_or_else(|| MxError::NoSuchDomain(domain.to_string())));
     }
     Ok(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ranges() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "172.32.0.1", "2a00:1450::1", "::ffff:8.8.8.8"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
 }

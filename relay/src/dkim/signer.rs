@@ -14,18 +14,37 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Headers covered by `h=` (SPEC §4.3), plus the usual content headers when present.
+/// Headers covered by `h=` (SPEC §4.3, and §15: the key ones oversigned), plus the usual content
+/// headers when present.
+///
+/// A name listed twice is oversigned: mail-auth signs every instance present and adds each
+/// listed name it did not find as an empty instance, so a name listed twice ends up in `h=`
+/// once more than the message holds it. Anyone who adds another `From` (or `Subject`…) to a
+/// signed message breaks the signature.
 pub const SIGNED_HEADERS: &[&str] = &[
     "From",
+    "From",
+    "To",
     "To",
     "Cc",
+    "Cc",
+    "Sender",
+    "Sender",
+    "Reply-To",
+    "Reply-To",
+    "Subject",
     "Subject",
     "Date",
+    "Date",
     "Message-ID",
-    "Reply-To",
+    "Message-ID",
+    "X-Atmos-Member-Did",
     "X-Atmos-Member-Did",
     "Feedback-ID",
+    "Feedback-ID",
     "List-Unsubscribe",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
     "List-Unsubscribe-Post",
     "MIME-Version",
     "Content-Type",
@@ -212,6 +231,23 @@ mod tests {
         assert!(headers.contains("d=member.test") && headers.contains("d=pool.test"));
         assert!(headers.contains("a=rsa-sha256") && headers.contains("a=ed25519-sha256"));
         assert!(headers.contains("c=relaxed/relaxed"));
+        // Oversigned: From is present once and listed twice in every h=.
+        let unfolded = headers.replace("\r\n\t", "").replace(' ', "");
+        let lists: Vec<&str> = unfolded
+            .split(';')
+            .filter_map(|tag| tag.strip_prefix("h="))
+            .collect();
+        assert_eq!(lists.len(), 4);
+        for h in lists {
+            let list = h.to_ascii_lowercase();
+            let names: Vec<&str> = list.split(':').collect();
+            assert_eq!(names.iter().filter(|n| **n == "from").count(), 2, "{list}");
+            assert_eq!(
+                names.iter().filter(|n| **n == "x-atmos-member-did").count(),
+                2,
+                "{list}"
+            );
+        }
         assert!(headers.contains("s=atmos20261123r"));
         rot("pool.test", Owner::Operator);
         let headers = signer.sign("member.test", msg).unwrap();

@@ -6,6 +6,8 @@ use crate::accept::SubmitError;
 use crate::store::members::Member;
 use axum::http::HeaderMap;
 use base64::Engine;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 /// (username, key) from the request headers.
 pub fn from_headers(headers: &HeaderMap) -> Result<(String, String), ApiError> {
@@ -48,15 +50,36 @@ fn valid_username(user: &str) -> bool {
     if user.starts_with("did:") {
         return crate::members::valid_did(user);
     }
-    crate::members::valid_domain(user)
+    crate::address::Domain::parse(user).is_ok()
 }
 
-/// Authenticates the request's member (active members only).
-pub async fn member(state: &super::AppState, headers: &HeaderMap) -> Result<Member, ApiError> {
+/// Authenticates the request's member (active members only); failures count against the
+/// client's network in the same throttle as SMTP.
+pub async fn member(
+    state: &super::AppState,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<Member, ApiError> {
     let (user, key) = from_headers(headers)?;
     state
         .auth
-        .authenticate(&state.store, &user, &key)
+        .authenticate(&state.store, &user, &key, peer)
         .await
         .map_err(|e| ApiError::Submit(e.into()))
+}
+
+/// The authenticated member of a request, as an extractor (`X-Atmos-DID` + Bearer key, or
+/// Basic).
+pub struct AuthedMember(pub Member);
+
+impl axum::extract::FromRequestParts<Arc<super::AppState>> for AuthedMember {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<super::AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = super::peer_of(&parts.extensions);
+        member(state, &parts.headers, peer).await.map(AuthedMember)
+    }
 }

@@ -95,17 +95,19 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, text) = self.parts();
+        let retry_after = match &self {
+            Self::Submit(e) => e.retry_after(),
+            _ => None,
+        };
         let mut resp = (
             status,
             axum::Json(serde_json::json!({ "error": text, "code": code })),
         )
             .into_response();
-        if matches!(
-            status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

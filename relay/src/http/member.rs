@@ -2,13 +2,12 @@
 //! list.
 
 use super::AppState;
-use super::credentials;
+use super::credentials::AuthedMember;
 use super::error::ApiError;
 use crate::accept::SubmitError;
 use crate::store::suppressions::{self, Suppression};
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -17,9 +16,8 @@ use std::sync::Arc;
     responses((status = 200, description = "The suppression list", body = Vec<Suppression>), super::error::MemberErrors))]
 pub async fn suppressions_list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AuthedMember(member): AuthedMember,
 ) -> Result<Json<Vec<Suppression>>, ApiError> {
-    let member = credentials::member(&state, &headers).await?;
     Ok(Json(
         state
             .store
@@ -41,14 +39,19 @@ pub struct AddressQuery {
     responses((status = 200, description = "Removed", body = Object), super::error::MemberErrors))]
 pub async fn suppressions_delete(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AuthedMember(member): AuthedMember,
     query: Result<Query<AddressQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let member = credentials::member(&state, &headers).await?;
     let Query(q) = query.map_err(|e| SubmitError::InvalidRequest(format!("query: {e}")))?;
+    let address = crate::address::Mailbox::parse(&q.address).map_err(|e| {
+        SubmitError::InvalidRequest(format!(
+            "address: {:?} is not a valid address: it {e}",
+            q.address
+        ))
+    })?;
     match state
         .store
-        .with(|c| suppressions::remove(c, &member.did, &q.address))
+        .with(|c| suppressions::remove(c, &member.did, address.as_str()))
         .map_err(SubmitError::from)?
     {
         Some(true) => Ok(Json(
@@ -68,9 +71,8 @@ pub async fn suppressions_delete(
     responses((status = 200, description = "State, labels, tier, caps, usage, domains", body = Object), super::error::MemberErrors))]
 pub async fn status(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AuthedMember(member): AuthedMember,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let member = credentials::member(&state, &headers).await?;
     let now = crate::store::now_ms();
     let (caps, labels, hour, day) = state
         .store
@@ -98,9 +100,8 @@ pub async fn status(
     responses((status = 200, description = "Counts and rates per window", body = Object), super::error::MemberErrors))]
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AuthedMember(member): AuthedMember,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let member = credentials::member(&state, &headers).await?;
     let now = crate::store::now_ms();
     let mut out = serde_json::Map::new();
     for (name, window) in [
@@ -163,35 +164,40 @@ pub struct ForwardTo {
     responses((status = 200, description = "Updated", body = Object), super::error::MemberErrors))]
 pub async fn forward_to(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AuthedMember(member): AuthedMember,
     body: Result<Json<ForwardTo>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let member = credentials::member(&state, &headers).await?;
     let Json(req) =
         body.map_err(|e| SubmitError::InvalidRequest(format!("body: {}", e.body_text())))?;
-    if let Some(a) = &req.address
-        && crate::accept::domain_of(a).is_none()
-    {
-        return Err(
-            SubmitError::InvalidRequest(format!("address: {a:?} is not an email address")).into(),
-        );
-    }
+    let domain = crate::address::Domain::parse(&req.domain)
+        .map_err(|e| SubmitError::InvalidRequest(format!("domain: {:?} {e}", req.domain)))?;
+    let address = req
+        .address
+        .as_deref()
+        .map(crate::address::Mailbox::parse)
+        .transpose()
+        .map_err(|e| {
+            SubmitError::InvalidRequest(format!(
+                "address: {:?} is not a valid address: it {e}",
+                req.address.as_deref().unwrap_or_default()
+            ))
+        })?;
     let owner = state
         .store
-        .with(|c| crate::store::members::domain_owner(c, &req.domain))
+        .with(|c| crate::store::members::domain_owner(c, domain.as_str()))
         .map_err(SubmitError::from)?;
     if owner.as_deref() != Some(member.did.as_str()) {
         return Err(SubmitError::DomainMismatch(format!(
-            "{} is not a sending domain of {}",
-            req.domain, member.did
+            "{domain} is not a sending domain of {}",
+            member.did
         ))
         .into());
     }
     state
         .store
-        .with(|c| crate::store::members::set_forward_to(c, &req.domain, req.address.as_deref()))
+        .with(|c| crate::store::members::set_forward_to(c, domain.as_str(), address.as_ref()))
         .map_err(SubmitError::from)?;
     Ok(Json(
-        serde_json::json!({ "domain": req.domain, "forwardTo": req.address }),
+        serde_json::json!({ "domain": domain, "forwardTo": address }),
     ))
 }

@@ -2,13 +2,12 @@
 //! `GET /v1/messages?status=&since=&cursor=`, each recipient with its attempts.
 
 use super::AppState;
-use super::credentials;
+use super::credentials::AuthedMember;
 use super::error::ApiError;
 use crate::accept::SubmitError;
 use crate::store::messages::{self, AttemptView, MessageView, RecipientStatus};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -68,10 +67,9 @@ fn status_of(state: &AppState, m: MessageView) -> Result<MessageStatus, ApiError
 )]
 pub async fn one(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AuthedMember(member): AuthedMember,
     Path(id): Path<String>,
 ) -> Result<Json<MessageStatus>, ApiError> {
-    let member = credentials::member(&state, &headers).await?;
     let found = state
         .store
         .with(|c| messages::get(c, &id))
@@ -117,10 +115,9 @@ pub struct MessagePage {
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AuthedMember(member): AuthedMember,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let member = credentials::member(&state, &headers).await?;
     let Query(q) = query.map_err(|e| SubmitError::InvalidRequest(format!("query: {e}")))?;
     if let Some(s) = &q.status
         && RecipientStatus::parse(s).is_none()

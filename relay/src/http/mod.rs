@@ -11,10 +11,15 @@ pub mod unsubscribe;
 
 use crate::accept::Acceptor;
 use crate::auth::Authenticator;
+use crate::connections::ConnectionLimiter;
 use crate::store::Store;
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +38,59 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::Secrets>,
     /// Sending caps, for `/member/status`.
     pub limits: crate::config::LimitsConfig,
+    /// One lock per (DID, Idempotency-Key) in use, so lookup and send are one step.
+    pub idempotency: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl AppState {
+    /// The lock of one idempotency key.
+    pub fn idempotency_gate(&self, did: &str, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.idempotency.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((did.to_string(), key.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets an idempotency lock nobody else is waiting for.
+    pub fn idempotency_done(&self, did: &str, key: &str, gate: Arc<tokio::sync::Mutex<()>>) {
+        let mut m = self.idempotency.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: no one else holds it.
+        if Arc::strong_count(&gate) <= 2 {
+            m.remove(&(did.to_string(), key.to_string()));
+        }
+    }
+}
+
+/// The client address the listener recorded for a request.
+pub fn peer_of(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// The client address of a request, as an extractor.
+pub struct Peer(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(peer_of(&parts.extensions)))
+    }
+}
+
+/// Caps of the HTTP listener.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Longest time a request's header block may take to arrive.
+    pub header_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_deadline: Duration,
 }
 
 /// All routes.
@@ -155,20 +213,73 @@ async fn metrics(
     }
 }
 
-/// Serves until `shutdown`, then lets requests in flight finish.
-/// Serves the relay's routes and `extra` (the labeler's) until `shutdown`.
+/// Serves the relay's routes and `extra` (the labeler's) until `shutdown`, then lets requests in
+/// flight finish (up to the deadline).
+///
+/// Its own accept loop on hyper, rather than `axum::serve`, for what a stranger must not be able
+/// to hold: connections are capped in all (more wait in the kernel's backlog) and per client
+/// network (more are closed), and a request's headers must arrive within `header_timeout`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     extra: Router,
+    limits: ListenerLimits,
     shutdown: CancellationToken,
 ) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
     let app = router(state).merge(extra);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // The total is enforced by `slots`; the limiter counts per client network.
+    let per_client = ConnectionLimiter::new(usize::MAX, limits.max_connections_per_client);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(admitted) = per_client.admit(peer.ip()) else {
+            tracing::debug!(%peer, "http: too many connections from this client, closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
+            });
+        let mut builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .http1_only();
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "http: connection ended with an error");
+            }
+            drop((slot, admitted));
+        });
+    }
+    if tokio::time::timeout(limits.shutdown_deadline, graceful.shutdown())
         .await
+        .is_err()
     {
-        tracing::error!(error = %e, "http: server failed");
+        tracing::warn!("http: requests still in flight at the shutdown deadline");
     }
     tracing::info!("http listener closed");
 }

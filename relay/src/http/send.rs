@@ -4,7 +4,9 @@
 use super::AppState;
 use super::credentials;
 use super::error::ApiError;
-use crate::accept::{Source, Submission, SubmitError, domain_of};
+use crate::accept::{Source, Submission, SubmitError};
+use crate::address::{Mailbox, NamedMailbox};
+use crate::headers::{Trace, message_id};
 use crate::store::idempotency::{self, Stored};
 use crate::store::now_ms;
 use axum::body::Bytes;
@@ -17,6 +19,7 @@ use mail_builder::headers::raw::Raw;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -82,29 +85,26 @@ fn invalid(text: impl Into<String>) -> ApiError {
     SubmitError::InvalidRequest(text.into()).into()
 }
 
-/// A bare `local@domain` address without spaces or brackets.
-fn bare_address(field: &str, a: &str) -> Result<String, ApiError> {
-    let a = a.trim();
-    let ok = domain_of(a).is_some()
-        && a.len() <= 254
-        && !a
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>(),;\"".contains(c));
-    if ok {
-        Ok(a.to_string())
-    } else {
-        Err(invalid(format!(
-            "{field}: {a:?} is not a bare email address"
-        )))
-    }
+/// One mailbox field (`to`, `cc`, `bcc`).
+fn mailbox(field: &str, a: &str) -> Result<Mailbox, ApiError> {
+    Mailbox::parse(a.trim())
+        .map_err(|e| invalid(format!("{field}: {a:?} is not a valid address: it {e}")))
 }
 
-/// Header names a member may not set through `headers`.
+/// A mailbox with an optional display name (`from`, `replyTo`).
+fn named(field: &str, a: &str) -> Result<NamedMailbox, ApiError> {
+    NamedMailbox::parse(a)
+        .map_err(|e| invalid(format!("{field}: {a:?} is not a valid address: it {e}")))
+}
+
+/// Header names a member may not set through `headers`: the ones the body fields set, the
+/// relay's own, and trace and authentication fields only an MTA may write.
 fn reserved(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     matches!(
         n.as_str(),
         "from"
+            | "sender"
             | "to"
             | "cc"
             | "bcc"
@@ -115,10 +115,14 @@ fn reserved(name: &str) -> bool {
             | "mime-version"
             | "content-type"
             | "content-transfer-encoding"
+            | "received"
+            | "return-path"
+            | "authentication-results"
             | "feedback-id"
-            | "list-unsubscribe"
-            | "list-unsubscribe-post"
     ) || n.starts_with("dkim-")
+        || n.starts_with("arc-")
+        || n.starts_with("resent-")
+        || n.starts_with("list-unsubscribe")
         || n.starts_with("x-atmos-")
 }
 
@@ -146,10 +150,11 @@ fn valid_header_name(name: &str) -> bool {
 )]
 pub async fn send(
     State(state): State<Arc<AppState>>,
+    super::Peer(peer): super::Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match send_inner(&state, &headers, body).await {
+    match send_inner(&state, peer, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -157,6 +162,7 @@ pub async fn send(
 
 async fn send_inner(
     state: &AppState,
+    peer: IpAddr,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -167,7 +173,7 @@ async fn send_inner(
             invalid(format!("cannot read the request body: {e}"))
         }
     })?;
-    let member = credentials::member(state, headers).await?;
+    let member = credentials::member(state, headers, peer).await?;
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -182,85 +188,129 @@ async fn send_inner(
             Some(k)
         }
     };
+    let Some(key) = idempotency_key else {
+        return send_once(state, &member.did, peer, &body, None).await;
+    };
+    // Lookup and send are one step: concurrent requests with one key wait here, then replay.
+    let gate = state.idempotency_gate(&member.did, &key);
+    let turn = gate.lock().await;
     let digest: Vec<u8> = Sha256::digest(&body).to_vec();
-    if let Some(key) = &idempotency_key {
-        let since = now_ms() - IDEMPOTENCY_TTL_MS;
-        let stored = state
-            .store
-            .with(|c| idempotency::get(c, &member.did, key, since))
-            .map_err(SubmitError::from)?;
-        if let Some(s) = stored {
-            if s.body_sha256 != digest {
-                return Err(ApiError::IdempotencyConflict);
-            }
+    let since = now_ms() - IDEMPOTENCY_TTL_MS;
+    let stored = state
+        .store
+        .with(|c| idempotency::get(c, &member.did, &key, since))
+        .map_err(SubmitError::from)?;
+    let answer = match stored {
+        Some(s) if s.body_sha256 != digest => Err(ApiError::IdempotencyConflict),
+        Some(s) => {
             let status = StatusCode::from_u16(s.status).unwrap_or(StatusCode::OK);
             let json: serde_json::Value = serde_json::from_str(&s.response).unwrap_or_default();
-            return Ok((status, axum::Json(json)).into_response());
+            Ok((status, axum::Json(json)).into_response())
         }
-    }
-    let req: SendRequest =
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
-    let (raw, from, recipients) = build_message(&req, state.max_recipients)?;
-    let sub = Submission {
-        did: member.did.clone(),
-        mail_from: from.clone(),
-        recipients: recipients.clone(),
-        raw,
-        source: Source::Http,
+        None => send_once(state, &member.did, peer, &body, Some((key.clone(), digest))).await,
     };
-    state.acceptor.check_sender(&member.did, &from)?;
-    let outcome = state.acceptor.accept(sub).await?;
-    let rejected: Vec<Rejected> = outcome
-        .suppressed
-        .iter()
-        .map(|(recipient, reason)| Rejected {
-            recipient: recipient.clone(),
-            code: "SUPPRESSED".into(),
-            reason: format!("{} ({reason})", crate::suppression::SUPPRESSED_TEXT),
-        })
-        .collect();
-    let accepted = match &outcome.id {
-        Some(id) => recipients
-            .into_iter()
-            .filter(|r| !outcome.suppressed.iter().any(|(s, _)| s == r))
-            .map(|recipient| Accepted {
-                recipient,
+    drop(turn);
+    state.idempotency_done(&member.did, &key, gate);
+    answer
+}
+
+/// The 200 body for what acceptance queued.
+fn response_of(accepted: &crate::accept::Accepted) -> SendResponse {
+    SendResponse {
+        accepted: accepted
+            .queued
+            .iter()
+            .map(|(recipient, id)| Accepted {
+                recipient: recipient.to_string(),
                 message_id: id.clone(),
             })
             .collect(),
-        None => Vec::new(),
-    };
-    let response = SendResponse { accepted, rejected };
-    let json = serde_json::to_value(&response).unwrap_or_default();
-    if let Some(key) = idempotency_key {
-        let stored = Stored {
-            body_sha256: digest,
-            status: 200,
-            response: json.to_string(),
-        };
-        let now = now_ms();
-        if let Err(e) = state.store.write(|tx| {
-            idempotency::put(
-                tx,
-                &member.did,
-                &key,
-                &stored,
-                now,
-                now - IDEMPOTENCY_TTL_MS,
-            )
-        }) {
-            tracing::warn!(error = %e, "http: cannot remember idempotency key");
-        }
+        rejected: accepted
+            .suppressed
+            .iter()
+            .map(|(recipient, reason)| Rejected {
+                recipient: recipient.to_string(),
+                code: "SUPPRESSED".into(),
+                reason: format!("{} ({reason})", crate::suppression::SUPPRESSED_TEXT),
+            })
+            .collect(),
     }
+}
+
+/// Builds and accepts one message; with an idempotency key, its answer is stored in the same
+/// transaction as the message.
+async fn send_once(
+    state: &AppState,
+    did: &str,
+    peer: IpAddr,
+    body: &[u8],
+    idempotency: Option<(String, Vec<u8>)>,
+) -> Result<Response, ApiError> {
+    let req: SendRequest =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
+    let id = crate::accept::new_id();
+    let hostname = &state.acceptor.settings().hostname;
+    let built = build_message(&req, state.max_recipients, &message_id(&id, hostname))?;
+    state.acceptor.check_sender(did, &built.from)?;
+    let also: Option<crate::accept::AlsoWrite> = idempotency.map(|(key, digest)| {
+        let did = did.to_string();
+        Box::new(
+            move |tx: &rusqlite::Connection, a: &crate::accept::Accepted| {
+                let json = serde_json::to_value(response_of(a)).unwrap_or_default();
+                let now = now_ms();
+                idempotency::put(
+                    tx,
+                    &did,
+                    &key,
+                    &Stored {
+                        body_sha256: digest,
+                        status: 200,
+                        response: json.to_string(),
+                    },
+                    now,
+                    now - IDEMPOTENCY_TTL_MS,
+                )
+            },
+        ) as crate::accept::AlsoWrite
+    });
+    let outcome = state
+        .acceptor
+        .accept(Submission {
+            did: did.to_string(),
+            mail_from: built.from,
+            recipients: built.recipients,
+            raw: built.raw,
+            source: Source::Http,
+            trace: Trace {
+                protocol: "HTTP",
+                helo: None,
+                client: Some(peer),
+            },
+            id: Some(id),
+            also,
+        })
+        .await?;
+    let json = serde_json::to_value(response_of(&outcome)).unwrap_or_default();
     Ok((StatusCode::OK, axum::Json(json)).into_response())
 }
 
-/// Validates the request and builds the message: (raw message, envelope sender, recipients).
+/// A request turned into a message.
+#[derive(Debug)]
+struct Built {
+    raw: Vec<u8>,
+    /// Envelope sender (the From mailbox).
+    from: Mailbox,
+    recipients: Vec<Mailbox>,
+}
+
+/// Parses every field into its type and builds the message, with `message_id` as its
+/// Message-ID (the relay's one rule, so it matches the id the API returns).
 fn build_message(
     req: &SendRequest,
     max_recipients: usize,
-) -> Result<(Vec<u8>, String, Vec<String>), ApiError> {
-    let from = bare_address("from", &req.from)?;
+    message_id: &str,
+) -> Result<Built, ApiError> {
+    let from = named("from", &req.from)?;
     let to = list("to", &req.to)?;
     let cc = req
         .cc
@@ -277,9 +327,9 @@ fn build_message(
     if to.is_empty() {
         return Err(invalid("to: at least one recipient is required"));
     }
-    let mut recipients: Vec<String> = Vec::new();
+    let mut recipients: Vec<Mailbox> = Vec::new();
     for r in to.iter().chain(&cc).chain(&bcc) {
-        if !recipients.iter().any(|x| x.eq_ignore_ascii_case(r)) {
+        if !recipients.iter().any(|x| x.same_as(r)) {
             recipients.push(r.clone());
         }
     }
@@ -293,18 +343,27 @@ fn build_message(
         return Err(invalid("text or html: one of them is required"));
     }
     let subject = req.subject.clone().unwrap_or_default();
-    if subject.contains(['\r', '\n']) {
-        return Err(invalid("subject: must be one line"));
+    if subject.chars().any(|c| c.is_control()) {
+        return Err(invalid(
+            "subject: must be one line without control characters",
+        ));
     }
+    let address = |m: &NamedMailbox| -> mail_builder::headers::address::Address<'static> {
+        match &m.name {
+            Some(n) => (n.clone(), m.mailbox.to_string()).into(),
+            None => m.mailbox.to_string().into(),
+        }
+    };
     let mut b = MessageBuilder::new()
-        .from(from.as_str())
-        .to(to.iter().map(String::as_str).collect::<Vec<_>>())
-        .subject(subject);
+        .from(address(&from))
+        .to(to.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+        .subject(subject)
+        .message_id(message_id.to_string());
     if !cc.is_empty() {
-        b = b.cc(cc.iter().map(String::as_str).collect::<Vec<_>>());
+        b = b.cc(cc.iter().map(|m| m.to_string()).collect::<Vec<_>>());
     }
     if let Some(r) = &req.reply_to {
-        b = b.reply_to(bare_address("replyTo", r)?);
+        b = b.reply_to(address(&named("replyTo", r)?));
     }
     for (name, value) in &req.headers {
         if !valid_header_name(name) {
@@ -315,13 +374,15 @@ fn build_message(
         if reserved(name) {
             return Err(invalid(format!("headers: {name} is reserved")));
         }
-        if value.contains(['\r', '\n']) {
-            return Err(invalid(format!("headers: {name} must be one line")));
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(invalid(format!(
+                "headers: {name} must be one line without control characters"
+            )));
         }
         b = b.header(name.clone(), Raw::new(value.clone()));
     }
     if let Some(c) = &req.category {
-        if c.len() > 64 || c.contains(['\r', '\n']) {
+        if c.len() > 64 || c.chars().any(|c| c.is_control()) {
             return Err(invalid("category: at most 64 characters, one line"));
         }
         b = b.header("X-Atmos-Category", Raw::new(c.clone()));
@@ -337,15 +398,19 @@ fn build_message(
             "cannot build the message: {e}"
         )))
     })?;
-    Ok((raw, from, recipients))
+    Ok(Built {
+        raw,
+        from: from.mailbox,
+        recipients,
+    })
 }
 
-fn list(field: &str, v: &OneOrMany) -> Result<Vec<String>, ApiError> {
+fn list(field: &str, v: &OneOrMany) -> Result<Vec<Mailbox>, ApiError> {
     let items = match v {
         OneOrMany::One(s) => vec![s.clone()],
         OneOrMany::Many(v) => v.clone(),
     };
-    items.iter().map(|a| bare_address(field, a)).collect()
+    items.iter().map(|a| mailbox(field, a)).collect()
 }
 
 #[cfg(test)]
@@ -363,20 +428,22 @@ mod tests {
             "subject": "Hi", "text": "plain", "html": "<p>html</p>", "replyTo": "help@member.test",
             "headers": {"X-Campaign": "7"}, "category": "password-reset"
         }));
-        let (raw, from, rcpts) = build_message(&r, 10).unwrap();
-        assert_eq!(from, "app@member.test");
+        let built = build_message(&r, 10, "m1@relay.test").unwrap();
+        assert_eq!(built.from.as_str(), "app@member.test");
+        let rcpts: Vec<&str> = built.recipients.iter().map(|m| m.as_str()).collect();
         assert_eq!(
             rcpts,
             ["a@x.test", "b@x.test", "c@x.test", "d@x.test"],
             "deduplicated, bcc kept out of headers"
         );
-        let text = String::from_utf8(raw).unwrap();
+        let text = String::from_utf8(built.raw).unwrap();
+        assert!(text.contains("Message-ID: <m1@relay.test>"), "{text}");
         assert!(
             text.contains("X-Campaign: 7") && text.contains("X-Atmos-Category: password-reset")
         );
         assert!(!text.contains("d@x.test"), "bcc must not appear in headers");
         assert!(text.contains("multipart/alternative"));
-        let code = |j: serde_json::Value| match build_message(&req(j), 3) {
+        let code = |j: serde_json::Value| match build_message(&req(j), 3, "m@relay.test") {
             Err(ApiError::Submit(SubmitError::InvalidRequest(m))) => m,
             other => panic!("expected INVALID_REQUEST, got {other:?}"),
         };
@@ -394,5 +461,50 @@ mod tests {
         assert!(code(serde_json::json!({"from": "a@m.test", "to": "a@x.test", "text": "t", "headers": {"DKIM-Signature": "x"}})).contains("reserved"));
         assert!(code(serde_json::json!({"from": "a@m.test", "to": ["a@x.test","b@x.test","c@x.test","d@x.test"], "text": "t"})).contains("at most 3"));
         assert!(code(serde_json::json!({"from": "a@m.test", "to": "a@x.test", "text": "t", "subject": "a\r\nBcc: x"})).starts_with("subject"));
+        // Every address field is one strict type: CR, LF, NUL, '>' and over-long parts fail.
+        let long = format!("{}@x.test", "l".repeat(65));
+        for field in ["from", "to", "cc", "bcc", "replyTo"] {
+            for bad in [
+                "a@x.test\r\nRSET",
+                "a@x.test\nX: y",
+                "a\u{0}@x.test",
+                "a@x.test>",
+                long.as_str(),
+            ] {
+                let mut j = serde_json::json!({"from": "a@m.test", "to": "b@x.test", "text": "t"});
+                j[field] = serde_json::json!(bad);
+                assert!(code(j).starts_with(field), "{field} {bad:?}");
+            }
+        }
+        for name in [
+            "Sender",
+            "Resent-From",
+            "Received",
+            "Return-Path",
+            "Authentication-Results",
+            "ARC-Seal",
+            "DKIM-Signature",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "Feedback-ID",
+        ] {
+            let j = serde_json::json!({"from": "a@m.test", "to": "b@x.test", "text": "t", "headers": {name: "x"}});
+            assert!(code(j).contains("reserved"), "{name}");
+        }
+        let j = serde_json::json!({"from": "a@m.test", "to": "b@x.test", "text": "t", "headers": {"X-Ok": "a\u{0}b"}});
+        assert!(code(j).contains("control"));
+        // A display name is taken; the address check stays on the mailbox.
+        let built = build_message(
+            &req(serde_json::json!({"from": "App <app@m.test>", "to": "b@x.test", "text": "t"})),
+            3,
+            "m@r.test",
+        )
+        .unwrap();
+        assert_eq!(built.from.as_str(), "app@m.test");
+        assert!(
+            String::from_utf8(built.raw)
+                .unwrap()
+                .contains("From: \"App\" <app@m.test>")
+        );
     }
 }

@@ -3,15 +3,21 @@
 //! nothing (link scanners follow GETs).
 
 use super::AppState;
-use crate::store::{messages, now_ms, suppressions};
+use crate::store::{now_ms, suppressions};
 use crate::verp::{self, Unsubscribe};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
 
+/// A genuine token for one recipient. Tokens for a whole message (`*`, from before links were
+/// per recipient) are refused: one reader's click must never unsubscribe the others.
 fn check(state: &AppState, token: &str) -> Result<Unsubscribe, Box<Response>> {
-    verp::parse_unsubscribe_token(&state.secrets, token).map_err(|_| {
+    verp::parse_unsubscribe_token(&state.secrets, token)
+        .ok()
+        .filter(|u| u.recipient != "*")
+        .ok_or(())
+        .map_err(|_| {
         Box::new(
             (StatusCode::BAD_REQUEST, Html("<!doctype html><title>Unsubscribe</title><p>This unsubscribe link is not valid.</p>".to_string()))
                 .into_response(),
@@ -28,11 +34,7 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
         Ok(u) => u,
         Err(r) => return *r,
     };
-    let who = if u.recipient == "*" {
-        "these addresses".to_string()
-    } else {
-        html_escape(&u.recipient)
-    };
+    let who = html_escape(&u.recipient);
     Html(format!(
         "<!doctype html><meta charset=utf-8><title>Unsubscribe</title>\
          <p>Stop receiving this sender's mail at {who}?</p>\
@@ -54,18 +56,14 @@ pub async fn confirm(State(state): State<Arc<AppState>>, Path(token): Path<Strin
     };
     let now = now_ms();
     let result = state.store.write(|tx| {
-        let addresses: Vec<String> = if u.recipient == "*" {
-            messages::recipients_of(tx, &u.message_id)?
-                .into_iter()
-                .map(|r| r.address)
-                .collect()
-        } else {
-            vec![u.recipient.clone()]
-        };
-        for a in &addresses {
-            suppressions::add(tx, &u.did, a, "unsubscribe", Some(&u.message_id), now)?;
-        }
-        Ok(addresses.len())
+        suppressions::add(
+            tx,
+            &u.did,
+            &u.recipient,
+            "unsubscribe",
+            Some(&u.message_id),
+            now,
+        )
     });
     match result {
         Ok(_) => Html(

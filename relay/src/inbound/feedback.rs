@@ -1,144 +1,374 @@
 //! What a received report does to the relay's state, inside the spool transaction that also logs
-//! it: a DSN marks the recipient bounced and suppresses a hard-bounced address (`bounce_received`);
-//! an ARF complaint suppresses the complainant for good (`complaint_received`).
+//! it. A report acts only with proof the relay sent the message it is about (SPEC §15): a VERP
+//! tag (the envelope recipient, or the enclosed original's `Return-Path`), or an operator DKIM
+//! signature over the enclosed headers. It then touches only recipients of that message, each
+//! once: a DSN marks a recipient bounced and suppresses a hard-bounced address
+//! (`bounce_received`); an ARF complaint suppresses the complainant for good
+//! (`complaint_received`). A report without proof is logged and emits `report_unverified`, which
+//! no rule counts.
 
-use super::report::{Dsn, Feedback};
+use super::report::{Dsn, Feedback, Original};
+use crate::address::Mailbox;
 use crate::store::events::{self, NewEvent};
 use crate::store::{StoreError, members, messages, suppressions};
+use crate::verp::VerpTarget;
 use rusqlite::Connection;
 
-/// Who a report is about.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attribution {
-    pub did: Option<String>,
-    /// The relay's message the report refers to, when known.
-    pub message_id: Option<String>,
-    /// True when the message was found in the store (VERP tag or Message-ID), not only named by
-    /// headers a third party could write.
-    pub verified: bool,
+/// How the relay knows it sent the reported message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The report came to a VERP return path.
+    Envelope,
+    /// The enclosed original's `Return-Path` is a VERP address.
+    ReturnPath,
+    /// An operator DKIM signature verifies over the enclosed headers.
+    Signature,
 }
 
-/// Works out who a report is about: the VERP message id when the report came to a bounce
-/// address, else the message whose Message-ID the enclosed original carries, else the member
-/// named by `X-Atmos-Member-Did` / `Feedback-ID`.
+impl Proof {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Envelope => "verp",
+            Self::ReturnPath => "return_path",
+            Self::Signature => "dkim",
+        }
+    }
+}
+
+/// What the relay could establish about a report before the transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// The VERP address the report was sent to.
+    pub envelope: Option<VerpTarget>,
+    /// The VERP address in the enclosed original's `Return-Path`.
+    pub return_path: Option<VerpTarget>,
+    /// The member DID and Message-ID of an enclosed original whose operator signature verified.
+    pub signed: Option<(String, String)>,
+}
+
+/// A recipient a report may touch: one the proven message was sent to.
+#[derive(Debug, Clone)]
+pub struct ProvenRecipient {
+    pub id: i64,
+    pub message_id: String,
+    pub address: Mailbox,
+}
+
+/// Who a report is about.
+#[derive(Debug, Clone, Default)]
+pub struct Attribution {
+    /// The sending member (proven), or the member the headers name (unproven: logged only).
+    pub did: Option<String>,
+    pub proof: Option<Proof>,
+    /// The relay's message the report refers to, when proven.
+    pub message_id: Option<String>,
+    /// Recipients the report may touch.
+    pub recipients: Vec<ProvenRecipient>,
+}
+
+impl Attribution {
+    /// Whether the relay proved it sent the message.
+    pub fn verified(&self) -> bool {
+        self.proof.is_some()
+    }
+
+    fn recipient(&self, address: &Mailbox) -> Option<&ProvenRecipient> {
+        self.recipients.iter().find(|r| r.address.same_as(address))
+    }
+}
+
+/// Works out who a report is about from the evidence, strongest first; without any, the member
+/// the enclosed headers name is recorded but nothing is proven.
 pub fn attribute(
     conn: &Connection,
-    verp_message_id: Option<&str>,
-    original: &super::report::Original,
+    evidence: &Evidence,
+    original: &Original,
 ) -> Result<Attribution, StoreError> {
-    let ours = match original.message_id.as_deref() {
-        Some(header_id) => messages::by_header_id(conn, header_id)?,
-        None => None,
-    };
-    for candidate in verp_message_id.map(str::to_string).into_iter().chain(ours) {
-        if let Some((did, _, source)) = messages::origin(conn, &candidate)?
-            && !messages::is_relay_source(&source)
+    let tagged = [
+        (Proof::Envelope, &evidence.envelope),
+        (Proof::ReturnPath, &evidence.return_path),
+    ];
+    for (proof, target) in tagged {
+        if let Some(t) = target
+            && let Some(found) = proven(conn, &[t.message_id.clone()], t.recipient)?
         {
             return Ok(Attribution {
-                did: Some(did),
-                message_id: Some(candidate),
-                verified: true,
+                proof: Some(proof),
+                ..found
             });
         }
     }
-    let named = original.did();
-    let did = match named {
+    if let Some((did, header_id)) = &evidence.signed {
+        let ids = messages::by_header_id(conn, did, header_id)?;
+        if let Some(found) = proven(conn, &ids, None)? {
+            return Ok(Attribution {
+                proof: Some(Proof::Signature),
+                ..found
+            });
+        }
+    }
+    let did = match original.did() {
         Some(did) if members::get(conn, &did)?.is_some() => Some(did),
         _ => None,
     };
     Ok(Attribution {
         did,
-        message_id: None,
-        verified: false,
+        ..Default::default()
     })
 }
 
-/// Applies a DSN; returns how many recipients it reported as permanently failed.
+/// The member and recipients of the member messages `ids` (only `recipient` when given).
+fn proven(
+    conn: &Connection,
+    ids: &[String],
+    recipient: Option<i64>,
+) -> Result<Option<Attribution>, StoreError> {
+    let mut out: Option<Attribution> = None;
+    for id in ids {
+        let Some((did, _, source)) = messages::origin(conn, id)? else {
+            continue;
+        };
+        if messages::is_relay_source(&source) {
+            continue;
+        }
+        let a = out.get_or_insert_with(|| Attribution {
+            did: Some(did.clone()),
+            message_id: Some(id.clone()),
+            ..Default::default()
+        });
+        if a.did.as_deref() != Some(did.as_str()) {
+            continue;
+        }
+        for (rid, address, _) in messages::recipient_rows(conn, id)? {
+            if recipient.is_some_and(|r| r != rid) {
+                continue;
+            }
+            if let Ok(address) = Mailbox::parse(&address) {
+                a.recipients.push(ProvenRecipient {
+                    id: rid,
+                    message_id: id.clone(),
+                    address,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// No proof: logged, nothing enforced.
+    Unverified,
+    /// Proof, but it named nobody who received the message.
+    NoKnownRecipient,
+    /// Counted already (the same recipient reported before).
+    Duplicate,
+    /// Verified bounces were recorded.
+    Bounced,
+    /// Only delays (or other non-failures) were reported.
+    Delayed,
+    /// Verified complaints were recorded.
+    Complained,
+    /// A `not-spam` report: nothing to do.
+    Retraction,
+}
+
+impl Effect {
+    /// The action written to the inbound log.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Unverified => "unverified",
+            Self::NoKnownRecipient => "no_known_recipient",
+            Self::Duplicate => "duplicate",
+            Self::Bounced => "bounce_recorded",
+            Self::Delayed => "delay_recorded",
+            Self::Complained => "complaint_recorded",
+            Self::Retraction => "logged",
+        }
+    }
+}
+
+/// Records an unproven report: visible in the log and the event stream, counted by nothing.
+fn unverified(
+    tx: &Connection,
+    kind: &str,
+    who: &Attribution,
+    named: serde_json::Value,
+    now: i64,
+) -> Result<Effect, StoreError> {
+    events::append(
+        tx,
+        now,
+        &NewEvent {
+            kind: "report_unverified",
+            did: None,
+            actor: Some("inbound"),
+            data: serde_json::json!({ "report": kind, "namedDid": who.did, "named": named }),
+            ..Default::default()
+        },
+    )?;
+    Ok(Effect::Unverified)
+}
+
+/// A verified fact is counted once per recipient of a message.
+fn first_time(
+    tx: &Connection,
+    recipient_id: i64,
+    kind: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO report_facts (recipient_id, kind, at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(rusqlite::params![recipient_id, kind, now])?
+        == 1)
+}
+
+/// Applies a DSN.
 pub fn apply_dsn(
     tx: &Connection,
     dsn: &Dsn,
     who: &Attribution,
     now: i64,
-) -> Result<usize, StoreError> {
-    let mut failed = 0;
+) -> Result<Effect, StoreError> {
+    let (Some(did), Some(proof)) = (&who.did, who.proof) else {
+        let named: Vec<&str> = dsn.recipients.iter().map(|r| r.address.as_str()).collect();
+        return unverified(tx, "dsn", who, serde_json::json!(named), now);
+    };
+    let mut ignored: Vec<&str> = Vec::new();
+    let mut seen: Vec<i64> = Vec::new();
+    let (mut bounced, mut delayed, mut duplicate) = (0, 0, 0);
     for r in &dsn.recipients {
+        let matched = who
+            .recipient(&r.address)
+            .or_else(|| r.original.as_ref().and_then(|o| who.recipient(o)));
+        let Some(rcpt) = matched else {
+            ignored.push(r.address.as_str());
+            continue;
+        };
+        // Several blocks about one recipient are one report about it.
+        if seen.contains(&rcpt.id) {
+            continue;
+        }
+        seen.push(rcpt.id);
         let permanent = r.is_permanent();
+        if permanent && !first_time(tx, rcpt.id, "bounce", now)? {
+            duplicate += 1;
+            continue;
+        }
         let mut marked = false;
         if permanent {
-            failed += 1;
-            if let Some(id) = &who.message_id {
-                marked = messages::mark_bounced(tx, id, &r.address, &r.reply(), now)?;
-            }
-            if let Some(did) = &who.did
-                && crate::suppression::is_hard_bounce(&r.status)
-            {
+            bounced += 1;
+            marked = messages::mark_bounced(tx, rcpt.id, &r.reply(), now)?;
+            if crate::suppression::is_hard_bounce(&r.status) {
                 suppressions::add(
                     tx,
                     did,
-                    &r.address,
+                    rcpt.address.as_str(),
                     "bounce",
-                    who.message_id.as_deref(),
+                    Some(&rcpt.message_id),
                     now,
                 )?;
             }
+        } else {
+            delayed += 1;
         }
         events::append(
             tx,
             now,
             &NewEvent {
                 kind: "bounce_received",
-                did: who.did.as_deref(),
-                message_id: who.message_id.as_deref(),
+                did: Some(did),
+                message_id: Some(&rcpt.message_id),
                 actor: Some("inbound"),
                 data: serde_json::json!({
-                    "recipient": r.address, "action": r.action, "status": r.status,
+                    "recipient": rcpt.address.as_str(), "action": r.action, "status": r.status,
                     "diagnostic": r.diagnostic, "permanent": permanent,
-                    "recipientMarked": marked, "verified": who.verified,
+                    "recipientMarked": marked, "verified": true, "proof": proof.as_str(),
                 }),
             },
         )?;
     }
-    Ok(failed)
+    if !ignored.is_empty() {
+        tracing::info!(did, ignored = ?ignored, "inbound: DSN named addresses that were not recipients");
+    }
+    Ok(match (bounced, delayed, duplicate) {
+        (b, _, _) if b > 0 => Effect::Bounced,
+        (_, d, _) if d > 0 => Effect::Delayed,
+        (_, _, d) if d > 0 => Effect::Duplicate,
+        _ => Effect::NoKnownRecipient,
+    })
 }
 
-/// Applies an ARF report; returns how many complainants were suppressed.
+/// Applies an ARF report.
 pub fn apply_arf(
     tx: &Connection,
     report: &Feedback,
     who: &Attribution,
     now: i64,
-) -> Result<usize, StoreError> {
+) -> Result<Effect, StoreError> {
+    let (Some(did), Some(proof)) = (&who.did, who.proof) else {
+        let named: Vec<&str> = report.complainants.iter().map(|m| m.as_str()).collect();
+        return unverified(tx, "arf", who, serde_json::json!(named), now);
+    };
     // "not-spam" is a retraction, not a complaint.
-    let complaint = report.feedback_type != "not-spam";
-    let mut suppressed = 0;
-    for address in &report.complainants {
-        if let (true, Some(did)) = (complaint, &who.did) {
-            suppressions::add(
-                tx,
-                did,
-                address,
-                "complaint",
-                who.message_id.as_deref(),
-                now,
-            )?;
-            suppressed += 1;
-        }
+    if report.feedback_type == "not-spam" {
+        return Ok(Effect::Retraction);
     }
-    if complaint {
+    // Who complained: the addresses the report names, or, when it names none and the proof
+    // names exactly one recipient (per-recipient VERP), that recipient.
+    let complainants: Vec<&ProvenRecipient> = if report.complainants.is_empty() {
+        match who.recipients.as_slice() {
+            [one] => vec![one],
+            _ => Vec::new(),
+        }
+    } else {
+        let mut out = Vec::new();
+        for c in &report.complainants {
+            match who.recipient(c) {
+                Some(r) => out.push(r),
+                None => {
+                    tracing::info!(did, address = %c, "inbound: complaint names an address that was not a recipient")
+                }
+            }
+        }
+        out
+    };
+    let (mut recorded, mut duplicate) = (0, 0);
+    for rcpt in complainants {
+        if !first_time(tx, rcpt.id, "complaint", now)? {
+            duplicate += 1;
+            continue;
+        }
+        recorded += 1;
+        suppressions::add(
+            tx,
+            did,
+            rcpt.address.as_str(),
+            "complaint",
+            Some(&rcpt.message_id),
+            now,
+        )?;
         events::append(
             tx,
             now,
             &NewEvent {
                 kind: "complaint_received",
-                did: who.did.as_deref(),
-                message_id: who.message_id.as_deref(),
+                did: Some(did),
+                message_id: Some(&rcpt.message_id),
                 actor: Some("inbound"),
                 data: serde_json::json!({
-                    "complainants": report.complainants, "feedbackType": report.feedback_type,
-                    "verified": who.verified,
+                    "complainants": [rcpt.address.as_str()], "feedbackType": report.feedback_type,
+                    "verified": true, "proof": proof.as_str(),
                 }),
             },
         )?;
     }
-    Ok(suppressed)
+    Ok(match (recorded, duplicate) {
+        (r, _) if r > 0 => Effect::Complained,
+        (_, d) if d > 0 => Effect::Duplicate,
+        _ => Effect::NoKnownRecipient,
+    })
 }

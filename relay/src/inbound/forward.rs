@@ -2,7 +2,8 @@
 //! mail the relay forwarded. The original From and Subject stay; the relay adds a `Received` trace
 //! field (which also counts hops against loops) and signs with the operator keys.
 
-use crate::accept::{QueueItem, Source};
+use crate::accept::{QueueItem, ReturnPath, Source};
+use crate::address::{Mailbox, ReversePath};
 use crate::dkim::signer::Signer;
 
 /// What to forward, and where.
@@ -12,9 +13,11 @@ pub struct Forward {
     pub did: String,
     /// Original envelope sender (kept for the record).
     pub mail_from: String,
-    /// Envelope sender of the copy: an SRS address, or empty for a returned bounce.
-    pub return_path: String,
-    pub to: String,
+    /// Envelope sender of the copy: an SRS address, or the null sender for a returned bounce.
+    pub return_path: ReversePath,
+    /// Where it goes: an address the relay derived itself (forward-to, operator_forward_to, the
+    /// original sender of an SRS address).
+    pub to: Mailbox,
 }
 
 /// The `Received` trace field the relay adds (RFC 5321 §4.4).
@@ -43,10 +46,10 @@ pub(crate) fn build(
     let mut signed = signatures.into_bytes();
     signed.extend_from_slice(&body);
     Ok(QueueItem {
-        id: uuid::Uuid::now_v7().simple().to_string(),
+        id: crate::accept::new_id(),
         did: f.did.clone(),
         mail_from: f.mail_from.clone(),
-        return_path: f.return_path.clone(),
+        return_path: ReturnPath::Fixed(f.return_path.clone()),
         category: "forward".into(),
         from_domain: operator_domain.to_string(),
         source: Source::Forward,

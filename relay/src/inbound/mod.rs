@@ -12,9 +12,12 @@ pub mod report;
 pub mod route;
 
 use crate::accept::{Acceptor, QueueItem, insert_queued};
+use crate::address::{Mailbox, ReversePath};
+use crate::dkim::verify::{self as dkim_verify, PublicKey};
 use crate::secrets::Secrets;
 use crate::store::inbound::{self as log, NewInbound};
 use crate::store::{StoreError, now_ms};
+use feedback::Evidence;
 use report::Report;
 use route::{Refusal, Route, RouteNames};
 use std::sync::Arc;
@@ -29,6 +32,10 @@ pub enum InboundError {
     Loop,
     #[error("no valid recipients")]
     NoRecipients,
+    /// A recipient accepted at RCPT can no longer be routed (its forward-to went away, an SRS
+    /// address expired, a lookup failed): SMTP has one reply per DATA, so nothing is taken.
+    #[error("a recipient can no longer be routed, try again later")]
+    Reroute,
     #[error("queue full, retry later")]
     QueueFull,
     #[error("internal error, retry later")]
@@ -41,6 +48,7 @@ impl InboundError {
         match self {
             Self::Loop => (554, "5.4.6"),
             Self::NoRecipients => (554, "5.5.1"),
+            Self::Reroute => (451, "4.3.0"),
             Self::QueueFull => (451, "4.3.1"),
             Self::Internal => (451, "4.3.0"),
         }
@@ -53,16 +61,16 @@ pub struct Envelope {
     /// Client address.
     pub peer: String,
     pub helo: String,
-    /// Envelope sender (empty for bounces).
-    pub mail_from: String,
-    pub recipients: Vec<String>,
+    /// Envelope sender (`None`: the null sender of bounces).
+    pub mail_from: ReversePath,
+    pub recipients: Vec<Mailbox>,
 }
 
 /// What the MX did with a message (one entry per recipient).
 #[derive(Debug, Clone)]
 pub struct Received {
     pub id: String,
-    pub actions: Vec<(String, &'static str)>,
+    pub actions: Vec<(Mailbox, &'static str)>,
 }
 
 /// Inbound settings.
@@ -70,7 +78,7 @@ pub struct Received {
 pub struct InboundSettings {
     pub names: RouteNames,
     /// Where operator-alias mail goes; `None`: accepted and logged.
-    pub operator_forward_to: Option<String>,
+    pub operator_forward_to: Option<Mailbox>,
 }
 
 /// The inbound service.
@@ -82,7 +90,7 @@ pub struct Inbound {
 
 /// One recipient's outcome, before it is written.
 struct Outcome {
-    recipient: String,
+    recipient: Mailbox,
     classification: &'static str,
     did: Option<String>,
     message_id: Option<String>,
@@ -104,7 +112,7 @@ impl Inbound {
     }
 
     /// Classifies a recipient (asked at RCPT).
-    pub fn route(&self, recipient: &str) -> Result<Route, Refusal> {
+    pub fn route(&self, recipient: &Mailbox) -> Result<Route, Refusal> {
         route::route(
             self.acceptor.store(),
             &self.secrets,
@@ -119,15 +127,26 @@ impl Inbound {
         if forward::hops(&raw) > MAX_HOPS {
             return Err(InboundError::Loop);
         }
-        let routes: Vec<(String, Route)> = env
-            .recipients
-            .iter()
-            .filter_map(|r| self.route(r).ok().map(|route| (r.clone(), route)))
-            .collect();
-        if routes.is_empty() {
+        if env.recipients.is_empty() {
             return Err(InboundError::NoRecipients);
         }
+        // Routed again now: what was true at RCPT may have changed. One reply covers the whole
+        // transaction, so a recipient that no longer routes fails all of it (451, retried).
+        let mut routes: Vec<(Mailbox, Route)> = Vec::with_capacity(env.recipients.len());
+        for r in &env.recipients {
+            match self.route(r) {
+                Ok(route) => routes.push((r.clone(), route)),
+                Err(refusal) => {
+                    tracing::info!(recipient = %r, %refusal, "inbound: recipient no longer routes at DATA");
+                    return Err(InboundError::Reroute);
+                }
+            }
+        }
         let report = report::parse(&raw);
+        let evidence = match &report {
+            Some(r) => self.evidence(r.original()),
+            None => Evidence::default(),
+        };
         let subject = mail_parser::MessageParser::default()
             .parse_headers(&raw)
             .and_then(|m| m.subject().map(|s| s.chars().take(200).collect::<String>()));
@@ -145,9 +164,7 @@ impl Inbound {
         for (recipient, route) in routes {
             let plan = self.plan(&env, &recipient, &route, report.as_ref(), &mut report_done);
             if let Some(f) = &plan.forward
-                && !forwards
-                    .iter()
-                    .any(|q| q.recipients[0].eq_ignore_ascii_case(&f.to))
+                && !forwards.iter().any(|q| q.recipients[0].same_as(&f.to))
             {
                 let item = self.build_forward(&received, &raw, f, now).await?;
                 forwards.push(item);
@@ -155,8 +172,13 @@ impl Inbound {
             plans.push(plan);
         }
 
-        let (limits, max_queue_bytes) = self.acceptor.queue_limits();
-        let (peer, mail_from, size) = (env.peer.clone(), env.mail_from.clone(), raw.len());
+        let caps = self.acceptor.caps();
+        let mail_from = env
+            .mail_from
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let (peer, size) = (env.peer.clone(), raw.len());
         let (items, report) = (forwards, report);
         let written = self
             .acceptor
@@ -164,14 +186,11 @@ impl Inbound {
             .write(move |tx| {
                 let mut due = Vec::new();
                 for item in &items {
-                    due.push((
-                        item.source,
-                        insert_queued(tx, item, &limits, max_queue_bytes)?,
-                    ));
+                    due.push((item.source, insert_queued(tx, item, &caps)?));
                 }
                 let mut outcomes = Vec::new();
                 for plan in plans {
-                    outcomes.push(plan.apply(tx, report.as_ref(), now)?);
+                    outcomes.push(plan.apply(tx, report.as_ref(), &evidence, now)?);
                 }
                 for o in &outcomes {
                     log::insert(
@@ -180,7 +199,7 @@ impl Inbound {
                             received_at: now,
                             peer: &peer,
                             mail_from: &mail_from,
-                            recipient: &o.recipient,
+                            recipient: o.recipient.as_str(),
                             classification: o.classification,
                             did: o.did.as_deref(),
                             message_id: o.message_id.as_deref(),
@@ -218,18 +237,53 @@ impl Inbound {
         })
     }
 
+    /// What the relay can prove about a report's enclosed original before the transaction: a VERP
+    /// `Return-Path`, and an operator DKIM signature over its headers (with the member and
+    /// Message-ID those signed headers name).
+    fn evidence(&self, original: &report::Original) -> Evidence {
+        let names = &self.settings.names;
+        let return_path = original.return_path.as_deref().and_then(|rp| {
+            crate::verp::parse_return_path(&self.secrets, rp, &names.operator_domain).ok()
+        });
+        // One X-Atmos-Member-Did and one Message-ID, or what the signature covers is ambiguous.
+        let signed = match (&original.member_did, &original.message_id) {
+            (Some(did), Some(mid)) if original.identity_fields == 2 => {
+                let keys = self
+                    .acceptor
+                    .store()
+                    .with(|c| crate::store::dkim_keys::published(c, &names.operator_domain, 0));
+                let keys: Vec<PublicKey> = keys
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|k| PublicKey {
+                        selector: k.selector.clone(),
+                        txt: crate::dkim::keys::txt_value(k),
+                    })
+                    .collect();
+                dkim_verify::verify_headers(&original.raw, &names.operator_domain, &keys)
+                    .map(|_| (did.clone(), mid.clone()))
+            }
+            _ => None,
+        };
+        Evidence {
+            envelope: None,
+            return_path,
+            signed,
+        }
+    }
+
     /// What one recipient of a message leads to.
     fn plan(
         &self,
         env: &Envelope,
-        recipient: &str,
+        recipient: &Mailbox,
         route: &Route,
         report: Option<&Report>,
         report_done: &mut bool,
     ) -> Plan {
         let mut plan = Plan {
-            recipient: recipient.to_string(),
-            verp_message_id: None,
+            recipient: recipient.clone(),
+            verp: None,
             handles_report: false,
             forward: None,
             kind: PlanKind::Log,
@@ -237,23 +291,23 @@ impl Inbound {
         match route {
             // Reports count once per message, whichever of its recipients carried them.
             Route::Bounce { .. } | Route::Operator { .. } if report.is_some() => {
-                if let Route::Bounce { message_id } = route {
-                    plan.verp_message_id = Some(message_id.clone());
+                if let Route::Bounce { target } = route {
+                    plan.verp = Some(target.clone());
                 }
                 plan.handles_report = !*report_done;
                 *report_done = true;
                 plan.kind = PlanKind::Report;
             }
-            Route::Bounce { message_id } => {
+            Route::Bounce { target } => {
                 // An auto-reply or similar sent to a return path: nothing to act on.
-                plan.verp_message_id = Some(message_id.clone());
+                plan.verp = Some(target.clone());
                 plan.kind = PlanKind::Ignored;
             }
             Route::Operator { .. } => match &self.settings.operator_forward_to {
                 Some(to) => {
                     plan.forward = Some(forward::Forward {
                         did: String::new(),
-                        mail_from: env.mail_from.clone(),
+                        mail_from: mail_from_text(env),
                         return_path: self.srs(&env.mail_from),
                         to: to.clone(),
                     });
@@ -264,9 +318,9 @@ impl Inbound {
             Route::SrsBounce { sender } => {
                 plan.forward = Some(forward::Forward {
                     did: String::new(),
-                    mail_from: env.mail_from.clone(),
+                    mail_from: mail_from_text(env),
                     // A bounce of a bounce must not bounce again: null sender.
-                    return_path: String::new(),
+                    return_path: None,
                     to: sender.clone(),
                 });
                 plan.kind = PlanKind::SrsBounce;
@@ -276,7 +330,7 @@ impl Inbound {
             } => {
                 plan.forward = Some(forward::Forward {
                     did: did.clone(),
-                    mail_from: env.mail_from.clone(),
+                    mail_from: mail_from_text(env),
                     return_path: self.srs(&env.mail_from),
                     to: forward_to.clone(),
                 });
@@ -287,14 +341,13 @@ impl Inbound {
     }
 
     /// The SRS return path for forwarding mail from `sender` (null stays null).
-    fn srs(&self, sender: &str) -> String {
+    fn srs(&self, sender: &ReversePath) -> ReversePath {
         crate::srs::forward(
             &self.secrets,
-            sender,
+            sender.as_ref()?,
             &self.settings.names.hostname,
             now_secs(),
         )
-        .unwrap_or_default()
     }
 
     async fn build_forward(
@@ -320,10 +373,18 @@ impl Inbound {
     }
 }
 
+/// The envelope sender as recorded (empty for the null sender).
+fn mail_from_text(env: &Envelope) -> String {
+    env.mail_from
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default()
+}
+
 /// The decision for one recipient, applied inside the transaction.
 struct Plan {
-    recipient: String,
-    verp_message_id: Option<String>,
+    recipient: Mailbox,
+    verp: Option<crate::verp::VerpTarget>,
     /// This recipient applies the message's report (the first one that carries it).
     handles_report: bool,
     forward: Option<forward::Forward>,
@@ -345,41 +406,29 @@ impl Plan {
         self,
         tx: &rusqlite::Connection,
         report: Option<&Report>,
+        evidence: &Evidence,
         now: i64,
     ) -> Result<Outcome, StoreError> {
         let (classification, did, message_id, action) = match (&self.kind, report) {
             (PlanKind::Report, Some(report)) => {
-                let original = match report {
-                    Report::Dsn(d) => &d.original,
-                    Report::Arf(f) => &f.original,
+                let evidence = Evidence {
+                    envelope: self.verp.clone(),
+                    ..evidence.clone()
                 };
-                let who = feedback::attribute(tx, self.verp_message_id.as_deref(), original)?;
-                let (classification, action) = match report {
-                    Report::Dsn(_) if !self.handles_report => ("dsn", "duplicate"),
-                    Report::Arf(_) if !self.handles_report => ("arf", "duplicate"),
-                    Report::Dsn(d) => {
-                        let failed = feedback::apply_dsn(tx, d, &who, now)?;
-                        let action = match (who.did.is_some(), failed) {
-                            (false, _) => "unattributed",
-                            (true, 0) => "delay_recorded",
-                            (true, _) => "bounce_recorded",
-                        };
-                        ("dsn", action)
-                    }
-                    Report::Arf(f) => {
-                        feedback::apply_arf(tx, f, &who, now)?;
-                        let action = if who.did.is_some() {
-                            "complaint_recorded"
-                        } else {
-                            "unattributed"
-                        };
-                        ("arf", action)
-                    }
+                let who = feedback::attribute(tx, &evidence, report.original())?;
+                let classification = match report {
+                    Report::Dsn(_) => "dsn",
+                    Report::Arf(_) => "arf",
+                };
+                let action = match report {
+                    _ if !self.handles_report => "duplicate",
+                    Report::Dsn(d) => feedback::apply_dsn(tx, d, &who, now)?.action(),
+                    Report::Arf(f) => feedback::apply_arf(tx, f, &who, now)?.action(),
                 };
                 (classification, who.did, who.message_id, action)
             }
             (PlanKind::Report | PlanKind::Log, _) => ("other", None, None, "logged"),
-            (PlanKind::Ignored, _) => ("other", None, self.verp_message_id, "ignored"),
+            (PlanKind::Ignored, _) => ("other", None, self.verp.map(|v| v.message_id), "ignored"),
             (PlanKind::Operator, _) => ("operator", None, None, "forwarded"),
             (PlanKind::OperatorLogged, _) => ("operator", None, None, "logged"),
             (PlanKind::SrsBounce, _) => ("srs_bounce", None, None, "returned"),

@@ -3,6 +3,7 @@
 //! (`multipart/report; report-type=feedback-report`, ARF), with what the enclosed original says
 //! about who sent it.
 
+use crate::address::Mailbox;
 use mail_parser::{Message, MessageParser, MimeHeaders};
 
 /// A report found in an inbound message.
@@ -23,7 +24,9 @@ pub struct Dsn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DsnRecipient {
     /// `Final-Recipient` (or `Original-Recipient`) address.
-    pub address: String,
+    pub address: Mailbox,
+    /// `Original-Recipient`, when given: the address as the relay sent it.
+    pub original: Option<Mailbox>,
     /// `failed`, `delayed`, `delivered`, `relayed` or `expanded`.
     pub action: String,
     /// Enhanced status code, e.g. `5.1.1`.
@@ -51,8 +54,8 @@ impl DsnRecipient {
 pub struct Feedback {
     /// `abuse`, `fraud`, `not-spam`...
     pub feedback_type: String,
-    /// `Original-Rcpt-To` addresses: who complained.
-    pub complainants: Vec<String>,
+    /// `Original-Rcpt-To` addresses: who complained (empty when the report names nobody).
+    pub complainants: Vec<Mailbox>,
     pub original: Original,
 }
 
@@ -65,8 +68,31 @@ pub struct Original {
     pub feedback_id: Option<String>,
     /// `Message-ID` without angle brackets.
     pub message_id: Option<String>,
-    /// `To` addresses.
-    pub to: Vec<String>,
+    /// `Return-Path` (the receiving MTA writes the envelope sender there): a VERP address
+    /// proves the relay sent the message.
+    pub return_path: Option<String>,
+    /// How many `X-Atmos-Member-Did` and `Message-ID` fields it has (a signed original has one
+    /// of each).
+    pub identity_fields: usize,
+    /// The enclosed original as received (headers, and the body if included), for DKIM.
+    pub raw: Vec<u8>,
+}
+
+impl Dsn {
+    /// The enclosed original.
+    pub fn original(&self) -> &Original {
+        &self.original
+    }
+}
+
+impl Report {
+    /// The enclosed original of either kind.
+    pub fn original(&self) -> &Original {
+        match self {
+            Self::Dsn(d) => &d.original,
+            Self::Arf(f) => &f.original,
+        }
+    }
 }
 
 impl Original {
@@ -135,15 +161,11 @@ pub fn parse(raw: &[u8]) -> Option<Report> {
             let feedback_type = field(&fields, "Feedback-Type")
                 .unwrap_or("abuse")
                 .to_ascii_lowercase();
-            let mut complainants: Vec<String> = fields
+            let complainants: Vec<Mailbox> = fields
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case("Original-Rcpt-To"))
-                .map(|(_, v)| bare_address(v))
-                .filter(|a| a.contains('@'))
+                .filter_map(|(_, v)| report_address(v))
                 .collect();
-            if complainants.is_empty() {
-                complainants = original.to.clone();
-            }
             Some(Report::Arf(Feedback {
                 feedback_type,
                 complainants,
@@ -166,8 +188,11 @@ fn original(message: &Message<'_>) -> Original {
             )
         })
     });
-    let Some(headers) = part.and_then(|p| MessageParser::default().parse_headers(p.contents()))
-    else {
+    let Some(part) = part else {
+        return Original::default();
+    };
+    let contents = part.contents();
+    let Some(headers) = MessageParser::default().parse_headers(contents) else {
         return Original::default();
     };
     let raw = |name: &str| {
@@ -177,19 +202,19 @@ fn original(message: &Message<'_>) -> Original {
             .map(|(_, v)| unfold(v))
             .filter(|v| !v.is_empty())
     };
+    let identity_fields = headers
+        .headers_raw()
+        .filter(|(n, _)| {
+            n.eq_ignore_ascii_case("X-Atmos-Member-Did") || n.eq_ignore_ascii_case("Message-ID")
+        })
+        .count();
     Original {
         member_did: raw("X-Atmos-Member-Did"),
         feedback_id: raw("Feedback-ID"),
         message_id: headers.message_id().map(str::to_string),
-        to: headers
-            .to()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|a| a.address())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        return_path: raw("Return-Path").map(|v| v.trim().trim_matches(['<', '>']).to_string()),
+        identity_fields,
+        raw: contents.to_vec(),
     }
 }
 
@@ -219,14 +244,18 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn dsn_recipient(fields: &[(String, String)]) -> Option<DsnRecipient> {
-    let address =
-        field(fields, "Final-Recipient").or_else(|| field(fields, "Original-Recipient"))?;
+    let original = field(fields, "Original-Recipient").and_then(report_address);
+    let address = match field(fields, "Final-Recipient").and_then(report_address) {
+        Some(a) => a,
+        None => original.clone()?,
+    };
     let action = field(fields, "Action")?.to_ascii_lowercase();
     let status = field(fields, "Status")
         .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
         .unwrap_or_default();
     Some(DsnRecipient {
-        address: bare_address(address),
+        address,
+        original,
         action,
         status,
         diagnostic: field(fields, "Diagnostic-Code").map(|d| {
@@ -236,10 +265,18 @@ fn dsn_recipient(fields: &[(String, String)]) -> Option<DsnRecipient> {
     })
 }
 
-/// `rfc822; <a@b>` → `a@b`.
-fn bare_address(value: &str) -> String {
+/// `rfc822; <a@b>` → the mailbox `a@b`; anything that does not parse is dropped (and logged), so
+/// an address from a report is as strict as one from a member.
+fn report_address(value: &str) -> Option<Mailbox> {
     let address = value.split_once(';').map_or(value, |(_, a)| a);
-    address.trim().trim_matches(['<', '>']).trim().to_string()
+    let address = address.trim().trim_matches(['<', '>']).trim();
+    match Mailbox::parse(address) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::info!(address = %address.escape_debug(), error = %e, "report: address ignored");
+            None
+        }
+    }
 }
 
 /// A raw header value on one line, trimmed.
@@ -294,6 +331,10 @@ mod tests {
             (gone.address.as_str(), gone.status.as_str()),
             ("Gone@rcpt.test", "5.1.1")
         );
+        assert_eq!(
+            dsn.recipients[1].original.as_ref().map(|m| m.as_str()),
+            Some("later@rcpt.test")
+        );
         assert!(gone.is_permanent());
         assert_eq!(gone.diagnostic.as_deref(), Some("550 5.1.1 no such user"));
         assert!(!dsn.recipients[1].is_permanent());
@@ -315,10 +356,15 @@ mod tests {
             panic!("not ARF")
         };
         assert_eq!(f.feedback_type, "abuse");
-        assert_eq!(f.complainants, vec!["reader@rcpt.test".to_string()]);
+        assert_eq!(
+            f.complainants,
+            vec![Mailbox::parse("reader@rcpt.test").unwrap()]
+        );
         assert_eq!(f.original.did().as_deref(), Some("did:plc:member"));
-        // Without Original-Rcpt-To, the original's To is the complainant; without
-        // X-Atmos-Member-Did, the Feedback-ID names the member.
+        assert_eq!(f.original.identity_fields, 2);
+        assert!(f.original.raw.starts_with(b"From: app@member.test"));
+        // Without Original-Rcpt-To nobody is named; without X-Atmos-Member-Did, the Feedback-ID
+        // names the member.
         let raw = String::from_utf8(raw)
             .unwrap()
             .replace("Original-Rcpt-To: <reader@rcpt.test>\r\n", "")
@@ -326,8 +372,20 @@ mod tests {
         let Some(Report::Arf(f)) = parse(raw.as_bytes()) else {
             panic!("not ARF")
         };
-        assert_eq!(f.complainants, vec!["reader@rcpt.test".to_string()]);
+        assert!(f.complainants.is_empty());
         assert_eq!(f.original.did().as_deref(), Some("did:plc:member"));
+        // Addresses that do not parse are dropped, not trusted.
+        let raw = String::from_utf8(report(
+            "feedback-report",
+            "message/feedback-report",
+            "Feedback-Type: abuse\r\nOriginal-Rcpt-To: <a@x.test>\r\nOriginal-Rcpt-To: <b\"@x.test>\r\n",
+            "message/rfc822",
+        ))
+        .unwrap();
+        let Some(Report::Arf(f)) = parse(raw.as_bytes()) else {
+            panic!("not ARF")
+        };
+        assert_eq!(f.complainants, vec![Mailbox::parse("a@x.test").unwrap()]);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! operator domain, SRS addresses on the relay's hostname, and member domains (replies). Anything
 //! else is relaying and is refused.
 
+use crate::address::Mailbox;
 use crate::secrets::Secrets;
 use crate::store::{Store, StoreError, members};
+use crate::verp::VerpTarget;
 
 /// Local parts of the operator domain that reach the operator.
 pub const OPERATOR_ALIASES: [&str; 5] = ["postmaster", "abuse", "fbl", "support", "hostmaster"];
@@ -11,17 +13,17 @@ pub const OPERATOR_ALIASES: [&str; 5] = ["postmaster", "abuse", "fbl", "support"
 /// Where an accepted recipient leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// The VERP return path of a message the relay sent.
-    Bounce { message_id: String },
+    /// The VERP return path of a message (and recipient) the relay sent.
+    Bounce { target: VerpTarget },
     /// The SRS sender of a message the relay forwarded: goes back to the original sender.
-    SrsBounce { sender: String },
+    SrsBounce { sender: Mailbox },
     /// An operator alias (`postmaster@` ...).
     Operator { alias: String },
     /// An address at a member's sending domain, forwarded to the domain's forward-to address.
     Reply {
         did: String,
         domain: String,
-        forward_to: String,
+        forward_to: Mailbox,
     },
 }
 
@@ -72,18 +74,18 @@ pub fn route(
     store: &Store,
     secrets: &Secrets,
     names: &RouteNames,
-    recipient: &str,
+    recipient: &Mailbox,
     now_secs: u64,
 ) -> Result<Route, Refusal> {
-    let Some((local, domain)) = recipient.rsplit_once('@') else {
+    let Some(domain) = recipient.domain_name().map(|d| d.to_string()) else {
         return Err(Refusal::RelayDenied);
     };
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let local_lower = local.to_ascii_lowercase();
+    let local_lower = recipient.local().to_ascii_lowercase();
+    let address = recipient.as_str();
     if domain == names.operator_domain.to_ascii_lowercase() {
         if local_lower.starts_with("bounces+") {
-            return crate::verp::parse_return_path(secrets, recipient, &names.operator_domain)
-                .map(|message_id| Route::Bounce { message_id })
+            return crate::verp::parse_return_path(secrets, address, &names.operator_domain)
+                .map(|target| Route::Bounce { target })
                 .map_err(|_| Refusal::UnknownBounce);
         }
         if OPERATOR_ALIASES.contains(&local_lower.as_str()) {
@@ -92,7 +94,7 @@ pub fn route(
     }
     if domain == names.hostname.to_ascii_lowercase() {
         if local_lower.starts_with("srs0=") {
-            return crate::srs::reverse(secrets, recipient, &names.hostname, now_secs)
+            return crate::srs::reverse(secrets, address, &names.hostname, now_secs)
                 .map(|sender| Route::SrsBounce { sender })
                 .map_err(|_| Refusal::UnknownBounce);
         }

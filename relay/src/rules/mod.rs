@@ -316,7 +316,8 @@ fn entity_of(e: &Event, by: Entity) -> Option<String> {
         Entity::Did => e.did.clone(),
         Entity::RecipientDomain => e.data["recipient"]
             .as_str()
-            .and_then(crate::accept::domain_of),
+            .and_then(|r| crate::address::Mailbox::parse(r).ok())
+            .map(|m| m.domain_text().to_string()),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::protocol::{Credentials, Reply, SessionState};
 use super::session::{AuthOutcome, Policy, SessionSettings};
+use crate::address::{Mailbox, ReversePath};
 use crate::inbound::{Envelope, Inbound};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::{IpAddr, SocketAddr};
@@ -16,29 +17,35 @@ pub struct InboundService {
     pub settings: SessionSettings,
     pub inbound: Arc<Inbound>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Replies forwarded per member domain, whoever sends them.
+    forwards: DefaultKeyedRateLimiter<String>,
     checks: AtomicU32,
 }
 
 impl InboundService {
-    /// A service allowing each client address `per_minute` transactions, `burst` at once.
+    /// A service allowing each client address `per_minute` transactions, `burst` at once, and
+    /// each member domain `forwards_per_minute` forwarded replies.
     pub fn new(
         settings: SessionSettings,
         inbound: Arc<Inbound>,
         per_minute: NonZeroU32,
         burst: NonZeroU32,
+        forwards_per_minute: NonZeroU32,
     ) -> Self {
         Self {
             settings,
             inbound,
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst)),
+            forwards: RateLimiter::keyed(Quota::per_minute(forwards_per_minute)),
             checks: AtomicU32::new(0),
         }
     }
 
     fn over_rate(&self, ip: IpAddr) -> bool {
-        // Forget idle addresses now and then so the table stays small.
+        // Forget idle addresses now and then so the tables stay small.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
             self.limiter.retain_recent();
+            self.forwards.retain_recent();
         }
         self.limiter.check_key(&ip).is_err()
     }
@@ -53,7 +60,7 @@ impl Policy for InboundService {
         None
     }
 
-    fn mail(&self, _state: &SessionState, peer: SocketAddr, _address: &str) -> Reply {
+    fn mail(&self, _state: &SessionState, peer: SocketAddr, _address: &ReversePath) -> Reply {
         if self.over_rate(peer.ip()) {
             tracing::info!(%peer, "inbound: rate limited");
             return Reply::new(
@@ -65,8 +72,18 @@ impl Policy for InboundService {
         Reply::new(250, "2.1.0", "Sender OK")
     }
 
-    fn rcpt(&self, _state: &SessionState, address: &str) -> Reply {
+    fn rcpt(&self, _state: &SessionState, address: &Mailbox) -> Reply {
         match self.inbound.route(address) {
+            Ok(crate::inbound::route::Route::Reply { domain, .. })
+                if self.forwards.check_key(&domain).is_err() =>
+            {
+                tracing::info!(%domain, "inbound: forward rate limited");
+                Reply::new(
+                    450,
+                    "4.7.1",
+                    "Too much mail for this domain, try again later",
+                )
+            }
             Ok(_) => Reply::new(250, "2.1.5", "Recipient OK"),
             Err(refusal) => {
                 let (code, enhanced) = refusal.smtp();
@@ -92,7 +109,7 @@ impl Policy for InboundService {
         let envelope = Envelope {
             peer: peer.ip().to_string(),
             helo: state.helo.clone().unwrap_or_default(),
-            mail_from: state.mail_from.clone().unwrap_or_default(),
+            mail_from: state.mail_from.clone().flatten(),
             recipients: state.recipients.clone(),
         };
         match self.inbound.receive(envelope, body).await {

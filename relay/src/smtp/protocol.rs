@@ -4,6 +4,7 @@
 //! Command lines are parsed by `smtp-proto`; this module decides what each command means in the
 //! session's current state.
 
+use crate::address::{Mailbox, ReversePath};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use smtp_proto::Request;
@@ -71,8 +72,9 @@ pub struct SessionState {
     pub tls: bool,
     pub helo: Option<String>,
     pub authenticated: Option<String>,
-    pub mail_from: Option<String>,
-    pub recipients: Vec<String>,
+    /// The accepted `MAIL FROM` (`Some(None)` is the null reverse path).
+    pub mail_from: Option<ReversePath>,
+    pub recipients: Vec<Mailbox>,
 }
 
 impl SessionState {
@@ -109,10 +111,10 @@ pub enum Command {
     AuthPlain(Option<String>),
     AuthLogin(Option<String>),
     Mail {
-        address: String,
+        address: ReversePath,
         size: usize,
     },
-    Rcpt(String),
+    Rcpt(Mailbox),
     Data,
     Rset,
     Noop,
@@ -175,27 +177,33 @@ pub fn interpret(state: &SessionState, limits: Limits, req: Request<String>) -> 
         Request::Mail { from } if from.size > limits.max_message_size => {
             Command::Answer(Reply::new(552, "5.3.4", "message too big"))
         }
-        Request::Mail { from } => Command::Mail {
-            address: from.address,
+        Request::Mail { from } if from.address.is_empty() => Command::Mail {
+            address: None,
             size: from.size,
+        },
+        Request::Mail { from } => match Mailbox::parse(&from.address) {
+            Ok(address) => Command::Mail {
+                address: Some(address),
+                size: from.size,
+            },
+            Err(e) => Command::Answer(Reply::new(
+                501,
+                "5.1.7",
+                format!("Bad sender address syntax: the address {e}"),
+            )),
         },
         Request::Rcpt { .. } if state.mail_from.is_none() => bad_sequence("Need MAIL before RCPT"),
         Request::Rcpt { .. } if state.recipients.len() >= limits.max_recipients => {
             Command::Answer(Reply::new(452, "4.5.3", "Too many recipients"))
         }
-        Request::Rcpt { to }
-            if to
-                .address
-                .rsplit_once('@')
-                .is_none_or(|(l, d)| l.is_empty() || d.is_empty()) =>
-        {
-            Command::Answer(Reply::new(
+        Request::Rcpt { to } => match Mailbox::parse(&to.address) {
+            Ok(address) => Command::Rcpt(address),
+            Err(e) => Command::Answer(Reply::new(
                 501,
                 "5.1.3",
-                "Recipient address must be user@domain",
-            ))
-        }
-        Request::Rcpt { to } => Command::Rcpt(to.address),
+                format!("Bad recipient address syntax: the address {e}"),
+            )),
+        },
         Request::Data if state.mail_from.is_none() => bad_sequence("Need MAIL before DATA"),
         Request::Data if state.recipients.is_empty() => {
             Command::Answer(Reply::new(554, "5.5.1", "No valid recipients"))
@@ -345,6 +353,10 @@ mod tests {
         }
     }
 
+    fn mb(s: &str) -> Mailbox {
+        Mailbox::parse(s).expect("test mailbox")
+    }
+
     fn code(cmd: Command) -> u16 {
         match cmd {
             Command::Answer(r) => r.code,
@@ -397,19 +409,19 @@ mod tests {
             552
         );
         assert_eq!(
-            interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c> SIZE=10\r\n")),
+            interpret(&s, LIMITS, parse("MAIL FROM:<a@b.cc> SIZE=10\r\n")),
             Command::Mail {
-                address: "a@b.c".into(),
+                address: Some(mb("a@b.cc")),
                 size: 10
             }
         );
-        s.mail_from = Some("a@b.c".into());
+        s.mail_from = Some(Some(mb("a@b.cc")));
         assert_eq!(
             code(interpret(&s, LIMITS, parse("MAIL FROM:<a@b.c>\r\n"))),
             503
         );
         assert_eq!(code(interpret(&s, LIMITS, parse("DATA\r\n"))), 554);
-        s.recipients = vec!["x@y.z".into(), "y@y.z".into()];
+        s.recipients = vec![mb("x@y.zz"), mb("y@y.zz")];
         assert_eq!(
             code(interpret(&s, LIMITS, parse("RCPT TO:<z@y.z>\r\n"))),
             452
@@ -424,7 +436,7 @@ mod tests {
         assert_eq!(
             interpret(&s, MX, parse("MAIL FROM:<>\r\n")),
             Command::Mail {
-                address: String::new(),
+                address: None,
                 size: 0
             }
         );
@@ -438,7 +450,7 @@ mod tests {
         let tls = ehlo_reply("mx", "c", &state(true, false), MX).to_wire();
         assert!(!tls.contains("AUTH") && !tls.contains("STARTTLS"));
         let mut s = state(false, false);
-        s.mail_from = Some(String::new());
+        s.mail_from = Some(None);
         assert_eq!(code(interpret(&s, MX, parse("MAIL FROM:<a@b.c>\r\n"))), 503);
     }
 
@@ -487,6 +499,39 @@ mod tests {
             Reply::new(550, "5.7.1", "a\r\nb").to_wire(),
             "550 5.7.1 a  b\r\n"
         );
+    }
+
+    #[test]
+    fn addresses_are_parsed_at_the_edge() {
+        let mut s = state(true, true);
+        for line in [
+            "MAIL FROM:<a\0b@x.test>\r\n",
+            "MAIL FROM:<a@localhost>\r\n",
+            &format!("MAIL FROM:<{}@x.test>\r\n", "l".repeat(65)),
+        ] {
+            if let Ok(req) = Request::parse(&mut line.as_bytes().iter()) {
+                let r = interpret(&s, LIMITS, req.into_owned());
+                assert!(
+                    matches!(&r, Command::Answer(r) if r.code == 501),
+                    "{line:?}: {r:?}"
+                );
+            }
+        }
+        s.mail_from = Some(Some(mb("a@b.cc")));
+        for line in [
+            "RCPT TO:<a\0b@x.test>\r\n",
+            "RCPT TO:<\"a>b\"@x.test>\r\n",
+            "RCPT TO:<nodomain>\r\n",
+            &format!("RCPT TO:<a@{}.test>\r\n", "d".repeat(64)),
+        ] {
+            if let Ok(req) = Request::parse(&mut line.as_bytes().iter()) {
+                let r = interpret(&s, LIMITS, req.into_owned());
+                assert!(
+                    matches!(&r, Command::Answer(r) if r.code == 501),
+                    "{line:?}: {r:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -6,11 +6,13 @@ use super::protocol::{
     Command, Credentials, Limits, Reply, SessionState, auth_prompt, decode_login_line,
     decode_plain, ehlo_reply, interpret, parse_error_reply,
 };
+use crate::address::{Mailbox, ReversePath};
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -28,7 +30,17 @@ pub struct SessionSettings {
     pub name: &'static str,
     pub hostname: String,
     pub limits: Limits,
+    /// Longest wait for the next bytes from the client.
     pub idle_timeout: Duration,
+    /// Longest time one command line may take in all, however slowly it trickles.
+    pub command_timeout: Duration,
+    /// Longest time one DATA transfer may take in all.
+    pub data_timeout: Duration,
+    /// Longest time a reply may wait for the client to read it.
+    pub write_timeout: Duration,
+    /// Concurrent sessions on this listener, and from one client network.
+    pub max_sessions: usize,
+    pub max_sessions_per_client: usize,
     pub tls: TlsAcceptor,
 }
 
@@ -50,11 +62,11 @@ pub trait Policy: Send + Sync + 'static {
     /// A reply that refuses the connection before the greeting (rate limits, blocked clients).
     fn admit(&self, peer: SocketAddr) -> Option<Reply>;
 
-    /// The answer to `MAIL FROM`; a 2xx records the sender.
-    fn mail(&self, state: &SessionState, peer: SocketAddr, address: &str) -> Reply;
+    /// The answer to `MAIL FROM` (`None`: the null reverse path); a 2xx records the sender.
+    fn mail(&self, state: &SessionState, peer: SocketAddr, address: &ReversePath) -> Reply;
 
     /// The answer to `RCPT TO`; a 2xx adds the recipient.
-    fn rcpt(&self, state: &SessionState, address: &str) -> Reply;
+    fn rcpt(&self, state: &SessionState, address: &Mailbox) -> Reply;
 
     /// Takes a complete message; the reply goes to the client after it returns, so a 250 here
     /// must mean the message is durable.
@@ -84,12 +96,35 @@ pub async fn serve<P: Policy>(
     tracker: TaskTracker,
 ) {
     let name = policy.settings().name;
+    let limiter = crate::connections::ConnectionLimiter::new(
+        policy.settings().max_sessions,
+        policy.settings().max_sessions_per_client,
+    );
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
+                    // The cap is checked before any work: no TLS, no policy, one short write.
+                    let admitted = match limiter.admit(peer.ip()) {
+                        Ok(a) => a,
+                        Err(refused) => {
+                            tracing::debug!(listener = name, %peer, %refused, "smtp: connection refused");
+                            let reply = Reply::new(421, "4.7.0", refused.to_string()).to_wire();
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(1),
+                                    stream.write_all(reply.as_bytes()),
+                                )
+                                .await;
+                            });
+                            continue;
+                        }
+                    };
                     let (policy, stop) = (policy.clone(), shutdown.clone());
-                    tracker.spawn(async move { session(stream, peer, policy, stop).await });
+                    tracker.spawn(async move {
+                        session(stream, peer, policy, stop).await;
+                        drop(admitted);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(listener = name, error = %e, "smtp: accept failed");
@@ -198,13 +233,26 @@ impl<P: Policy> Session<P> {
         self.policy.settings().limits
     }
 
+    /// Writes pending replies; false when the client is gone or does not read them in time.
     async fn flush<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> bool {
         if self.out.is_empty() {
             return true;
         }
-        let ok = io.write_all(&self.out).await.is_ok() && io.flush().await.is_ok();
+        let write_timeout = self.policy.settings().write_timeout;
+        let written = tokio::time::timeout(write_timeout, async {
+            io.write_all(&self.out).await?;
+            io.flush().await
+        })
+        .await;
         self.out.clear();
-        ok
+        match written {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "smtp: client does not read its replies, closing");
+                false
+            }
+        }
     }
 
     /// Reads and answers commands until QUIT, STARTTLS, a closed connection or shutdown.
@@ -213,10 +261,15 @@ impl<P: Policy> Session<P> {
         let mut mode = Mode::Command;
         let mut pending: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; 16 * 1024];
-        let (idle_timeout, max_size) = (
-            self.policy.settings().idle_timeout,
-            self.limits().max_message_size,
+        let settings = self.policy.settings();
+        let (idle_timeout, command_timeout, data_timeout) = (
+            settings.idle_timeout,
+            settings.command_timeout,
+            settings.data_timeout,
         );
+        let max_size = self.limits().max_message_size;
+        // When the command line (or DATA transfer) in progress must be complete.
+        let mut deadline: Option<(Instant, &'static str)> = None;
         loop {
             let mut consumed = 0;
             loop {
@@ -278,9 +331,33 @@ impl<P: Policy> Session<P> {
             if !self.flush(io).await {
                 return End::Closed;
             }
+            let now = Instant::now();
+            deadline = match (&mode, deadline) {
+                (Mode::Data { .. }, Some(d)) if d.1 == "DATA" => Some(d),
+                (Mode::Data { .. }, _) => Some((now + data_timeout, "DATA")),
+                (_, Some(d)) if !pending.is_empty() && d.1 == "command" => Some(d),
+                (_, _) if !pending.is_empty() => Some((now + command_timeout, "command")),
+                _ => None,
+            };
+            let wait = match deadline {
+                Some((at, what)) => {
+                    let left = at.saturating_duration_since(now);
+                    if left.is_zero() {
+                        self.reply(Reply::new(
+                            421,
+                            "4.4.2",
+                            format!("{what} took too long, closing connection"),
+                        ));
+                        self.flush(io).await;
+                        return End::Closed;
+                    }
+                    left.min(idle_timeout)
+                }
+                None => idle_timeout,
+            };
             let waiting_for_command = matches!(mode, Mode::Command) && pending.is_empty();
             let read = tokio::select! {
-                r = tokio::time::timeout(idle_timeout, io.read(&mut chunk)) => r,
+                r = tokio::time::timeout(wait, io.read(&mut chunk)) => r,
                 _ = self.shutdown.cancelled(), if waiting_for_command => {
                     self.reply(Reply::new(421, "4.3.2", "Service shutting down, try again later"));
                     self.flush(io).await;
@@ -291,7 +368,13 @@ impl<P: Policy> Session<P> {
                 Ok(Ok(0)) | Ok(Err(_)) => return End::Closed,
                 Ok(Ok(n)) => pending.extend_from_slice(&chunk[..n]),
                 Err(_) => {
-                    self.reply(Reply::new(421, "4.4.2", "Idle timeout, closing connection"));
+                    let text = match deadline {
+                        Some((at, what)) if Instant::now() >= at => {
+                            format!("{what} took too long, closing connection")
+                        }
+                        _ => "Idle timeout, closing connection".to_string(),
+                    };
+                    self.reply(Reply::new(421, "4.4.2", text));
                     self.flush(io).await;
                     return End::Closed;
                 }

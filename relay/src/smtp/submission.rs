@@ -4,7 +4,8 @@
 use super::protocol::{Credentials, Reply, SessionState};
 use super::session::{AuthOutcome, Policy, SessionSettings};
 use crate::accept::{Acceptor, Source, Submission, SubmitError};
-use crate::auth::{AuthThrottle, Authenticator};
+use crate::address::{Mailbox, ReversePath};
+use crate::auth::Authenticator;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 pub struct SubmissionService {
     pub settings: SessionSettings,
     pub auth: Arc<Authenticator>,
-    pub throttle: AuthThrottle,
     pub acceptor: Arc<Acceptor>,
     pub store: Arc<Store>,
 }
@@ -33,25 +33,33 @@ impl Policy for SubmissionService {
     }
 
     fn admit(&self, peer: SocketAddr) -> Option<Reply> {
-        self.throttle
+        self.auth
+            .throttle()
             .is_blocked(peer.ip())
             .then(|| Reply::new(421, "4.7.0", "Too many authentication failures, try later"))
     }
 
-    fn mail(&self, state: &SessionState, _peer: SocketAddr, address: &str) -> Reply {
+    fn mail(&self, state: &SessionState, _peer: SocketAddr, address: &ReversePath) -> Reply {
         let did = state.authenticated.as_deref().unwrap_or_default();
+        let Some(address) = address else {
+            return Reply::new(
+                550,
+                "5.7.1",
+                "DOMAIN_MISMATCH members send from one of their domains, not <>",
+            );
+        };
         match self.acceptor.check_sender(did, address) {
             Ok(()) => Reply::new(250, "2.1.0", "Sender OK"),
             Err(e) => self.reject(state.authenticated.as_deref(), e),
         }
     }
 
-    fn rcpt(&self, state: &SessionState, address: &str) -> Reply {
+    fn rcpt(&self, state: &SessionState, address: &Mailbox) -> Reply {
         let did = state.authenticated.as_deref().unwrap_or_default();
         let adding = state.recipients.len() as u32 + 1;
         let suppressed = self
             .store
-            .with(|c| crate::store::suppressions::reason(c, did, address));
+            .with(|c| crate::store::suppressions::reason(c, did, address.as_str()));
         match (suppressed, self.acceptor.check_limits(did, adding)) {
             (Ok(Some(reason)), _) if crate::suppression::refuse_at_rcpt(&reason) => {
                 Reply::new(550, "5.7.1", crate::suppression::SUPPRESSED_TEXT)
@@ -65,46 +73,33 @@ impl Policy for SubmissionService {
         self.reject(state.authenticated.as_deref(), SubmitError::TooBig)
     }
 
-    /// Checks credentials; failures are slowed per client address, then refused.
+    /// Checks credentials; failures are slowed per client network, then refused (the same
+    /// throttle as HTTP).
     async fn authenticate(
         &self,
         peer: SocketAddr,
         creds: Result<Credentials, Reply>,
     ) -> AuthOutcome {
-        let ip = peer.ip();
-        if self.throttle.is_blocked(ip) {
-            return AuthOutcome::Close(Reply::new(
-                421,
-                "4.7.0",
-                "Too many authentication failures, try later",
-            ));
-        }
         let creds = match creds {
             Ok(c) => c,
             Err(r) => return AuthOutcome::Refused(r),
         };
         match self
             .auth
-            .authenticate(&self.store, &creds.username, &creds.password)
+            .authenticate(&self.store, &creds.username, &creds.password, peer.ip())
             .await
         {
-            Ok(member) => {
-                self.throttle.succeeded(ip);
-                AuthOutcome::Authenticated(member.did)
-            }
-            Err(e) => {
-                let error = SubmitError::from(e);
-                if error == SubmitError::AuthFailed {
-                    // Deliberate tarpit for repeated failures from one address.
-                    tokio::time::sleep(self.throttle.failed(ip)).await;
-                }
-                AuthOutcome::Refused(self.reject(None, error))
-            }
+            Ok(member) => AuthOutcome::Authenticated(member.did),
+            Err(e) => match SubmitError::from(e) {
+                e @ SubmitError::AuthThrottled(_) => AuthOutcome::Close(self.reject(None, e)),
+                e => AuthOutcome::Refused(self.reject(None, e)),
+            },
         }
     }
 
-    async fn data(&self, state: &SessionState, _peer: SocketAddr, body: Vec<u8>) -> Reply {
-        let (Some(did), Some(mail_from)) = (state.authenticated.clone(), state.mail_from.clone())
+    async fn data(&self, state: &SessionState, peer: SocketAddr, body: Vec<u8>) -> Reply {
+        let (Some(did), Some(Some(mail_from))) =
+            (state.authenticated.clone(), state.mail_from.clone())
         else {
             return Reply::new(503, "5.5.1", "No transaction");
         };
@@ -114,17 +109,34 @@ impl Policy for SubmissionService {
             recipients: state.recipients.clone(),
             raw: body,
             source: Source::Smtp,
+            trace: crate::headers::Trace {
+                protocol: "ESMTPSA",
+                helo: state.helo.clone(),
+                client: Some(peer.ip()),
+            },
+            id: None,
+            also: None,
         };
         match self.acceptor.accept(sub).await {
-            Ok(a) => match (a.id, a.suppressed.len()) {
-                (Some(id), 0) => Reply::new(250, "2.0.0", format!("queued as {id}")),
-                (Some(id), n) => Reply::new(
-                    250,
-                    "2.0.0",
-                    format!("queued as {id}; {n} unsubscribed recipients dropped"),
-                ),
-                (None, _) => Reply::new(550, "5.7.1", crate::suppression::SUPPRESSED_TEXT),
-            },
+            Ok(a) => {
+                let Some(id) = a.first_id() else {
+                    return Reply::new(550, "5.7.1", crate::suppression::SUPPRESSED_TEXT);
+                };
+                let mut text = format!("queued as {id}");
+                if a.copies() > 1 {
+                    text.push_str(&format!(
+                        " and {} more copies (one per recipient)",
+                        a.copies() - 1
+                    ));
+                }
+                if !a.suppressed.is_empty() {
+                    text.push_str(&format!(
+                        "; {} unsubscribed recipients dropped",
+                        a.suppressed.len()
+                    ));
+                }
+                Reply::new(250, "2.0.0", text)
+            }
             Err(e) => self.reject(Some(&did), e),
         }
     }

@@ -1,6 +1,7 @@
 //! Members and their sending domains.
 
 use super::StoreError;
+use crate::address::Mailbox;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Lifecycle state of a member (SPEC §2).
@@ -218,21 +219,29 @@ pub fn domains_of(conn: &Connection, did: &str) -> Result<Vec<SendingDomain>, St
 pub fn set_forward_to(
     conn: &Connection,
     domain: &str,
-    address: Option<&str>,
+    address: Option<&Mailbox>,
 ) -> Result<bool, StoreError> {
     Ok(conn.execute(
         "UPDATE sending_domains SET forward_to = ?2 WHERE domain = lower(?1)",
-        params![domain, address],
+        params![domain, address.map(Mailbox::as_str)],
     )? == 1)
 }
 
-/// The forward-to address of a sending domain.
-pub fn forward_to(conn: &Connection, domain: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
+/// The forward-to address of a sending domain. A stored value that is not a valid mailbox (left
+/// by an older version) counts as none.
+pub fn forward_to(conn: &Connection, domain: &str) -> Result<Option<Mailbox>, StoreError> {
+    let stored = conn
         .prepare_cached("SELECT forward_to FROM sending_domains WHERE domain = lower(?1)")?
         .query_row([domain], |r| r.get::<_, Option<String>>(0))
         .optional()?
-        .flatten())
+        .flatten();
+    Ok(stored.and_then(|a| match Mailbox::parse(&a) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(domain, error = %e, "store: ignoring an invalid forward-to address");
+            None
+        }
+    }))
 }
 
 /// The DID owning `domain`, if any.

@@ -1,6 +1,7 @@
 //! Messages, their bodies, recipients and delivery attempts.
 
 use super::StoreError;
+use crate::address::Mailbox;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Per-recipient status vocabulary (SPEC §5.2).
@@ -51,19 +52,20 @@ pub fn is_relay_source(source: &str) -> bool {
 }
 
 /// A message to queue.
-#[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
     pub id: &'a str,
     pub did: &'a str,
     pub mail_from: &'a str,
-    /// Envelope sender used for delivery (VERP on the operator domain).
+    /// Envelope sender used for delivery (VERP on the operator domain; empty: null sender).
     pub return_path: &'a str,
+    /// Each recipient's own envelope sender from its row id (per-recipient VERP), when set.
+    pub recipient_return_path: Option<&'a dyn Fn(i64) -> String>,
     pub category: &'a str,
     pub from_domain: &'a str,
     pub source: &'a str,
     pub received_at: i64,
     pub body: &'a [u8],
-    pub recipients: &'a [String],
+    pub recipients: &'a [Mailbox],
     /// `Message-ID` header value without `<>` (member mail).
     pub header_message_id: Option<&'a str>,
 }
@@ -103,21 +105,28 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
         "INSERT INTO recipients (message_id, address, domain, status, next_attempt_at, updated_at)
          VALUES (?1, ?2, ?3, 'accepted', ?4, ?4)",
     )?;
+    let mut set_path =
+        conn.prepare_cached("UPDATE recipients SET return_path = ?2 WHERE id = ?1")?;
     let mut due = Vec::with_capacity(m.recipients.len());
     for address in m.recipients {
-        let domain = address
-            .rsplit_once('@')
-            .map(|(_, d)| d)
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        rcpt.execute(params![m.id, address, domain, m.received_at])?;
+        let domain = address.domain_text().to_string();
+        rcpt.execute(params![m.id, address.as_str(), domain, m.received_at])?;
+        let id = conn.last_insert_rowid();
+        let mail_from = match m.recipient_return_path {
+            Some(path) => {
+                let p = path(id);
+                set_path.execute(params![id, p])?;
+                p
+            }
+            None => m.return_path.to_string(),
+        };
         due.push(DueRecipient {
-            id: conn.last_insert_rowid(),
+            id,
             message_id: m.id.to_string(),
-            address: address.clone(),
+            address: address.to_string(),
             domain,
             attempts: 0,
-            mail_from: m.return_path.to_string(),
+            mail_from,
             received_at: m.received_at,
         });
     }
@@ -130,6 +139,17 @@ pub fn used_bytes(conn: &Connection) -> Result<u64, StoreError> {
     let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     Ok(((pages - free).max(0) * size) as u64)
+}
+
+/// Bytes of queued messages (bodies still held) from one source, for per-source queue shares.
+pub fn queued_bytes_of_source(conn: &Connection, source: &str) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(m.size), 0) FROM messages m JOIN message_bodies b ON b.message_id = m.id
+             WHERE m.source = ?1",
+        )?
+        .query_row([source], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
 }
 
 /// A recipient that is due for a delivery attempt, with what delivery needs of its message.
@@ -148,7 +168,7 @@ pub struct DueRecipient {
 /// Up to `limit` recipients not final and due at `now`, oldest due first.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<DueRecipient>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, coalesce(m.return_path, m.mail_from), m.received_at
+        "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, coalesce(r.return_path, m.return_path, m.mail_from), m.received_at
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.status IN ('accepted', 'deferred') AND r.next_attempt_at <= ?1
          ORDER BY r.next_attempt_at, r.id LIMIT ?2",
@@ -176,14 +196,30 @@ pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
         .query_row([], |r| r.get(0))?)
 }
 
-/// The member message whose `Message-ID` header was `header_id` (without `<>`).
-pub fn by_header_id(conn: &Connection, header_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id FROM messages WHERE header_message_id = ?1 ORDER BY received_at DESC LIMIT 1",
-        )?
-        .query_row([header_id], |r| r.get(0))
-        .optional()?)
+/// The messages of `did` that left with the `Message-ID` header `header_id` (without `<>`):
+/// several when bulk mail was split into one copy per recipient.
+pub fn by_header_id(
+    conn: &Connection,
+    did: &str,
+    header_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM messages WHERE header_message_id = ?1 AND did = ?2 ORDER BY received_at DESC LIMIT 1000",
+    )?;
+    let rows = stmt.query_map([header_id, did], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One recipient row of a message: (row id, address, status).
+pub fn recipient_rows(
+    conn: &Connection,
+    message_id: &str,
+) -> Result<Vec<(i64, String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, address, status FROM recipients WHERE message_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Who sent a message and how: (DID, sending domain, source).
@@ -518,22 +554,16 @@ pub fn queue_depth(conn: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
-/// Marks a recipient of a message bounced because a DSN reported it (after delivery or while
-/// queued), with an attempt row saying so. Returns false when the message has no such recipient.
-pub fn mark_bounced(
-    conn: &Connection,
-    message_id: &str,
-    address: &str,
-    reply: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let id: Option<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM recipients WHERE message_id = ?1 AND lower(address) = lower(?2)",
-        )?
-        .query_row(params![message_id, address], |r| r.get(0))
+/// Marks a recipient bounced because a DSN reported it (after delivery or while queued), with
+/// an attempt row saying so. Returns false when it was already bounced.
+pub fn mark_bounced(conn: &Connection, id: i64, reply: &str, now: i64) -> Result<bool, StoreError> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM recipients WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
         .optional()?;
-    let Some(id) = id else { return Ok(false) };
+    if status.as_deref().is_none_or(|s| s == "bounced") {
+        return Ok(false);
+    }
     conn.prepare_cached(
         "INSERT INTO delivery_attempts (recipient_id, at, mx, code, reply, outcome)
          VALUES (?1, ?2, NULL, NULL, ?3, 'bounced')",
@@ -554,7 +584,10 @@ mod tests {
     #[test]
     fn insert_due_attempt_and_final() {
         let (_d, store) = test_store();
-        let rcpts = vec!["a@x.test".to_string(), "b@Y.test".to_string()];
+        let rcpts = vec![
+            Mailbox::parse("a@x.test").unwrap(),
+            Mailbox::parse("b@Y.test").unwrap(),
+        ];
         store
             .write(|tx| {
                 insert(
@@ -564,6 +597,7 @@ mod tests {
                         did: "did:plc:a",
                         mail_from: "s@a.test",
                         return_path: "bounces+m1-00@pool.test",
+                        recipient_return_path: None,
                         category: "bulk",
                         from_domain: "a.test",
                         source: "smtp",
@@ -608,21 +642,20 @@ mod tests {
                 assert_eq!(body(c, "m1")?.as_deref(), Some(&b"hello"[..]));
                 delete_body(c, "m1")?;
                 assert!(body(c, "m1")?.is_none());
-                // A DSN after delivery turns a sent recipient bounced (case-insensitively).
-                assert!(mark_bounced(c, "m1", "A@X.test", "DSN failed 5.1.1", 400)?);
-                assert!(!mark_bounced(
-                    c,
-                    "m1",
-                    "nobody@x.test",
-                    "DSN failed 5.1.1",
-                    400
-                )?);
+                // A DSN after delivery turns a sent recipient bounced, once.
+                assert!(mark_bounced(c, d[0].id, "DSN failed 5.1.1", 400)?);
+                assert!(!mark_bounced(c, d[0].id, "DSN failed 5.1.1", 400)?);
+                assert!(!mark_bounced(c, 999, "DSN failed 5.1.1", 400)?);
                 assert_eq!(recipients_of(c, "m1")?[0].status, RecipientStatus::Bounced);
                 let v = recipients_of(c, "m1")?;
                 assert_eq!(v[1].attempts, 2);
                 assert_eq!(v[1].status, RecipientStatus::Bounced);
-                assert_eq!(by_header_id(c, "m1@a.test")?.as_deref(), Some("m1"));
-                assert_eq!(by_header_id(c, "other@a.test")?, None);
+                assert_eq!(
+                    by_header_id(c, "did:plc:a", "m1@a.test")?,
+                    vec!["m1".to_string()]
+                );
+                assert!(by_header_id(c, "did:plc:b", "m1@a.test")?.is_empty());
+                assert!(by_header_id(c, "did:plc:a", "other@a.test")?.is_empty());
                 Ok(())
             })
             .unwrap();

@@ -209,6 +209,17 @@ const MIGRATIONS: &[&str] = &[
         event  INTEGER NOT NULL
     );
     ",
+    "
+    -- Per-recipient VERP: each recipient's own envelope sender.
+    ALTER TABLE recipients ADD COLUMN return_path TEXT;
+    -- Verified bounce and complaint reports, once per recipient of a message: what the rules count.
+    CREATE TABLE report_facts (
+        recipient_id  INTEGER NOT NULL,
+        kind          TEXT NOT NULL CHECK (kind IN ('bounce', 'complaint')),
+        at            INTEGER NOT NULL,
+        PRIMARY KEY (recipient_id, kind)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Number of migrations this binary knows.

@@ -1,7 +1,14 @@
-//! Headers the relay stamps at acceptance, before signing (SPEC §4.3, §4.4): `Message-ID` and
-//! `Date` when missing, `X-Atmos-Member-Did`, `Feedback-ID`, and RFC 8058 `List-Unsubscribe` +
-//! `List-Unsubscribe-Post` for bulk mail. `X-Atmos-Category` is read and removed, and a member
-//! cannot supply the relay's own headers (they are removed first).
+//! Headers the relay stamps at acceptance, before signing (SPEC §4.3, §4.4): a `Received` trace
+//! field, `Message-ID` and `Date` when missing, `X-Atmos-Member-Did`, `Feedback-ID`, and RFC 8058
+//! `List-Unsubscribe` + `List-Unsubscribe-Post` for bulk mail. `X-Atmos-Category` is read and
+//! removed, and a member cannot supply the relay's own headers (they are removed first).
+//! [`fields`] reads the header block and enforces RFC 5322's field counts.
+
+pub mod fields;
+
+pub use fields::{HeaderError, HeaderFacts, check};
+use fields::{fields, split_head};
+use std::net::IpAddr;
 
 /// Mail category (SPEC §4.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,12 +58,63 @@ impl Category {
 pub struct StampInput<'a> {
     pub did: &'a str,
     pub member_domain: &'a str,
+    /// The relay's id of this copy (the left side of a relay-made `Message-ID`).
     pub message_id: &'a str,
     pub hostname: &'a str,
     /// The one-click URL, used only for bulk mail.
     pub unsubscribe_url: Option<&'a str>,
-    /// RFC 5322 date for a missing `Date:`.
+    /// RFC 5322 date for a missing `Date:` and the `Received` field.
     pub date: &'a str,
+    /// How the message reached the relay, for the `Received` field.
+    pub trace: &'a Trace,
+}
+
+/// How a submission arrived, for its `Received` trace field (RFC 5321 §4.4).
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// `ESMTPSA` (submission: TLS and AUTH) or `HTTP`.
+    pub protocol: &'static str,
+    /// The client's EHLO name.
+    pub helo: Option<String>,
+    /// The client's address; named only when `server.trace_client_address` is on.
+    pub client: Option<IpAddr>,
+}
+
+/// The one rule for relay-made `Message-ID`s, on both paths: `<id>@<server.hostname>`.
+pub fn message_id(id: &str, hostname: &str) -> String {
+    format!("{id}@{hostname}")
+}
+
+/// The value of the `Received` field this hop adds:
+/// `from <helo> ([ip]) by <hostname> with <protocol> id <id>; <date>`.
+pub fn received(trace: &Trace, hostname: &str, id: &str, date: &str) -> String {
+    let mut out = String::new();
+    if let Some(helo) = &trace.helo {
+        // The EHLO name is the client's word: keep only what a host name or literal can hold.
+        let helo: String = helo
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || ".-_:[]".contains(*c))
+            .take(255)
+            .collect();
+        let helo = if helo.is_empty() {
+            "unknown".into()
+        } else {
+            helo
+        };
+        out.push_str(&format!("from {helo} "));
+        if let Some(ip) = trace.client {
+            out.push_str(&format!("([{ip}]) "));
+        }
+    } else if let Some(ip) = trace.client {
+        out.push_str(&format!("from [{ip}] "));
+    }
+    let protocol = if trace.protocol.is_empty() {
+        "ESMTPSA"
+    } else {
+        trace.protocol
+    };
+    out.push_str(&format!("by {hostname} with {protocol} id {id}; {date}"));
+    out
 }
 
 /// Headers a member may not set: the relay writes them.
@@ -94,10 +152,14 @@ pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     };
+    add(
+        "Received",
+        &received(input.trace, input.hostname, input.message_id, input.date),
+    );
     let message_id = match value_of("Message-ID") {
         Some(existing) => existing.trim_matches(['<', '>', ' ']).to_string(),
         None => {
-            let id = format!("{}@{}", input.message_id, input.hostname);
+            let id = message_id(input.message_id, input.hostname);
             add("Message-ID", &format!("<{id}>"));
             id
         }
@@ -135,66 +197,19 @@ pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
     }
 }
 
-/// Splits at the first empty line: (header block with its final line ending, body).
-fn split_head(raw: &[u8]) -> (&[u8], &[u8]) {
-    let mut i = 0;
-    while i < raw.len() {
-        let end = raw[i..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map(|p| i + p + 1)
-            .unwrap_or(raw.len());
-        let line = &raw[i..end];
-        if line == b"\r\n" || line == b"\n" {
-            return (&raw[..i], &raw[end..]);
-        }
-        i = end;
-    }
-    (raw, &[])
-}
-
-struct Field<'a> {
-    name: &'a str,
-    value: &'a [u8],
-    /// The whole field with continuation lines and line ending, as received.
-    raw: &'a [u8],
-}
-
-/// Header fields in order, folded lines kept with their field.
-fn fields(head: &[u8]) -> Vec<Field<'_>> {
-    let mut out: Vec<Field<'_>> = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < head.len() {
-        let end = head[i..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map(|p| i + p + 1)
-            .unwrap_or(head.len());
-        let next_is_continuation = head.get(end).is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !next_is_continuation {
-            let raw = &head[start..end];
-            if let Some(colon) = raw.iter().position(|b| *b == b':') {
-                let name = std::str::from_utf8(&raw[..colon]).unwrap_or("").trim();
-                out.push(Field {
-                    name,
-                    value: &raw[colon + 1..],
-                    raw,
-                });
-            }
-            start = end;
-        }
-        i = end;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    static TRACE: std::sync::LazyLock<Trace> = std::sync::LazyLock::new(|| Trace {
+        protocol: "ESMTPSA",
+        helo: Some("client.example\r\nX: y".into()),
+        client: None,
+    });
+
     fn input(url: Option<&'static str>) -> StampInput<'static> {
         StampInput {
+            trace: &TRACE,
             did: "did:plc:x",
             member_domain: "member.test",
             message_id: "abc",
@@ -256,6 +271,10 @@ mod tests {
         assert_eq!(stamped.message_id, "abc@relay.test");
         let text = String::from_utf8(stamped.raw).unwrap();
         assert!(text.contains("Message-ID: <abc@relay.test>\r\n"));
+        assert!(
+            text.starts_with("Received: from client.exampleX:y by relay.test with ESMTPSA id abc; Mon, 23 Nov 2026"),
+            "one trace field, first, with the EHLO name cleaned: {text}"
+        );
         assert!(text.contains("Date: Mon, 23 Nov 2026"));
         assert!(
             text.contains("Subject: long\r\n folded\r\n"),

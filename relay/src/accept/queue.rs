@@ -1,0 +1,137 @@
+//! Writing an accepted message into the spool transaction: the queue cap, the member's caps,
+//! the message with its recipients and return paths, and its `relay_attempt` event, as one step.
+
+use super::Source;
+use crate::address::{Mailbox, ReversePath};
+use crate::secrets::Secrets;
+use crate::store::StoreError;
+use crate::store::events::{self, NewEvent};
+use crate::store::members;
+use crate::store::messages::{self, NewMessage};
+use std::sync::Arc;
+
+/// The envelope sender delivery uses for a queued message.
+#[derive(Clone)]
+pub(crate) enum ReturnPath {
+    /// A VERP address per recipient on the operator domain, so a bounce names exactly one
+    /// recipient and cannot be forged.
+    Verp {
+        secrets: Arc<Secrets>,
+        operator_domain: String,
+    },
+    /// The same sender for every recipient (`None`: the null reverse path of DSNs).
+    Fixed(ReversePath),
+}
+
+/// A message ready for the spool.
+pub(crate) struct QueueItem {
+    pub id: String,
+    pub did: String,
+    /// The member's envelope sender (empty for the relay's own mail).
+    pub mail_from: String,
+    pub return_path: ReturnPath,
+    pub category: String,
+    pub from_domain: String,
+    pub source: Source,
+    pub received_at: i64,
+    pub raw: Vec<u8>,
+    pub recipients: Vec<Mailbox>,
+    /// The `Message-ID` header value (without `<>`), so reports can find the message.
+    pub header_message_id: Option<String>,
+}
+
+/// Caps acceptance applies inside the transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueCaps {
+    pub limits: crate::config::LimitsConfig,
+    /// Largest database size; 0 = none.
+    pub max_queue_bytes: u64,
+    /// Share of `max_queue_bytes` forwarded inbound mail may fill, in percent.
+    pub forward_share_percent: u8,
+}
+
+/// Inserts a queued message with its `relay_attempt` event inside the spool transaction `tx`,
+/// checking the queue cap and the member's caps there so concurrent sessions cannot overshoot.
+/// Member mail and forwards count against the queue cap (forwards only up to their share); DSNs
+/// do not, so a full queue never loses a bounce notice (forwards can wait: their sender retries
+/// after a 451).
+pub(crate) fn insert_queued(
+    tx: &rusqlite::Connection,
+    item: &QueueItem,
+    caps: &QueueCaps,
+) -> Result<Vec<messages::DueRecipient>, StoreError> {
+    let cap = match item.source {
+        Source::Dsn => 0,
+        Source::Forward => caps.max_queue_bytes / 100 * u64::from(caps.forward_share_percent),
+        Source::Smtp | Source::Http => caps.max_queue_bytes,
+    };
+    if cap > 0 {
+        let used = match item.source {
+            Source::Forward => messages::queued_bytes_of_source(tx, "forward")?,
+            _ => messages::used_bytes(tx)?,
+        };
+        if used + item.raw.len() as u64 > cap {
+            return Err(StoreError::QueueFull);
+        }
+    }
+    if let (false, Some(m)) = (item.source.is_relay_own(), members::get(tx, &item.did)?) {
+        let adding = item.recipients.len() as u32;
+        if let Err(over) = crate::warming::check(tx, &m, &caps.limits, adding, item.received_at)? {
+            return Err(StoreError::RateLimited(over.retry_after_secs));
+        }
+    }
+    let (message_return_path, per_recipient): (String, Option<Box<dyn Fn(i64) -> String>>) =
+        match &item.return_path {
+            ReturnPath::Verp {
+                secrets,
+                operator_domain,
+            } => {
+                let (secrets, domain, id) =
+                    (secrets.clone(), operator_domain.clone(), item.id.clone());
+                (
+                    crate::verp::return_path(secrets.as_ref(), &item.id, None, operator_domain),
+                    Some(Box::new(move |rcpt: i64| {
+                        crate::verp::return_path(secrets.as_ref(), &id, Some(rcpt), &domain)
+                    })),
+                )
+            }
+            ReturnPath::Fixed(path) => (
+                path.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                None,
+            ),
+        };
+    let due = messages::insert(
+        tx,
+        &NewMessage {
+            id: &item.id,
+            did: &item.did,
+            mail_from: &item.mail_from,
+            return_path: &message_return_path,
+            recipient_return_path: per_recipient.as_deref(),
+            category: &item.category,
+            from_domain: &item.from_domain,
+            source: item.source.as_str(),
+            received_at: item.received_at,
+            body: &item.raw,
+            recipients: &item.recipients,
+            header_message_id: item.header_message_id.as_deref(),
+        },
+    )?;
+    events::append(
+        tx,
+        item.received_at,
+        &NewEvent {
+            kind: "relay_attempt",
+            did: (!item.did.is_empty()).then_some(item.did.as_str()),
+            message_id: Some(&item.id),
+            actor: Some("relay"),
+            data: serde_json::json!({
+                "recipients": item.recipients.len(),
+                "size": item.raw.len(),
+                "source": item.source.as_str(),
+                "category": item.category,
+            }),
+        },
+    )?;
+    Ok(due)
+}
