@@ -70,6 +70,8 @@ pub struct Settings {
     pub retry_max: Duration,
     /// PLC directory for resolving `did:plc` issuers of service-auth tokens.
     pub plc_url: String,
+    /// Concurrent `subscribeLabels` WebSockets.
+    pub max_subscribers: usize,
 }
 
 /// The labeler: identity, signing key, label log and live fan-out.
@@ -85,6 +87,8 @@ pub struct Labeler {
     pub(crate) closing: tokio_util::sync::CancellationToken,
     /// Resolves the DIDs of service-auth issuers.
     pub(crate) resolver: service_auth::DidResolver,
+    /// One permit per open `subscribeLabels` socket.
+    pub(crate) subscribers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Current time in milliseconds since the epoch.
@@ -127,6 +131,7 @@ impl Labeler {
         tracing::info!(did = %settings.did, key = %identity::multikey(key.verifying_key()), "labeler identity");
         Ok(Self {
             resolver: service_auth::DidResolver::new(&settings.plc_url),
+            subscribers: Arc::new(tokio::sync::Semaphore::new(settings.max_subscribers)),
             settings,
             store,
             key,
@@ -246,6 +251,7 @@ pub(crate) mod testing {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             plc_url: "http://127.0.0.1:9".into(),
+            max_subscribers: 4,
         };
         Labeler::open(
             Store::in_memory().expect("store"),

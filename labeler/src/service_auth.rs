@@ -3,6 +3,7 @@
 //! `jti` is used once.
 
 use crate::identity::{self, PublicKey};
+use atmos_lexicons::did::Did;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::time::Duration;
@@ -43,55 +44,75 @@ struct Header {
     alg: String,
 }
 
-/// Fetches DID documents.
+/// Largest DID document read from the network.
+const MAX_DOCUMENT: usize = 64 * 1024;
+/// Longest token accepted (real ones are under 1 KiB).
+const MAX_TOKEN: usize = 4096;
+/// Longest `jti`.
+const MAX_JTI: usize = 256;
+
+/// Fetches DID documents: never following redirects, with a short timeout and a size cap.
 pub struct DidResolver {
     http: reqwest::Client,
     plc_url: String,
+    /// Resolutions per issuer, so one forged issuer cannot make the labeler fetch at will.
+    per_issuer: governor::DefaultKeyedRateLimiter<String>,
 }
+
+/// The message callers see when an issuer cannot be checked; the detail goes to the log.
+const UNRESOLVED: &str = "the token's issuer could not be verified";
 
 impl DidResolver {
     /// A resolver using the PLC directory at `plc_url`.
     pub fn new(plc_url: &str) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         Self {
             http,
             plc_url: plc_url.trim_end_matches('/').to_string(),
+            per_issuer: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
+            )),
         }
     }
 
-    /// The DID document of `did` (did:plc or did:web).
-    pub async fn document(&self, did: &str) -> Result<serde_json::Value, AuthError> {
-        let url = if did.starts_with("did:plc:") {
-            format!("{}/{}", self.plc_url, did)
-        } else if let Some(host) = did.strip_prefix("did:web:") {
-            if host.contains(':') {
-                return Err(err("InvalidToken", "did:web with a path is not supported"));
-            }
-            format!("https://{}/.well-known/did.json", host.replace("%3A", ":"))
-        } else {
-            return Err(err(
-                "InvalidToken",
-                format!("unsupported DID method: {did}"),
-            ));
+    /// The DID document of `did` (did:plc or did:web), read whole only if it is small.
+    pub async fn document(&self, did: &Did) -> Result<serde_json::Value, AuthError> {
+        let url = match atmos_lexicons::did::web_host(did) {
+            Some(host) => format!("{}/.well-known/did.json", host.origin()),
+            None => format!("{}/{}", self.plc_url, did.as_str()),
         };
-        let res = self
+        let fail = |detail: String| {
+            tracing::info!(did = did.as_str(), %detail, "service auth: cannot resolve the issuer");
+            err("InvalidToken", UNRESOLVED)
+        };
+        let mut res = self
             .http
             .get(&url)
             .send()
             .await
-            .map_err(|e| err("InvalidToken", format!("cannot resolve {did}: {e}")))?;
+            .map_err(|e| fail(e.to_string()))?;
         if !res.status().is_success() {
-            return Err(err(
-                "InvalidToken",
-                format!("cannot resolve {did}: HTTP {}", res.status()),
-            ));
+            return Err(fail(format!("HTTP {}", res.status())));
         }
-        res.json()
-            .await
-            .map_err(|e| err("InvalidToken", format!("DID document of {did}: {e}")))
+        if res
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT as u64)
+        {
+            return Err(fail("document too large".into()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| fail(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_DOCUMENT {
+                return Err(fail("document too large".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))
     }
 }
 
@@ -102,15 +123,19 @@ fn decode_part(part: &str) -> Result<Vec<u8>, AuthError> {
 }
 
 /// Checks a service-auth token; returns the claims (the caller's DID is `iss`).
-/// `use_jti` records a token id and says whether it was fresh.
+/// Everything that can be checked without the network is checked first; `use_jti` records an
+/// (issuer, token id) pair and says whether it was fresh.
 pub async fn verify(
     token: &str,
     audience: &str,
     lxm: &str,
     resolver: &DidResolver,
     now_s: i64,
-    use_jti: impl FnOnce(&str, i64) -> Result<bool, String>,
+    use_jti: impl FnOnce(&str, &str, i64) -> Result<bool, String>,
 ) -> Result<Claims, AuthError> {
+    if token.len() > MAX_TOKEN {
+        return Err(err("BadJwt", "token is too long"));
+    }
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -119,8 +144,17 @@ pub async fn verify(
     };
     let header: Header = serde_json::from_slice(&decode_part(h)?)
         .map_err(|_| err("BadJwt", "unreadable JWT header"))?;
+    if !matches!(header.alg.as_str(), "ES256K" | "ES256") {
+        return Err(err("BadJwt", "alg must be ES256K or ES256"));
+    }
     let claims: Claims = serde_json::from_slice(&decode_part(p)?)
         .map_err(|_| err("BadJwt", "JWT payload lacks iss, aud or exp"))?;
+    let sig = decode_part(s)?;
+    if sig.len() != 64 {
+        return Err(err("BadJwtSignature", "signature must be 64 bytes"));
+    }
+    let issuer = atmos_lexicons::did::parse(claims.iss.split('#').next().unwrap_or_default())
+        .map_err(|e| err("BadJwt", format!("iss {e}")))?;
     if claims.aud != audience {
         return Err(err("BadJwtAudience", format!("aud must be {audience}")));
     }
@@ -133,15 +167,30 @@ pub async fn verify(
     if claims.lxm.as_deref() != Some(lxm) {
         return Err(err("BadJwtLexiconMethod", format!("lxm must be {lxm}")));
     }
-    let Some(jti) = claims.jti.as_deref() else {
-        return Err(err("BadJwt", "token has no jti"));
+    let Some(jti) = claims
+        .jti
+        .as_deref()
+        .filter(|j| !j.is_empty() && j.len() <= MAX_JTI)
+    else {
+        return Err(err(
+            "BadJwt",
+            "token has no jti, or one over 256 characters",
+        ));
     };
-    let did = claims.iss.split('#').next().unwrap_or_default();
-    let doc = resolver.document(did).await?;
+    if resolver
+        .per_issuer
+        .check_key(&issuer.as_str().to_string())
+        .is_err()
+    {
+        return Err(err(
+            "RateLimitExceeded",
+            "too many reports from this issuer, try later",
+        ));
+    }
+    let doc = resolver.document(&issuer).await?;
     let key = identity::key_from_document(&doc, "atproto")
-        .ok_or_else(|| err("BadJwtSignature", format!("{did} has no #atproto key")))?;
+        .ok_or_else(|| err("BadJwtSignature", "the issuer has no #atproto key"))?;
     let signed = &token[..h.len() + 1 + p.len()];
-    let sig = decode_part(s)?;
     let ok = match (&key, header.alg.as_str()) {
         (PublicKey::K256(k), "ES256K") => {
             use k256::ecdsa::signature::Verifier;
@@ -162,10 +211,13 @@ pub async fn verify(
         ));
     }
     // Only a verified token may burn its id, or anyone could block a jti in advance.
-    match use_jti(jti, claims.exp) {
+    match use_jti(issuer.as_str(), jti, claims.exp) {
         Ok(true) => Ok(claims),
         Ok(false) => Err(err("BadJwt", "token was already used")),
-        Err(e) => Err(err("InternalServerError", e)),
+        Err(e) => {
+            tracing::error!(error = %e, "service auth: cannot record the token id");
+            Err(err("InternalServerError", "internal error"))
+        }
     }
 }
 
@@ -178,23 +230,68 @@ mod tests {
         let r = DidResolver::new("http://127.0.0.1:9");
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let h = enc(serde_json::json!({"alg": "ES256K"}));
-        let tok = |p: serde_json::Value| format!("{h}.{}.c2ln", enc(p));
-        let never = |_: &str, _: i64| -> Result<bool, String> { panic!("jti must not be used") };
+        let sig64 = URL_SAFE_NO_PAD.encode([7u8; 64]);
+        let tok = |p: serde_json::Value| format!("{h}.{}.{sig64}", enc(p));
+        let never =
+            |_: &str, _: &str, _: i64| -> Result<bool, String> { panic!("jti must not be used") };
         let e = verify("a.b", "did:web:l", "m", &r, 100, never)
             .await
             .unwrap_err();
         assert_eq!(e.name, "BadJwt");
-        let p = serde_json::json!({"iss": "did:plc:x", "aud": "did:web:other", "exp": 200, "lxm": "m", "jti": "j"});
+        let plc = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";
+        // Nothing reaches the network for a bad issuer, alg or signature size.
+        for (iss, name) in [
+            ("did:web:127.0.0.1", "BadJwt"),
+            ("did:web:evil.test:8080", "BadJwt"),
+            ("did:key:z6Mk", "BadJwt"),
+        ] {
+            let p = serde_json::json!({"iss": iss, "aud": "did:web:l", "exp": 200, "lxm": "m", "jti": "j"});
+            assert_eq!(
+                verify(&tok(p), "did:web:l", "m", &r, 100, never)
+                    .await
+                    .unwrap_err()
+                    .name,
+                name,
+                "{iss}"
+            );
+        }
+        let none_alg = format!(
+            "{}.{}.{sig64}",
+            enc(serde_json::json!({"alg": "none"})),
+            enc(serde_json::json!({"iss": plc}))
+        );
+        assert_eq!(
+            verify(&none_alg, "did:web:l", "m", &r, 100, never)
+                .await
+                .unwrap_err()
+                .name,
+            "BadJwt"
+        );
+        let short_sig = format!(
+            "{h}.{}.c2ln",
+            enc(
+                serde_json::json!({"iss": plc, "aud": "did:web:l", "exp": 200, "lxm": "m", "jti": "j"})
+            )
+        );
+        assert_eq!(
+            verify(&short_sig, "did:web:l", "m", &r, 100, never)
+                .await
+                .unwrap_err()
+                .name,
+            "BadJwtSignature"
+        );
+        let p = serde_json::json!({"iss": plc, "aud": "did:web:other", "exp": 200, "lxm": "m", "jti": "j"});
         let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
             .await
             .unwrap_err();
         assert_eq!(e.name, "BadJwtAudience");
-        let p = serde_json::json!({"iss": "did:plc:x", "aud": "did:web:l", "exp": 50, "lxm": "m", "jti": "j"});
+        let p =
+            serde_json::json!({"iss": plc, "aud": "did:web:l", "exp": 50, "lxm": "m", "jti": "j"});
         let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
             .await
             .unwrap_err();
         assert_eq!(e.name, "JwtExpired");
-        let p = serde_json::json!({"iss": "did:plc:x", "aud": "did:web:l", "exp": 200, "lxm": "other", "jti": "j"});
+        let p = serde_json::json!({"iss": plc, "aud": "did:web:l", "exp": 200, "lxm": "other", "jti": "j"});
         let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
             .await
             .unwrap_err();

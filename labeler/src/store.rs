@@ -64,7 +64,14 @@ CREATE TABLE IF NOT EXISTS reports (
     subject TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS used_jtis (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
+-- Service-auth token ids, per issuer (one issuer cannot burn another's ids).
+DROP TABLE IF EXISTS used_jtis;
+CREATE TABLE IF NOT EXISTS issuer_jtis (
+    iss TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    exp INTEGER NOT NULL,
+    PRIMARY KEY (iss, jti)
+);
 ";
 
 /// A stored label with its sequence number and audit fields.
@@ -423,13 +430,14 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records a JWT id until `exp` (s); false when it was already used. Expired ids are pruned.
-    pub fn use_jti(&self, jti: &str, exp: i64, now: i64) -> Result<bool, StoreError> {
+    /// Records an issuer's JWT id until `exp` (s); false when it was already used. Expired ids
+    /// are pruned.
+    pub fn use_jti(&self, iss: &str, jti: &str, exp: i64, now: i64) -> Result<bool, StoreError> {
         let conn = self.lock();
-        conn.execute("DELETE FROM used_jtis WHERE exp < ?1", [now])?;
+        conn.execute("DELETE FROM issuer_jtis WHERE exp < ?1", [now])?;
         Ok(conn.execute(
-            "INSERT OR IGNORE INTO used_jtis (jti, exp) VALUES (?1, ?2)",
-            params![jti, exp],
+            "INSERT OR IGNORE INTO issuer_jtis (iss, jti, exp) VALUES (?1, ?2, ?3)",
+            params![iss, jti, exp],
         )? == 1)
     }
 }
@@ -482,10 +490,12 @@ mod tests {
     #[test]
     fn jti_is_single_use() {
         let s = Store::in_memory().expect("store");
-        assert!(s.use_jti("j1", 100, 10).expect("db"));
-        assert!(!s.use_jti("j1", 100, 10).expect("db"));
+        assert!(s.use_jti("did:plc:a", "j1", 100, 10).expect("db"));
+        assert!(!s.use_jti("did:plc:a", "j1", 100, 10).expect("db"));
+        // Another issuer's token with the same id is its own.
+        assert!(s.use_jti("did:plc:b", "j1", 100, 10).expect("db"));
         // Once expired it is pruned; the exp check refuses the token before this matters.
-        assert!(s.use_jti("j1", 300, 200).expect("db"));
+        assert!(s.use_jti("did:plc:a", "j1", 300, 200).expect("db"));
     }
 
     #[test]

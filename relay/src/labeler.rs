@@ -102,6 +102,7 @@ pub fn settings(config: &Config) -> Settings {
         retry_base: l.retry_base,
         retry_max: l.retry_max,
         plc_url: l.plc_url.clone(),
+        max_subscribers: l.max_subscribers,
     }
 }
 

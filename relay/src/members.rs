@@ -18,7 +18,7 @@ use serde::Serialize;
 pub enum MemberError {
     #[error("invalid DID {0:?}: expected did:plc:<24 base32 chars> or did:web:<host>")]
     InvalidDid(String),
-    #[error("invalid domain {0:?}")]
+    #[error("invalid domain {0}")]
     InvalidDomain(String),
     #[error("member {0} already exists")]
     AlreadyExists(String),
@@ -53,28 +53,9 @@ pub struct AddedMember {
     pub dns_records: Vec<DnsRecord>,
 }
 
-/// True for `did:plc:<24 base32>` and `did:web:<host>`.
+/// True for `did:plc:<24 base32>` and `did:web:<host>` (the shared strict grammar).
 pub fn valid_did(did: &str) -> bool {
-    if let Some(id) = did.strip_prefix("did:plc:") {
-        return id.len() == 24 && id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'));
-    }
-    if let Some(host) = did.strip_prefix("did:web:") {
-        return valid_domain(host.replace("%3A", ":").split(':').next().unwrap_or(""));
-    }
-    false
-}
-
-/// A plausible DNS name: dotted labels of letters, digits and hyphens.
-pub fn valid_domain(domain: &str) -> bool {
-    domain.len() <= 253
-        && domain.contains('.')
-        && domain.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    atmos_lexicons::did::parse(did).is_ok()
 }
 
 /// Enrols a member with one sending domain and a new API key.
@@ -92,10 +73,9 @@ pub fn add(
     if !valid_did(did) {
         return Err(MemberError::InvalidDid(did.into()));
     }
-    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-    if !valid_domain(&domain) {
-        return Err(MemberError::InvalidDomain(domain));
-    }
+    let domain = crate::address::Domain::parse(domain.trim())
+        .map_err(|e| MemberError::InvalidDomain(format!("{domain:?} {e}")))?
+        .to_string();
     let keys = KeySet::generate()?;
     let api_key = auth::generate_api_key();
     let hash = auth::hash_api_key(&api_key)?;
@@ -348,9 +328,6 @@ mod tests {
         assert!(valid_did("did:web:example.com"));
         assert!(!valid_did("did:plc:short"));
         assert!(!valid_did("alice.test"));
-        assert!(valid_domain("mail.example.com"));
-        assert!(!valid_domain("example"));
-        assert!(!valid_domain("-bad.example.com"));
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub enum SpoolError {
 }
 
 type Completion = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
-type Job = Box<dyn FnOnce(&Transaction<'_>) -> Completion + Send>;
+/// A job runs in the batch transaction and says whether it left the transaction usable
+/// (`false`: its savepoint could not be released or rolled back, so the batch must not commit).
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> (Completion, bool) + Send>;
 
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -84,16 +86,18 @@ impl Spool {
         F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
     {
         let (done, result) = oneshot::channel::<Result<R, SpoolError>>();
-        let job: Job = Box::new(move |tx: &Transaction<'_>| -> Completion {
-            let outcome = run_in_savepoint(tx, f);
-            Box::new(move |commit: Result<(), Arc<StoreError>>| {
+        let job: Job = Box::new(move |tx: &Transaction<'_>| -> (Completion, bool) {
+            let (outcome, usable) = run_in_savepoint(tx, f);
+            let completion: Completion = Box::new(move |commit: Result<(), Arc<StoreError>>| {
                 let answer = match (outcome, commit) {
-                    (Err(e), _) => Err(SpoolError::Job(Arc::new(e))),
-                    (Ok(_), Err(e)) => Err(SpoolError::Commit(e)),
+                    // A failed commit fails everyone, even jobs that failed on their own.
+                    (_, Err(e)) => Err(SpoolError::Commit(e)),
+                    (Err(e), Ok(())) => Err(SpoolError::Job(Arc::new(e))),
                     (Ok(r), Ok(())) => Ok(r),
                 };
                 let _ = done.send(answer);
-            })
+            });
+            (completion, usable)
         });
         self.jobs.send(job).map_err(|_| SpoolError::Closed)?;
         Ok(async move { result.await.map_err(|_| SpoolError::Closed)? })
@@ -105,20 +109,42 @@ impl Spool {
     }
 }
 
+/// Runs one job in its own savepoint: its failure (or panic) undoes only its writes. Returns its
+/// outcome and whether the transaction is still sound: when the savepoint cannot be released or
+/// rolled back, what the job wrote is unknown, and the whole batch must be abandoned (a job
+/// reported as failed must never commit, or a retry would queue it twice).
 fn run_in_savepoint<R>(
     tx: &Transaction<'_>,
     f: impl FnOnce(&Transaction<'_>) -> Result<R, StoreError>,
-) -> Result<R, StoreError> {
-    tx.execute_batch("SAVEPOINT job")?;
-    match f(tx) {
-        Ok(r) => {
-            tx.execute_batch("RELEASE job")?;
-            Ok(r)
+) -> (Result<R, StoreError>, bool) {
+    if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+        return (Err(e.into()), false);
+    }
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx)));
+    let outcome = match ran {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "spool: a job panicked; it is undone, the writer goes on");
+            Err(StoreError::Abandoned(format!("write job panicked: {what}")))
         }
+    };
+    match outcome {
+        Ok(r) => match tx.execute_batch("RELEASE job") {
+            Ok(()) => (Ok(r), true),
+            Err(e) => {
+                tracing::error!(error = %e, "spool: cannot release a job's savepoint; abandoning the batch");
+                (Err(e.into()), false)
+            }
+        },
         Err(e) => {
             // Undo only this job; the others in the batch still commit.
-            let _ = tx.execute_batch("ROLLBACK TO job; RELEASE job");
-            Err(e)
+            let usable = tx.execute_batch("ROLLBACK TO job; RELEASE job").is_ok();
+            (Err(e), usable)
         }
     }
 }
@@ -144,11 +170,28 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, stats: &SpoolStats
                 continue;
             }
         };
-        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&tx)).collect();
-        let commit = tx.commit().map_err(|e| {
-            tracing::error!(error = %e, jobs = n, "spool: commit failed; nothing of this batch was accepted");
-            Arc::new(StoreError::from(e))
-        });
+        let mut sound = true;
+        let completions: Vec<Completion> = batch
+            .into_iter()
+            .map(|job| {
+                let (done, usable) = job(&tx);
+                sound &= usable;
+                done
+            })
+            .collect();
+        let commit = if sound {
+            tx.commit().map_err(|e| {
+                tracing::error!(error = %e, jobs = n, "spool: commit failed; nothing of this batch was accepted");
+                Arc::new(StoreError::from(e))
+            })
+        } else {
+            // Dropping the transaction rolls it back: nothing of this batch is kept.
+            drop(tx);
+            Err(Arc::new(StoreError::Abandoned(
+                "a job left the batch transaction unusable; nothing of this batch was accepted"
+                    .into(),
+            )))
+        };
         let elapsed = started.elapsed();
         crate::metrics::METRICS
             .fsync_seconds
@@ -228,6 +271,67 @@ mod tests {
         let (bad, good) = tokio::join!(bad, good);
         assert!(matches!(bad, Err(SpoolError::Job(_))));
         good.unwrap();
+    }
+
+    /// A job whose savepoint cannot be released (here it releases it itself, standing in for a
+    /// RELEASE that fails) fails the whole batch: nothing of it commits, so no caller that heard
+    /// "failed" has its message queued anyway.
+    #[tokio::test]
+    async fn a_failing_release_fails_the_whole_batch() {
+        let (_d, store) = test_store();
+        let (spool, _h) = Spool::start(&store).unwrap();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = spool.enqueue(move |_tx| {
+            let _ = hold.recv();
+            Ok(())
+        });
+        let event = |tx: &Transaction<'_>| {
+            crate::store::events::append(tx, 1, &Default::default())?;
+            Ok(())
+        };
+        let good = spool.enqueue(event).unwrap();
+        let breaking = spool
+            .enqueue(move |tx| {
+                event(tx)?;
+                tx.execute_batch("RELEASE job")?;
+                Ok(())
+            })
+            .unwrap();
+        release.send(()).unwrap();
+        let _ = first.unwrap().await;
+        assert!(matches!(good.await, Err(SpoolError::Commit(_))));
+        assert!(matches!(breaking.await, Err(SpoolError::Commit(_))));
+        let count: i64 = store
+            .with(|c| Ok(c.query_row("SELECT count(*) FROM relay_events", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(count, 0, "nothing of the abandoned batch was kept");
+        // The writer carries on.
+        spool.write(event).await.unwrap();
+    }
+
+    /// A job that panics fails its own caller; the others in its batch commit and the writer
+    /// carries on.
+    #[tokio::test]
+    async fn a_panicking_job_fails_only_itself() {
+        let (_d, store) = test_store();
+        let (spool, _h) = Spool::start(&store).unwrap();
+        let event = |tx: &Transaction<'_>| {
+            crate::store::events::append(tx, 1, &Default::default())?;
+            Ok(())
+        };
+        let bad = spool.write(move |tx| -> Result<(), StoreError> {
+            event(tx)?;
+            panic!("boom")
+        });
+        let good = spool.write(event);
+        let (bad, good) = tokio::join!(bad, good);
+        assert!(matches!(bad, Err(SpoolError::Job(_))));
+        good.unwrap();
+        spool.write(event).await.unwrap();
+        let count: i64 = store
+            .with(|c| Ok(c.query_row("SELECT count(*) FROM relay_events", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(count, 2, "the panicking job's write was undone");
     }
 
     /// A full disk (SQLite's page limit stands in for it) fails the write: no silent success.

@@ -15,8 +15,13 @@ pub const LXM: &str = "com.atproto.moderation.createReport";
 const MAX_REASON: usize = 20_000;
 
 fn auth_error(e: service_auth::AuthError) -> XrpcError {
+    let status = match e.name {
+        "RateLimitExceeded" => StatusCode::TOO_MANY_REQUESTS,
+        "InternalServerError" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNAUTHORIZED,
+    };
     XrpcError {
-        status: StatusCode::UNAUTHORIZED,
+        status,
         error: e.name,
         message: e.message,
     }
@@ -78,7 +83,11 @@ pub async fn create_report(
         LXM,
         &labeler.resolver,
         now_s,
-        |jti, exp| store.use_jti(jti, exp, now_s).map_err(|e| e.to_string()),
+        |iss, jti, exp| {
+            store
+                .use_jti(iss, jti, exp, now_s)
+                .map_err(|e| e.to_string())
+        },
     )
     .await
     .map_err(auth_error)?;

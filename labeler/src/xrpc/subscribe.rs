@@ -12,8 +12,11 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
-/// Labels per replay page.
+/// Labels per replay page (each page is one short read of the store; the connection is never
+/// held while frames are sent).
 const PAGE: u32 = 500;
+/// Largest frame a subscriber may send us: the protocol has nothing for them to say.
+const MAX_INCOMING: usize = 1024;
 
 #[derive(serde::Deserialize)]
 pub struct Params {
@@ -77,11 +80,21 @@ pub async fn subscribe_labels(
             "cursor must be an integer",
         ));
     };
-    ws.on_upgrade(move |socket| async move {
-        if let Err(e) = stream(labeler, socket, params.cursor).await {
-            tracing::debug!(error = %e, "label subscriber left");
-        }
-    })
+    let Ok(permit) = labeler.subscribers.clone().try_acquire_owned() else {
+        return axum::response::IntoResponse::into_response(super::XrpcError {
+            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            error: "TooManySubscribers",
+            message: "the labeler has as many subscribers as it serves; try again later".into(),
+        });
+    };
+    ws.max_frame_size(MAX_INCOMING)
+        .max_message_size(MAX_INCOMING)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = stream(labeler, socket, params.cursor).await {
+                tracing::debug!(error = %e, "label subscriber left");
+            }
+            drop(permit);
+        })
 }
 
 async fn send(socket: &mut WebSocket, bytes: Vec<u8>) -> Result<(), axum::Error> {

@@ -34,8 +34,8 @@ impl MemberState {
     }
 }
 
-/// A member row.
-#[derive(Debug, Clone)]
+/// A member row. Its `Debug` leaves the key hash out, so no log line can carry it.
+#[derive(Clone)]
 pub struct Member {
     pub did: String,
     pub handle: Option<String>,
@@ -46,6 +46,22 @@ pub struct Member {
     pub daily_limit: Option<u32>,
     pub created_at: i64,
     pub approved_at: Option<i64>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("did", &self.did)
+            .field("handle", &self.handle)
+            .field("state", &self.state)
+            .field("state_reason", &self.state_reason)
+            .field("api_key_hash", &"<redacted>")
+            .field("hourly_limit", &self.hourly_limit)
+            .field("daily_limit", &self.daily_limit)
+            .field("created_at", &self.created_at)
+            .field("approved_at", &self.approved_at)
+            .finish()
+    }
 }
 
 impl Member {
@@ -256,6 +272,17 @@ pub fn domain_owner(conn: &Connection, domain: &str) -> Result<Option<String>, S
 mod tests {
     use super::*;
     use crate::store::test_store;
+
+    #[test]
+    fn debug_never_prints_the_key_hash() {
+        let mut m = Member::active("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", 0);
+        m.api_key_hash = "$2b$12$secrethashsecrethashsecrethash".into();
+        let shown = format!("{m:?}");
+        assert!(
+            !shown.contains("secrethash") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
 
     fn member(did: &str) -> Member {
         Member {

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// A sending cap is reached; retry after this many seconds.
     #[error("rate limited")]
     RateLimited(u64),
+    /// A write was abandoned (a job panicked, or left the transaction unusable).
+    #[error("write abandoned: {0}")]
+    Abandoned(String),
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every column.
