@@ -83,6 +83,8 @@ pub struct Authenticator {
     slots: tokio::sync::Semaphore,
     /// One bcrypt at a time per client network.
     per_client: Mutex<HashMap<ClientNet, Arc<tokio::sync::Mutex<()>>>>,
+    /// bcrypt verifications run so far (for tests and metrics).
+    bcrypt_runs: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Authenticator {
@@ -101,7 +103,13 @@ impl Authenticator {
             throttle,
             slots: tokio::sync::Semaphore::new(cores),
             per_client: Mutex::new(HashMap::new()),
+            bcrypt_runs: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many bcrypt verifications ran.
+    pub fn bcrypt_runs(&self) -> u64 {
+        self.bcrypt_runs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The failure throttle (shared by every listener).
@@ -232,6 +240,8 @@ impl Authenticator {
             .acquire()
             .await
             .map_err(|_| AuthError::Internal)?;
+        self.bcrypt_runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::task::spawn_blocking(move || bcrypt::verify(key, &hash).unwrap_or(false))
             .await
             .map_err(|_| AuthError::Internal)
@@ -475,6 +485,35 @@ mod tests {
             t.failed(ClientNet::of(a));
         }
         assert!(t.is_blocked(b));
+    }
+
+    /// A stranger learns nothing from the cost of a failure: an unknown DID, a known DID with a
+    /// malformed key and one with a wrong key each cost exactly one bcrypt.
+    #[tokio::test]
+    async fn every_failure_costs_one_bcrypt() {
+        let (_d, store) = test_store();
+        let store = Arc::new(store);
+        add(
+            &store,
+            "did:plc:a",
+            &generate_api_key(),
+            MemberState::Active,
+        );
+        let auth = Authenticator::default();
+        let ip: IpAddr = [127, 0, 0, 3].into();
+        for (user, key) in [
+            ("did:plc:nobody", generate_api_key()),
+            ("did:plc:a", "not-a-key".to_string()),
+            ("did:plc:a", "atmos_short".to_string()),
+            ("did:plc:a", generate_api_key()),
+        ] {
+            let before = auth.bcrypt_runs();
+            assert_eq!(
+                auth.authenticate(&store, user, &key, ip).await.unwrap_err(),
+                AuthError::InvalidCredentials
+            );
+            assert_eq!(auth.bcrypt_runs(), before + 1, "{user} {key}");
+        }
     }
 
     #[test]

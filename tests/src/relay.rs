@@ -47,6 +47,8 @@ pub struct Relay {
     /// Extra environment for `serve` (e.g. `ATMOS_SMTP_IDLE_TIMEOUT`).
     pub env: Vec<(String, String)>,
     starts: u32,
+    /// API keys handed out by `member add`: no log may ever contain one.
+    keys: std::sync::Mutex<Vec<String>>,
 }
 
 impl Relay {
@@ -94,6 +96,52 @@ allow_private_destinations = true
             inbound: None,
             env: Vec::new(),
             starts: 0,
+            keys: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Secrets this relay was given or handed out: API keys, their bcrypt hashes, the admin
+    /// token and the key-encryption key.
+    fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.keys.lock().map(|k| k.clone()).unwrap_or_default();
+        out.extend(
+            self.env
+                .iter()
+                .filter(|(k, _)| k == "ADMIN_TOKEN" || k == "ATMOS_KEY_ENCRYPTION_KEY")
+                .map(|(_, v)| v.clone()),
+        );
+        let db = self.dir.path().join("data").join("atmos.sqlite");
+        if let Ok(c) =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            && let Ok(mut stmt) = c.prepare("SELECT api_key_hash FROM members")
+            && let Ok(rows) = stmt.query_map([], |r| r.get::<_, String>(0))
+        {
+            out.extend(rows.flatten());
+        }
+        if let Ok(kek) = std::fs::read(self.dir.path().join("data").join("kek")) {
+            use base64::Engine;
+            out.push(base64::engine::general_purpose::STANDARD.encode(&kek));
+            out.push(kek.iter().map(|b| format!("{b:02x}")).collect());
+        }
+        out.retain(|s| s.len() >= 16);
+        out
+    }
+
+    /// Every log of this relay, checked for secrets: none may appear, nor private key material.
+    pub fn assert_logs_hold_no_secrets(&self) {
+        let secrets = self.secrets();
+        for n in 1..=self.starts {
+            let log = self.log(n);
+            for s in &secrets {
+                assert!(
+                    !log.contains(s.as_str()),
+                    "a secret appears in relay log {n}"
+                );
+            }
+            assert!(
+                !log.contains("PRIVATE KEY"),
+                "private key material in relay log {n}"
+            );
         }
     }
 
@@ -159,6 +207,9 @@ allow_private_destinations = true
             api_key: v["api_key"].as_str().expect("api_key").into(),
             domain: domain.into(),
         };
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.push(member.api_key.clone());
+        }
         (
             member,
             v["dns_records"].as_array().cloned().unwrap_or_default(),
@@ -304,5 +355,9 @@ impl Drop for Relay {
             eprintln!("--- relay log (last start) ---\n{}", self.log(self.starts));
         }
         self.kill();
+        // Every end-to-end test is also a check that nothing secret reached a log.
+        if !std::thread::panicking() {
+            self.assert_logs_hold_no_secrets();
+        }
     }
 }

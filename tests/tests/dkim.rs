@@ -192,6 +192,26 @@ fn dkimpy_verifies_all_four_signatures_and_rotation_keeps_old_mail_valid() {
         summary(&verify(dns_port, &tampered)).iter().all(|r| !r.2),
         "tampered body must fail"
     );
+    // Oversigned (issue 9 §3): a From or Subject added to a signed message breaks all four.
+    for (what, forged) in [
+        (
+            "From",
+            text.replacen("\nFrom: ", "\nFrom: <ceo@rival.test>\nFrom: ", 1),
+        ),
+        (
+            "Subject",
+            text.replacen("\nSubject: ", "\nSubject: Act now\nSubject: ", 1),
+        ),
+    ] {
+        assert_ne!(forged, text);
+        let path = work.path().join(format!("added-{what}.eml"));
+        std::fs::write(&path, &forged).expect("write");
+        let r = summary(&verify(dns_port, &path));
+        assert!(
+            r.len() == 4 && r.iter().all(|r| !r.2),
+            "an added {what} must fail every signature: {r:?}"
+        );
+    }
 
     // opendkim-testmsg, a second verifier in C, checks each signature alone; tampered fails.
     let domains = ["signed.test", "operator.test"];

@@ -270,6 +270,7 @@ impl<P: Policy> Session<P> {
         let max_size = self.limits().max_message_size;
         // When the command line (or DATA transfer) in progress must be complete.
         let mut deadline: Option<(Instant, &'static str)> = None;
+        let mut held = 0usize;
         loop {
             let mut consumed = 0;
             loop {
@@ -311,7 +312,10 @@ impl<P: Policy> Session<P> {
                         }
                     },
                 };
-                consumed += rest.len() - iter.len();
+                let taken = rest.len() - iter.len();
+                consumed += taken;
+                // Bytes the command parser holds of a command not yet complete.
+                held = if input.is_some() { 0 } else { held + taken };
                 let Some(input) = input else { break };
                 if let Some(end) = self.handle(input, &mut mode).await {
                     self.flush(io).await;
@@ -332,11 +336,12 @@ impl<P: Policy> Session<P> {
                 return End::Closed;
             }
             let now = Instant::now();
+            let partial = held > 0 || !pending.is_empty();
             deadline = match (&mode, deadline) {
                 (Mode::Data { .. }, Some(d)) if d.1 == "DATA" => Some(d),
                 (Mode::Data { .. }, _) => Some((now + data_timeout, "DATA")),
-                (_, Some(d)) if !pending.is_empty() && d.1 == "command" => Some(d),
-                (_, _) if !pending.is_empty() => Some((now + command_timeout, "command")),
+                (_, Some(d)) if partial && d.1 == "command" => Some(d),
+                (_, _) if partial => Some((now + command_timeout, "command")),
                 _ => None,
             };
             let wait = match deadline {
