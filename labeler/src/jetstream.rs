@@ -101,7 +101,6 @@ pub fn apply(labeler: &Labeler, bytes: &[u8]) -> Result<Applied, EventError> {
     else {
         return Ok(skipped);
     };
-    let now = now();
     let did = e.did.as_str();
     match c.operation.as_str() {
         "create" | "update" => {
@@ -112,16 +111,15 @@ pub fn apply(labeler: &Labeler, bytes: &[u8]) -> Result<Applied, EventError> {
                 .map_err(|err| EventError::Record(err.to_string()))?;
             a.validate(&c.rkey)
                 .map_err(|err| EventError::Record(err.to_string()))?;
-            labeler.store.put_attestation(did, &c.rkey, &a, now)?;
+            labeler.attested(did, &c.rkey, &a)?;
             tracing::info!(did, domain = %a.domain, "attestation received");
         }
         "delete" => {
-            labeler.store.delete_attestation(did, &c.rkey, now)?;
+            labeler.withdrawn(did, &c.rkey)?;
             tracing::info!(did, rkey = %c.rkey, "attestation deleted");
         }
         _ => return Ok(skipped),
     }
-    labeler.check_now(did)?;
     Ok(Applied {
         attestation: true,
         ..skipped

@@ -102,11 +102,13 @@ pub(crate) fn now() -> i64 {
 impl Labeler {
     /// Opens the labeler: uses `configured_key` (a did:plc deployment), else the stored key, else
     /// generates one on first start and stores it sealed.
+    /// `documents` resolves service-auth issuers (`None`: over HTTP from `settings.plc_url`).
     pub fn open(
         store: Store,
         settings: Settings,
         sealer: &dyn Sealer,
         configured_key: Option<SigningKey>,
+        documents: Option<Arc<dyn service_auth::DidDocuments>>,
     ) -> Result<Self, LabelerError> {
         let stored = match store.active_key()? {
             Some((id, sealed)) => {
@@ -130,7 +132,11 @@ impl Labeler {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         tracing::info!(did = %settings.did, key = %identity::multikey(key.verifying_key()), "labeler identity");
         Ok(Self {
-            resolver: service_auth::DidResolver::new(&settings.plc_url),
+            resolver: service_auth::DidResolver::new(
+                documents.unwrap_or_else(|| {
+                    Arc::new(service_auth::HttpDocuments::new(&settings.plc_url))
+                }),
+            ),
             subscribers: Arc::new(tokio::sync::Semaphore::new(settings.max_subscribers)),
             settings,
             store,
@@ -218,6 +224,24 @@ impl Labeler {
         self.live.subscribe()
     }
 
+    /// Records an attestation `did` published (from Jetstream, or in-process from enrollment)
+    /// and checks the DID now.
+    pub fn attested(
+        &self,
+        did: &str,
+        rkey: &str,
+        record: &atmos_lexicons::Attestation,
+    ) -> Result<(), LabelerError> {
+        self.store.put_attestation(did, rkey, record, now())?;
+        self.check_now(did)
+    }
+
+    /// Records that `did` deleted its attestation for `rkey` and checks the DID now.
+    pub fn withdrawn(&self, did: &str, rkey: &str) -> Result<(), LabelerError> {
+        self.store.delete_attestation(did, rkey, now())?;
+        self.check_now(did)
+    }
+
     /// Asks the verifier to check `did` now (member changes, admin request, new attestation).
     pub fn check_now(&self, did: &str) -> Result<(), LabelerError> {
         self.store.schedule(did, now(), true)?;
@@ -257,6 +281,7 @@ pub(crate) mod testing {
             Store::in_memory().expect("store"),
             settings,
             &PlainSealer,
+            None,
             None,
         )
         .expect("labeler")

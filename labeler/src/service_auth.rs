@@ -6,6 +6,8 @@ use crate::identity::{self, PublicKey};
 use atmos_lexicons::did::Did;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 /// Longest lifetime accepted for a token (atproto clients ask for ≤ 60 s by default; PDSes cap
@@ -51,19 +53,25 @@ const MAX_TOKEN: usize = 4096;
 /// Longest `jti`.
 const MAX_JTI: usize = 256;
 
-/// Fetches DID documents: never following redirects, with a short timeout and a size cap.
-pub struct DidResolver {
-    http: reqwest::Client,
-    plc_url: String,
-    /// Resolutions per issuer, so one forged issuer cannot make the labeler fetch at will.
-    per_issuer: governor::DefaultKeyedRateLimiter<String>,
+/// Where DID documents come from. The relay gives the labeler its own identity resolver (one
+/// resolver, one PLC setting, one guarded HTTP client for both); [`HttpDocuments`] stands alone.
+pub trait DidDocuments: Send + Sync {
+    /// The DID document of `did`; the error text goes to the log only.
+    fn document<'a>(
+        &'a self,
+        did: &'a Did,
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
 }
 
-/// The message callers see when an issuer cannot be checked; the detail goes to the log.
-const UNRESOLVED: &str = "the token's issuer could not be verified";
+/// DID documents over HTTP without redirects, in 5 s, at most 64 KiB (for a labeler on its own
+/// and its tests).
+pub struct HttpDocuments {
+    http: reqwest::Client,
+    plc_url: String,
+}
 
-impl DidResolver {
-    /// A resolver using the PLC directory at `plc_url`.
+impl HttpDocuments {
+    /// Documents from the PLC directory at `plc_url` and from did:web hosts.
     pub fn new(plc_url: &str) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -74,45 +82,74 @@ impl DidResolver {
         Self {
             http,
             plc_url: plc_url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+impl DidDocuments for HttpDocuments {
+    fn document<'a>(
+        &'a self,
+        did: &'a Did,
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let url = match atmos_lexicons::did::web_host(did) {
+                Some(host) => format!("{}/.well-known/did.json", host.origin()),
+                None => format!("{}/{}", self.plc_url, did.as_str()),
+            };
+            let mut res = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !res.status().is_success() {
+                return Err(format!("HTTP {}", res.status()));
+            }
+            if res
+                .content_length()
+                .is_some_and(|n| n > MAX_DOCUMENT as u64)
+            {
+                return Err("document too large".into());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+                if body.len() + chunk.len() > MAX_DOCUMENT {
+                    return Err("document too large".into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+        })
+    }
+}
+
+/// Resolves service-auth issuers, at most ten times a minute per issuer, so one forged issuer
+/// cannot make the labeler fetch at will.
+pub struct DidResolver {
+    documents: std::sync::Arc<dyn DidDocuments>,
+    per_issuer: governor::DefaultKeyedRateLimiter<String>,
+}
+
+/// The message callers see when an issuer cannot be checked; the detail goes to the log.
+const UNRESOLVED: &str = "the token's issuer could not be verified";
+
+impl DidResolver {
+    /// A resolver over `documents`.
+    pub fn new(documents: std::sync::Arc<dyn DidDocuments>) -> Self {
+        Self {
+            documents,
             per_issuer: governor::RateLimiter::keyed(governor::Quota::per_minute(
                 std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
             )),
         }
     }
 
-    /// The DID document of `did` (did:plc or did:web), read whole only if it is small.
+    /// The DID document of `did` (did:plc or did:web).
     pub async fn document(&self, did: &Did) -> Result<serde_json::Value, AuthError> {
-        let url = match atmos_lexicons::did::web_host(did) {
-            Some(host) => format!("{}/.well-known/did.json", host.origin()),
-            None => format!("{}/{}", self.plc_url, did.as_str()),
-        };
-        let fail = |detail: String| {
+        self.documents.document(did).await.map_err(|detail| {
             tracing::info!(did = did.as_str(), %detail, "service auth: cannot resolve the issuer");
             err("InvalidToken", UNRESOLVED)
-        };
-        let mut res = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !res.status().is_success() {
-            return Err(fail(format!("HTTP {}", res.status())));
-        }
-        if res
-            .content_length()
-            .is_some_and(|n| n > MAX_DOCUMENT as u64)
-        {
-            return Err(fail("document too large".into()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(|e| fail(e.to_string()))? {
-            if body.len() + chunk.len() > MAX_DOCUMENT {
-                return Err(fail("document too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))
+        })
     }
 }
 
@@ -227,7 +264,9 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_malformed_and_misaddressed_tokens_before_resolving() {
-        let r = DidResolver::new("http://127.0.0.1:9");
+        let r = DidResolver::new(std::sync::Arc::new(HttpDocuments::new(
+            "http://127.0.0.1:9",
+        )));
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let h = enc(serde_json::json!({"alg": "ES256K"}));
         let sig64 = URL_SAFE_NO_PAD.encode([7u8; 64]);

@@ -101,7 +101,7 @@ pub fn settings(config: &Config) -> Settings {
         reverify_interval: l.reverify_interval,
         retry_base: l.retry_base,
         retry_max: l.retry_max,
-        plc_url: l.plc_url.clone(),
+        plc_url: config.plc_url(),
         max_subscribers: l.max_subscribers,
     }
 }
@@ -145,8 +145,13 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .filter(|b| b.len() == 32)
 }
 
-/// Opens the labeler (generating its key on first start).
-pub fn open(config: &Config, secrets: Arc<Secrets>) -> Result<Arc<Labeler>, LabelerSetupError> {
+/// Opens the labeler (generating its key on first start); it resolves report issuers through
+/// the relay's identity resolver.
+pub fn open(
+    config: &Config,
+    secrets: Arc<Secrets>,
+    identity: Arc<crate::identity::Resolver>,
+) -> Result<Arc<Labeler>, LabelerSetupError> {
     let settings = settings(config);
     let key = configured_key(config, &settings.did)?;
     let store = atmos_labeler::store::Store::open(&config.server.data_dir)?;
@@ -155,6 +160,7 @@ pub fn open(config: &Config, secrets: Arc<Secrets>) -> Result<Arc<Labeler>, Labe
         settings,
         &KekSealer(secrets),
         key,
+        Some(identity),
     )?))
 }
 

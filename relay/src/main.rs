@@ -317,8 +317,14 @@ fn labeler_cmd(cmd: LabelerCmd) -> Result<(), Failure> {
         LabelerCmd::Identity { config } => {
             let config = load_config(&config)?;
             let (_, secrets) = open_state(&config)?;
-            let labeler = atmos_relay::labeler::open(&config, std::sync::Arc::new(secrets))
-                .context("opening the labeler")?;
+            let identity = atmos_relay::identity::Resolver::from_config(&config)
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+            let labeler = atmos_relay::labeler::open(
+                &config,
+                std::sync::Arc::new(secrets),
+                std::sync::Arc::new(identity),
+            )
+            .context("opening the labeler")?;
             print_json(&serde_json::json!({
                 "did": labeler.did(),
                 "signingKey": atmos_labeler::identity::multikey(labeler.verifying_key()),

@@ -51,6 +51,9 @@ pub struct AddedMember {
     pub api_key: Option<String>,
     pub state: &'static str,
     pub dns_records: Vec<DnsRecord>,
+    /// The new DKIM selectors (RSA, Ed25519), for the attestation record.
+    #[serde(skip)]
+    pub selectors: Vec<String>,
 }
 
 /// True for `did:plc:<24 base32>` and `did:web:<host>` (the shared strict grammar).
@@ -166,6 +169,7 @@ pub fn add(
         api_key: is_new.then_some(api_key),
         state: current.as_str(),
         dns_records: records::member(config, did, &domain, &dkim_rows),
+        selectors: dkim_rows.iter().map(|r| r.selector.clone()).collect(),
     })
 }
 

@@ -48,6 +48,8 @@ pub enum ServeError {
     Rules(#[from] crate::rules::spec::RulesError),
     #[error("kafka: {0}")]
     Kafka(#[from] crate::kafka::KafkaSetupError),
+    #[error("web: {0}")]
+    Web(String),
 }
 
 /// Addresses actually bound (useful when the configuration asked for port 0).
@@ -94,6 +96,70 @@ fn raise_open_file_limit() {
     }
 }
 
+/// The web side: the OAuth client (confidential with `[web] public_url`, else loopback on the
+/// HTTP listener), sessions and enrollment.
+fn web(
+    config: &Config,
+    listening: &Listening,
+    store: &Arc<Store>,
+    secrets: &Arc<Secrets>,
+    identity: &Arc<crate::identity::Resolver>,
+    labeler: Option<Arc<atmos_labeler::Labeler>>,
+    extras: Extras,
+) -> Result<crate::http::session::Web, ServeError> {
+    use crate::oauth::client::ClientKind;
+    let public = config.public_url().ok().flatten();
+    let (client_id, redirect_uri, kind) = match &public {
+        Some(url) => (
+            format!("{url}/oauth/client-metadata.json"),
+            format!("{url}/oauth/callback"),
+            ClientKind::Confidential(Arc::new(
+                crate::oauth::keys::ClientKeys::open(store.clone(), secrets.clone())
+                    .map_err(|e| ServeError::Web(e.to_string()))?,
+            )),
+        ),
+        None => {
+            // The atproto loopback client: its redirect must be a loopback IP address.
+            let ip = if listening.http.ip().is_loopback() {
+                listening.http.ip()
+            } else {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            };
+            let host = SocketAddr::new(ip, listening.http.port());
+            (
+                String::new(),
+                format!("http://{host}/oauth/callback"),
+                ClientKind::Loopback,
+            )
+        }
+    };
+    let oauth = crate::oauth::OAuthClient::new(identity.clone(), client_id, redirect_uri, kind);
+    let dns =
+        crate::delivery::mx::fresh_resolver(&config.nameservers()).map_err(ServeError::Delivery)?;
+    let enrollment = crate::enrollment::Enrollment::new(
+        store.clone(),
+        secrets.clone(),
+        Arc::new(config.clone()),
+        dns,
+        labeler,
+    );
+    let w = &config.web;
+    Ok(crate::http::session::Web::new(
+        oauth,
+        identity.clone(),
+        enrollment,
+        crate::http::session::WebSettings {
+            secure_cookies: public.as_deref().is_some_and(|u| u.starts_with("https://")),
+            session_idle: w.session_idle,
+            sessions_per_member: w.sessions_per_member,
+            max_pending: w.max_pending_signins,
+            operator_dids: w.operator_dids.clone(),
+            dist_dir: w.dist_dir.clone(),
+            dev_zone: extras.dev_zone,
+        },
+    ))
+}
+
 /// Binds a listener; a failure names the configuration key.
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
@@ -101,9 +167,26 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeE
         .map_err(|source| ServeError::Bind { key, addr, source })
 }
 
+/// What `atmos dev` adds to a relay.
+#[derive(Default)]
+pub struct Extras {
+    /// The embedded DNS zone the wizard may publish to.
+    pub dev_zone: Option<Arc<crate::dev::zone::DevZone>>,
+}
+
 /// Runs the relay until `shutdown` is cancelled; `on_ready` hears the bound addresses.
 pub async fn serve(
     config: Config,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(Listening),
+) -> Result<(), ServeError> {
+    serve_with(config, Extras::default(), shutdown, on_ready).await
+}
+
+/// [`serve`] with what `atmos dev` adds.
+pub async fn serve_with(
+    config: Config,
+    extras: Extras,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(Listening),
 ) -> Result<(), ServeError> {
@@ -115,8 +198,14 @@ pub async fn serve(
         std::env::var(crate::secrets::KEK_ENV).ok(),
     )?);
     crate::operator::ensure_keys(&store, &secrets, &config)?;
+    let identity =
+        Arc::new(crate::identity::Resolver::from_config(&config).map_err(ServeError::Delivery)?);
     let labeler = if config.labeler.enabled {
-        Some(crate::labeler::open(&config, secrets.clone())?)
+        Some(crate::labeler::open(
+            &config,
+            secrets.clone(),
+            identity.clone(),
+        )?)
     } else {
         None
     };
@@ -206,6 +295,15 @@ pub async fn serve(
         NonZeroU32::new(config.smtp.inbound_rate_burst).unwrap_or(NonZeroU32::MIN),
         NonZeroU32::new(config.smtp.forward_rate_per_domain).unwrap_or(NonZeroU32::MIN),
     ));
+    let web = Arc::new(web(
+        &config,
+        &listening,
+        &store,
+        &secrets,
+        &identity,
+        labeler.clone(),
+        extras,
+    )?);
     let http_state = Arc::new(crate::http::AppState {
         acceptor,
         auth,
@@ -215,6 +313,7 @@ pub async fn serve(
         secrets: secrets.clone(),
         limits: config.limits.clone(),
         idempotency: Default::default(),
+        web,
     });
 
     let deadline = config.server.shutdown_deadline;

@@ -2,6 +2,7 @@
 //! captured to files, so a newcomer sends a first message in a minute.
 
 pub mod capture;
+pub mod zone;
 
 use crate::config::Config;
 use crate::members;

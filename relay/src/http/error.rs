@@ -55,12 +55,65 @@ pub enum AdminErrors {
     Internal(ErrorBody),
 }
 
-/// An API error: one of the shared submission errors, or a plain not-found.
+/// Errors any signed-in web endpoint (`/api/…`) can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum WebErrors {
+    /// INVALID_REQUEST, DOMAIN_NOT_PROVEN (details: the ownership check), IDENTITY, SIGNIN_FAILED.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// SIGNED_OUT.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// CSRF: the request lacks the session's token.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// NOT_FOUND.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// DOMAIN_TAKEN, DOMAIN_LIMIT.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// RATE_LIMITED.
+    #[response(status = 429)]
+    TooMany(ErrorBody),
+    /// INTERNAL.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// ATTESTATION_FAILED, PDS_UNREACHABLE.
+    #[response(status = 502)]
+    BadGateway(ErrorBody),
+    /// BUSY: too many sign-ins in progress.
+    #[response(status = 503)]
+    Busy(ErrorBody),
+}
+
+/// An API error: one of the shared submission errors, a plain not-found, or any other coded
+/// answer (sign-in, sessions, enrollment).
 #[derive(Debug)]
 pub enum ApiError {
     Submit(SubmitError),
     NotFound(String),
     IdempotencyConflict,
+    Coded {
+        status: u16,
+        code: &'static str,
+        message: String,
+        /// Extra JSON for the page (what a DNS check observed…).
+        details: Option<serde_json::Value>,
+    },
+}
+
+impl ApiError {
+    /// A coded error without details.
+    pub fn coded(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Coded {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
 }
 
 impl From<SubmitError> for ApiError {
@@ -88,6 +141,16 @@ impl ApiError {
                 "IDEMPOTENCY_CONFLICT",
                 "Idempotency-Key was already used with a different request body".into(),
             ),
+            Self::Coded {
+                status,
+                code,
+                message,
+                ..
+            } => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                code,
+                message.clone(),
+            ),
         }
     }
 }
@@ -99,11 +162,14 @@ impl IntoResponse for ApiError {
             Self::Submit(e) => e.retry_after(),
             _ => None,
         };
-        let mut resp = (
-            status,
-            axum::Json(serde_json::json!({ "error": text, "code": code })),
-        )
-            .into_response();
+        let mut body = serde_json::json!({ "error": text, "code": code });
+        if let Self::Coded {
+            details: Some(d), ..
+        } = &self
+        {
+            body["details"] = d.clone();
+        }
+        let mut resp = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

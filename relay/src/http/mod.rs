@@ -3,10 +3,14 @@
 
 pub mod admin;
 pub mod credentials;
+pub mod enroll;
 pub mod error;
 pub mod member;
 pub mod messages;
 pub mod send;
+pub mod session;
+pub mod signin;
+pub mod ui;
 pub mod unsubscribe;
 
 use crate::accept::Acceptor;
@@ -40,6 +44,8 @@ pub struct AppState {
     pub limits: crate::config::LimitsConfig,
     /// One lock per (DID, Idempotency-Key) in use, so lookup and send are one step.
     pub idempotency: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    /// Sign-in, sessions and enrollment.
+    pub web: Arc<session::Web>,
 }
 
 impl AppState {
@@ -113,6 +119,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/unsubscribe/{token}",
             get(unsubscribe::page).post(unsubscribe::confirm),
         )
+        .route("/oauth/client-metadata.json", get(signin::client_metadata))
+        .route("/oauth/jwks.json", get(signin::jwks))
+        .route("/oauth/callback", get(signin::callback))
+        .route("/api/signin", post(signin::start))
+        .route("/api/session", get(signin::current))
+        .route("/api/signout", post(signin::signout))
+        .route("/api/ownership", get(enroll::ownership))
+        .route("/api/domains", post(enroll::add))
+        .route(
+            "/api/domains/{domain}",
+            axum::routing::delete(enroll::remove),
+        )
+        .route("/api/domains/{domain}/dns", get(enroll::dns))
+        .route("/api/domains/{domain}/rotate", post(enroll::rotate))
+        .route("/api/key", post(enroll::regenerate_key))
+        .route("/api/dev/publish/{domain}", post(enroll::dev_publish))
         .route("/admin/member/{did}/{action}", post(admin::member_action))
         .route("/admin/member/{did}/labels", post(admin::label_add))
         .route(
@@ -132,6 +154,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(admin::queue_delete),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SEND_BODY))
+        .fallback(ui::serve)
         .with_state(state)
 }
 
@@ -183,6 +206,8 @@ impl utoipa::Modify for SecuritySchemes {
         unsubscribe::page, unsubscribe::confirm,
         admin::member_action, admin::label_add, admin::label_remove, admin::members_list, admin::member_detail,
         admin::events_list, admin::inbound_list, admin::verdicts_list, admin::shadow_verdicts, admin::queue_list, admin::queue_retry, admin::queue_delete,
+        signin::client_metadata, signin::jwks, signin::start, signin::callback, signin::current, signin::signout,
+        enroll::ownership, enroll::add, enroll::dns, enroll::remove, enroll::rotate, enroll::regenerate_key, enroll::dev_publish,
         healthz, metrics, openapi,
     ),
     modifiers(&SecuritySchemes)

@@ -84,6 +84,11 @@ pub fn active_ids(conn: &Connection, domain: &str) -> Result<Vec<i64>, StoreErro
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Deletes every key of `domain` (the domain left the relay; its mail can no longer be signed).
+pub fn delete_domain(conn: &Connection, domain: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM dkim_keys WHERE domain = lower(?1)", [domain])?)
+}
+
 /// Whether a selector is taken for `domain`.
 pub fn selector_exists(
     conn: &Connection,

@@ -260,6 +260,14 @@ pub fn forward_to(conn: &Connection, domain: &str) -> Result<Option<Mailbox>, St
     }))
 }
 
+/// Removes a sending domain; returns whether it existed.
+pub fn delete_domain(conn: &Connection, did: &str, domain: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM sending_domains WHERE domain = lower(?1) AND did = ?2",
+        params![domain, did],
+    )? == 1)
+}
+
 /// The DID owning `domain`, if any.
 pub fn domain_owner(conn: &Connection, domain: &str) -> Result<Option<String>, StoreError> {
     Ok(conn

@@ -10,9 +10,11 @@ pub mod inbound;
 pub mod labels;
 pub mod members;
 pub mod messages;
+pub mod oauth_keys;
 pub mod outbox;
 pub mod rules;
 mod schema;
+pub mod sessions;
 pub mod suppressions;
 
 use rusqlite::{Connection, OpenFlags};

@@ -220,6 +220,34 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (recipient_id, kind)
     ) WITHOUT ROWID;
     ",
+    "
+    -- The confidential OAuth client's keys (sealed); 'next' is published before it signs.
+    CREATE TABLE oauth_client_keys (
+        kid         TEXT PRIMARY KEY,
+        sealed      BLOB NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('active', 'next', 'retired')),
+        created_at  INTEGER NOT NULL,
+        retired_at  INTEGER
+    );
+    -- Sign-ins waiting for their callback, by SHA-256 of the OAuth state.
+    CREATE TABLE signin_states (
+        state_hash    TEXT PRIMARY KEY,
+        browser_hash  TEXT NOT NULL,
+        sealed        BLOB NOT NULL,
+        created_at    INTEGER NOT NULL
+    );
+    -- Signed-in browsers, by SHA-256 of the session cookie.
+    CREATE TABLE web_sessions (
+        id_hash     TEXT PRIMARY KEY,
+        did         TEXT NOT NULL,
+        handle      TEXT,
+        csrf        TEXT NOT NULL,
+        sealed      BLOB NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_used   INTEGER NOT NULL
+    );
+    CREATE INDEX web_sessions_did ON web_sessions(did, created_at);
+    ",
 ];
 
 /// Number of migrations this binary knows.

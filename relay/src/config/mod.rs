@@ -3,10 +3,12 @@
 //! The key names of SPEC §14 are a contract; keys added here never rename them. Secrets (the admin
 //! token, the key-encryption key) never come from this file.
 
+mod sections;
+
+pub use sections::*;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Environment variables with the `ATMOS_` prefix that are not configuration keys.
 const RESERVED_ENV: &[&str] = &[
@@ -44,307 +46,11 @@ pub struct Config {
     pub labeler: LabelerConfig,
     pub rules: RulesConfig,
     pub kafka: KafkaConfig,
+    pub web: WebConfig,
+    pub atproto: AtprotoConfig,
 }
 
-/// `[kafka]`: the event bus to an external rules engine (Osprey). Off while `brokers` is empty.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// `host:port[,host:port…]`; empty: no Kafka.
-    pub brokers: String,
-    /// Where every event is published, in Osprey's action format.
-    pub events_topic: String,
-    /// Where verdicts are read from; empty: publish only.
-    pub results_topic: String,
-    /// Consumer group of the results reader.
-    pub group_id: String,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        Self {
-            brokers: String::new(),
-            events_topic: "osprey.actions_input".into(),
-            results_topic: "osprey.execution_results".into(),
-            group_id: "atmos-relay".into(),
-        }
-    }
-}
-
-/// `[rules]`: the embedded rules engine (SPEC §8).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RulesConfig {
-    pub enabled: bool,
-    /// Rule files (TOML); empty: the built-in rules (`relay/rules/default.toml`).
-    pub files: Vec<PathBuf>,
-    /// How often the engine looks for new events when it has caught up.
-    #[serde(deserialize_with = "duration")]
-    pub poll_interval: Duration,
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            files: Vec::new(),
-            poll_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// `[server]`: identity of this relay and where its state lives.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// EHLO name, VERP/SRS host, TLS name.
-    pub hostname: String,
-    /// Pool DKIM `d=`, VERP domain, operator aliases.
-    pub operator_domain: String,
-    /// SQLite database, keys, TLS material.
-    pub data_dir: PathBuf,
-    /// How long shutdown waits for sessions and deliveries in flight.
-    #[serde(deserialize_with = "duration")]
-    pub shutdown_deadline: Duration,
-    /// Sending domains one member may hold.
-    pub max_domains_per_member: u32,
-    /// Largest size of the database (queue included) in bytes; 0 = no limit; absent: half the
-    /// space free on `data_dir`'s file system at start. When reached, submissions get
-    /// `451 4.3.1 queue full` until delivery frees space.
-    pub max_queue_bytes: Option<u64>,
-    /// Share of `max_queue_bytes` (percent) that forwarded inbound mail may fill, so strangers
-    /// mailing member domains cannot fill the queue members send through.
-    pub forward_queue_share: u8,
-    /// Where mail to the operator aliases (`postmaster@`, `abuse@`, `fbl@`, `support@`,
-    /// `hostmaster@`) is forwarded; empty: it is accepted and logged.
-    pub operator_forward_to: String,
-    /// Name the client's IP address in the `Received` field the relay adds at submission
-    /// (off by default: a member's office or home address is theirs to keep).
-    pub trace_client_address: bool,
-}
-
-/// `[smtp]`: the submission and inbound listeners.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmtpConfig {
-    pub submission_listen: SocketAddr,
-    pub inbound_listen: SocketAddr,
-    /// Advertised SIZE; larger messages get 552 5.3.4.
-    pub max_message_size: usize,
-    pub max_recipients: usize,
-    #[serde(deserialize_with = "duration")]
-    pub idle_timeout: Duration,
-    /// Inbound transactions one client address may start per minute...
-    pub inbound_rate_per_minute: u32,
-    /// ...and at once.
-    pub inbound_rate_burst: u32,
-    /// Messages forwarded to one member domain (replies) per minute, from all clients.
-    pub forward_rate_per_domain: u32,
-    /// Concurrent sessions per listener; more are answered `421 4.7.0` and closed.
-    pub max_sessions: usize,
-    /// Concurrent sessions per client address (IPv4 /32, IPv6 /64), as Postfix's
-    /// `smtpd_client_connection_count_limit`.
-    pub max_sessions_per_client: usize,
-    /// Longest time one command line may take to arrive, however it trickles in.
-    #[serde(deserialize_with = "duration")]
-    pub command_timeout: Duration,
-    /// Longest time a whole DATA transfer may take.
-    #[serde(deserialize_with = "duration")]
-    pub data_timeout: Duration,
-    /// Longest time a reply may wait for the client to read it.
-    #[serde(deserialize_with = "duration")]
-    pub write_timeout: Duration,
-}
-
-/// `[http]`: the HTTP listener (API, admin, XRPC, web UI).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    pub listen: SocketAddr,
-    /// Concurrent HTTP connections; more wait in the kernel's accept queue.
-    pub max_connections: usize,
-    /// Concurrent connections per client address (IPv4 /32, IPv6 /64); more are closed.
-    pub max_connections_per_client: usize,
-    /// Longest time a request's headers may take to arrive.
-    #[serde(deserialize_with = "duration")]
-    pub header_timeout: Duration,
-}
-
-/// `[tls]`: certificate for STARTTLS; both empty means a self-signed one.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
-/// `[dns]`: resolvers for MX/TXT lookups.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct DnsConfig {
-    /// Empty: the system resolver. Entries are `ip` or `ip:port`.
-    pub nameservers: Vec<String>,
-}
-
-/// `[delivery]`: outbound MX delivery and retries.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliveryConfig {
-    /// Port used on every MX host (tests point it at a local sink).
-    pub mx_port: u16,
-    #[serde(deserialize_with = "duration")]
-    pub max_queue_lifetime: Duration,
-    /// First retry delay; doubles per attempt up to `retry_max`.
-    #[serde(deserialize_with = "duration")]
-    pub retry_base: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub retry_max: Duration,
-    /// Connections at once to one destination domain.
-    pub per_destination_concurrency: usize,
-    /// Connections at once in all.
-    pub global_concurrency: usize,
-    #[serde(deserialize_with = "duration")]
-    pub connect_timeout: Duration,
-    /// When set (`host:port`), all mail goes there instead of the recipients' MX (dev capture).
-    pub smarthost: String,
-    /// Deliver to loopback, RFC 1918, link-local and unique-local addresses found in MX or
-    /// A/AAAA answers. Off: a member cannot point the relay at the operator's own network.
-    /// (`atmos dev` and the test harness turn it on.)
-    pub allow_private_destinations: bool,
-}
-
-/// `[limits]`: member caps and the relay-wide cap (SPEC §6).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub hourly: u32,
-    pub daily: u32,
-    pub global_per_minute: u32,
-}
-
-/// `[labeler]`: the co-located atproto labeler (SPEC §9).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LabelerConfig {
-    pub enabled: bool,
-    /// Empty: `did:web:<server.hostname>` with a key generated on first start. A `did:plc`
-    /// needs its `#atproto_label` key in `ATMOS_LABELER_SIGNING_KEY` (hex) or `signing_key_file`.
-    pub did: String,
-    /// File holding the hex secp256k1 private key of a configured DID.
-    pub signing_key_file: PathBuf,
-    /// Public base URL (`#atproto_labeler` endpoint); empty: `https://<server.hostname>`.
-    pub endpoint: String,
-    #[serde(deserialize_with = "duration")]
-    pub reverify_interval: Duration,
-    /// First retry of a failed check; doubles up to `retry_max`.
-    #[serde(deserialize_with = "duration")]
-    pub retry_base: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub retry_max: Duration,
-    /// PLC directory used to resolve `did:plc` issuers of service-auth tokens.
-    pub plc_url: String,
-    /// Jetstream subscribe URL (`wss://…/subscribe`); empty: no Jetstream consumer.
-    pub jetstream_url: String,
-    pub jetstream_compress: bool,
-    /// Jetstream's zstd dictionary, needed when `jetstream_compress` is on.
-    pub jetstream_zstd_dictionary: PathBuf,
-    /// Concurrent `subscribeLabels` WebSockets; more are refused with 503.
-    pub max_subscribers: usize,
-}
-
-impl Default for LabelerConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            did: String::new(),
-            signing_key_file: PathBuf::new(),
-            endpoint: String::new(),
-            reverify_interval: Duration::from_secs(86_400),
-            retry_base: Duration::from_secs(2),
-            retry_max: Duration::from_secs(30),
-            plc_url: "https://plc.directory".into(),
-            jetstream_url: String::new(),
-            jetstream_compress: false,
-            jetstream_zstd_dictionary: PathBuf::new(),
-            max_subscribers: 1000,
-        }
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            hostname: "localhost".into(),
-            operator_domain: "atmos.localhost".into(),
-            data_dir: PathBuf::from("/var/lib/atmos"),
-            shutdown_deadline: Duration::from_secs(30),
-            max_domains_per_member: 2,
-            max_queue_bytes: None,
-            forward_queue_share: 10,
-            operator_forward_to: String::new(),
-            trace_client_address: false,
-        }
-    }
-}
-
-impl Default for SmtpConfig {
-    fn default() -> Self {
-        Self {
-            submission_listen: ([0, 0, 0, 0], 587).into(),
-            inbound_listen: ([0, 0, 0, 0], 25).into(),
-            max_message_size: 26_214_400,
-            max_recipients: 100,
-            idle_timeout: Duration::from_secs(60),
-            inbound_rate_per_minute: 30,
-            inbound_rate_burst: 10,
-            forward_rate_per_domain: 60,
-            max_sessions: 1000,
-            max_sessions_per_client: 50,
-            command_timeout: Duration::from_secs(300),
-            data_timeout: Duration::from_secs(600),
-            write_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            listen: ([127, 0, 0, 1], 8080).into(),
-            max_connections: 1024,
-            max_connections_per_client: 64,
-            header_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        Self {
-            mx_port: 25,
-            max_queue_lifetime: Duration::from_secs(3 * 86_400),
-            retry_base: Duration::from_secs(60),
-            retry_max: Duration::from_secs(3600),
-            per_destination_concurrency: 20,
-            global_concurrency: 200,
-            connect_timeout: Duration::from_secs(30),
-            smarthost: String::new(),
-            allow_private_destinations: false,
-        }
-    }
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            hourly: 100,
-            daily: 1000,
-            global_per_minute: 500,
-        }
-    }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text)
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
@@ -473,6 +179,22 @@ impl Config {
                 return bad(key, "must be at least 1");
             }
         }
+        if let Err(message) = self.public_url() {
+            return bad("web.public_url", &message);
+        }
+        for did in &self.web.operator_dids {
+            if atmos_lexicons::did::parse(did).is_err() {
+                return bad(
+                    "web.operator_dids",
+                    &format!("{did:?} is not a did:plc or did:web DID"),
+                );
+            }
+        }
+        if !self.atproto.plc_url.starts_with("https://")
+            && !self.atproto.plc_url.starts_with("http://")
+        {
+            return bad("atproto.plc_url", "must be an http(s) URL");
+        }
         if self.delivery.per_destination_concurrency == 0 || self.delivery.global_concurrency == 0 {
             return bad(
                 "delivery.global_concurrency",
@@ -494,6 +216,32 @@ impl Config {
         match self.server.operator_forward_to.trim() {
             "" => Ok(None),
             a => crate::address::Mailbox::parse(a).map(Some),
+        }
+    }
+
+    /// `web.public_url` as an origin (`https://host[:port]`, no path), or `None` for the loopback
+    /// client of development.
+    pub fn public_url(&self) -> Result<Option<String>, String> {
+        let url = self.web.public_url.trim().trim_end_matches('/');
+        if url.is_empty() {
+            return Ok(None);
+        }
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or("must start with https:// (or http:// behind a TLS proxy in tests)")?;
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return Err("must be an origin: scheme and host, no path".into());
+        }
+        Ok(Some(url.to_string()))
+    }
+
+    /// The PLC directory: `[atproto] plc_url`, or the older `[labeler] plc_url` when only that
+    /// is set.
+    pub fn plc_url(&self) -> String {
+        match &self.labeler.plc_url {
+            Some(old) if self.atproto.plc_url == sections::DEFAULT_PLC_URL => old.clone(),
+            _ => self.atproto.plc_url.clone(),
         }
     }
 
@@ -523,6 +271,7 @@ fn unknown_field(message: &str) -> Option<String> {
 /// Sections of the file; an env key is `ATMOS_<SECTION>_<KEY>`.
 const SECTIONS: &[&str] = &[
     "server", "smtp", "http", "tls", "dns", "delivery", "limits", "labeler", "rules", "kafka",
+    "web", "atproto",
 ];
 
 fn apply_env(
@@ -567,6 +316,7 @@ fn apply_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let table: toml::Table = text.parse().expect("test toml");

@@ -1,0 +1,72 @@
+//! Proof that a DID owns a sending domain (SPEC §3.2): `_atmos.<domain>` or `_atproto.<domain>`
+//! TXT `did=<DID>`, or the DID's verified handle is the domain itself.
+
+use crate::address::Domain;
+use crate::dns::{Txt, txt};
+use hickory_resolver::TokioResolver;
+
+/// What the check found, for the page to show.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnershipCheck {
+    pub domain: String,
+    pub proven: bool,
+    /// How: `_atmos`, `_atproto` or `handle`.
+    pub via: Option<String>,
+    /// The record to publish: name and value.
+    pub expected_name: String,
+    pub expected_value: String,
+    /// What DNS serves at each name looked at.
+    pub observed: Vec<Observed>,
+}
+
+/// TXT records found at one name.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Observed {
+    pub name: String,
+    pub records: Vec<String>,
+    /// Set when the lookup failed (not the same as "no record").
+    pub error: Option<String>,
+}
+
+/// Checks `did`'s claim to `domain`; `handle` is the DID's verified handle, if any.
+pub async fn check(
+    dns: &TokioResolver,
+    did: &str,
+    handle: Option<&str>,
+    domain: &Domain,
+) -> OwnershipCheck {
+    let expected_value = format!("did={did}");
+    let mut out = OwnershipCheck {
+        domain: domain.to_string(),
+        proven: false,
+        via: None,
+        expected_name: domain.under("_atmos"),
+        expected_value: expected_value.clone(),
+        observed: Vec::new(),
+    };
+    if handle.is_some_and(|h| h.eq_ignore_ascii_case(domain.as_str())) {
+        out.proven = true;
+        out.via = Some("handle".into());
+        return out;
+    }
+    for label in ["_atmos", "_atproto"] {
+        let name = domain.under(label);
+        let found = txt(dns, &name).await;
+        let records = found.records().to_vec();
+        let matches = records.iter().any(|r| r.trim() == expected_value);
+        out.observed.push(Observed {
+            name,
+            records,
+            error: match found {
+                Txt::Failed(e) => Some(e),
+                _ => None,
+            },
+        });
+        if matches && !out.proven {
+            out.proven = true;
+            out.via = Some(label.into());
+        }
+    }
+    out
+}

@@ -1,0 +1,215 @@
+//! The enrollment API the `/enroll` wizard calls (SPEC §3), JSON under `/api/`: the ownership
+//! check, adding / removing / re-enrolling a domain, the per-record DNS check, regenerating the
+//! API key, and (in `atmos dev`) publishing a domain's records to the embedded DNS zone.
+
+use super::AppState;
+use super::error::ApiError;
+use super::session::{Changing, Session, SessionRepo};
+use crate::enrollment::dnscheck::RecordCheck;
+use crate::enrollment::ownership::OwnershipCheck;
+use crate::enrollment::{EnrollError, Enrolled};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+impl From<EnrollError> for ApiError {
+    fn from(e: EnrollError) -> Self {
+        let details = match &e {
+            EnrollError::NotProven { check, .. } => serde_json::to_value(check).ok(),
+            _ => None,
+        };
+        ApiError::Coded {
+            status: e.status(),
+            code: e.code(),
+            message: e.to_string(),
+            details,
+        }
+    }
+}
+
+/// `?domain=` of the ownership check.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DomainQuery {
+    pub domain: String,
+}
+
+/// `GET /api/ownership?domain=`: whether the signed-in DID has proven the domain, and what DNS
+/// serves.
+#[utoipa::path(get, path = "/api/ownership", tag = "enroll", params(DomainQuery),
+    responses((status = 200, description = "The check", body = OwnershipCheck), super::error::WebErrors))]
+pub async fn ownership(
+    State(state): State<Arc<AppState>>,
+    Session(s): Session,
+    query: Result<Query<DomainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<OwnershipCheck>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::coded(400, "INVALID_REQUEST", format!("query: {e}")))?;
+    Ok(Json(
+        state
+            .web
+            .enrollment
+            .ownership(&s.did, s.handle.as_deref(), &q.domain)
+            .await?,
+    ))
+}
+
+/// Body of `POST /api/domains`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddDomain {
+    pub domain: String,
+}
+
+/// `POST /api/domains`: enrolls a proven domain — keys, the API key (first domain only, shown
+/// once), the attestation in the member's repo — and leaves the member pending approval.
+#[utoipa::path(post, path = "/api/domains", tag = "enroll", request_body = AddDomain,
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 200, description = "Enrolled", body = Enrolled), super::error::WebErrors))]
+pub async fn add(
+    State(state): State<Arc<AppState>>,
+    Changing(s): Changing,
+    body: Result<Json<AddDomain>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Enrolled>, ApiError> {
+    let Json(req) = body
+        .map_err(|e| ApiError::coded(400, "INVALID_REQUEST", format!("body: {}", e.body_text())))?;
+    let (did, handle) = (s.did.clone(), s.handle.clone());
+    let repo = SessionRepo {
+        state: state.clone(),
+        session: s,
+    };
+    Ok(Json(
+        state
+            .web
+            .enrollment
+            .add_domain(&did, handle.as_deref(), &req.domain, &repo)
+            .await?,
+    ))
+}
+
+/// `GET /api/domains/{domain}/dns`: each record to publish, checked against DNS now.
+#[utoipa::path(get, path = "/api/domains/{domain}/dns", tag = "enroll", params(("domain" = String, Path)),
+    responses((status = 200, description = "Per-record checks", body = Vec<RecordCheck>), super::error::WebErrors))]
+pub async fn dns(
+    State(state): State<Arc<AppState>>,
+    Session(s): Session,
+    Path(domain): Path<String>,
+) -> Result<Json<Vec<RecordCheck>>, ApiError> {
+    Ok(Json(
+        state.web.enrollment.check_domain(&s.did, &domain).await?,
+    ))
+}
+
+/// `DELETE /api/domains/{domain}`: the domain leaves the relay; its keys are deleted and its
+/// attestation removed from the repo.
+#[utoipa::path(delete, path = "/api/domains/{domain}", tag = "enroll", params(("domain" = String, Path),
+        ("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 200, description = "Removed", body = Object), super::error::WebErrors))]
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Changing(s): Changing,
+    Path(domain): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let did = s.did.clone();
+    let repo = SessionRepo {
+        state: state.clone(),
+        session: s,
+    };
+    state
+        .web
+        .enrollment
+        .remove_domain(&did, &domain, &repo)
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "domain": domain.to_ascii_lowercase(), "removed": true }),
+    ))
+}
+
+/// `POST /api/domains/{domain}/rotate`: re-enrolls the domain with new DKIM keys and updates
+/// the attestation.
+#[utoipa::path(post, path = "/api/domains/{domain}/rotate", tag = "enroll", params(("domain" = String, Path),
+        ("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 200, description = "New keys", body = Enrolled), super::error::WebErrors))]
+pub async fn rotate(
+    State(state): State<Arc<AppState>>,
+    Changing(s): Changing,
+    Path(domain): Path<String>,
+) -> Result<Json<Enrolled>, ApiError> {
+    let did = s.did.clone();
+    let repo = SessionRepo {
+        state: state.clone(),
+        session: s,
+    };
+    Ok(Json(
+        state
+            .web
+            .enrollment
+            .rotate_domain(&did, &domain, &repo)
+            .await?,
+    ))
+}
+
+/// Answer of `POST /api/key`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewKey {
+    /// Shown once; the old key stopped working.
+    pub api_key: String,
+}
+
+/// `POST /api/key`: a new API key; the old one stops working at once.
+#[utoipa::path(post, path = "/api/key", tag = "enroll",
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 200, description = "The new key, once", body = NewKey), super::error::WebErrors))]
+pub async fn regenerate_key(
+    State(state): State<Arc<AppState>>,
+    Changing(s): Changing,
+) -> Result<Json<NewKey>, ApiError> {
+    Ok(Json(NewKey {
+        api_key: state.web.enrollment.regenerate_key(&s.did).await?,
+    }))
+}
+
+/// `POST /api/dev/publish/{domain}` (`atmos dev` only): puts the domain's ownership and DNS
+/// records into the embedded DNS zone, as the member would at their DNS provider.
+#[utoipa::path(post, path = "/api/dev/publish/{domain}", tag = "enroll", params(("domain" = String, Path),
+        ("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 200, description = "Published", body = Object), super::error::WebErrors))]
+pub async fn dev_publish(
+    State(state): State<Arc<AppState>>,
+    Changing(s): Changing,
+    Path(domain): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(zone) = &state.web.settings.dev_zone else {
+        return Err(ApiError::NotFound("the development DNS zone".into()));
+    };
+    let domain = crate::address::Domain::parse(&domain)
+        .map_err(|e| ApiError::coded(400, "INVALID_REQUEST", format!("domain: {e}")))?;
+    if !zone.serves(&domain) {
+        return Err(ApiError::coded(
+            400,
+            "INVALID_REQUEST",
+            format!("the dev zone serves only *.localhost and the demo domains, not {domain}"),
+        ));
+    }
+    let mut records = vec![(domain.under("_atmos"), format!("did={}", s.did))];
+    let keys = state
+        .store
+        .with(|c| crate::store::dkim_keys::active(c, domain.as_str()))
+        .map_err(|_| ApiError::coded(500, "INTERNAL", "internal error"))?;
+    for r in crate::records::member(
+        state.web.enrollment.config(),
+        &s.did,
+        domain.as_str(),
+        &keys,
+    ) {
+        if r.kind == "TXT" {
+            records.push((r.name, r.value));
+        }
+    }
+    zone.publish(&records).await;
+    Ok(Json(
+        serde_json::json!({ "domain": domain, "published": records.len() }),
+    ))
+}

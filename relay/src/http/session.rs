@@ -1,0 +1,391 @@
+//! Web sessions of signed-in members and operators. The browser holds only an opaque
+//! `HttpOnly; SameSite=Lax` cookie (`Secure` over https); the row behind it (keyed by the
+//! cookie's SHA-256) holds the OAuth tokens and DPoP key sealed with the KEK. Every
+//! state-changing request carries the session's CSRF token in `X-CSRF-Token`. Access tokens are
+//! refreshed with the same DPoP key, one refresh per session at a time (refresh tokens are
+//! single-use).
+
+use super::AppState;
+use super::error::ApiError;
+use crate::enrollment::{Enrollment, Repo};
+use crate::identity::Resolver;
+use crate::oauth::jose::{now_s, random_token};
+use crate::oauth::{OAuthClient, OAuthError, Tokens};
+use crate::store::now_ms;
+use crate::store::sessions;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "atmos_session";
+/// The cookie that ties a sign-in's callback to the browser that started it.
+pub const SIGNIN_COOKIE: &str = "atmos_signin";
+/// The header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Web settings from `[web]`.
+#[derive(Clone)]
+pub struct WebSettings {
+    /// Cookies get `Secure` (the UI is served over https).
+    pub secure_cookies: bool,
+    pub session_idle: Duration,
+    pub sessions_per_member: usize,
+    pub max_pending: usize,
+    pub operator_dids: Vec<String>,
+    /// The built UI.
+    pub dist_dir: std::path::PathBuf,
+    /// `atmos dev`: the embedded DNS zone that the wizard can publish to.
+    pub dev_zone: Option<Arc<crate::dev::zone::DevZone>>,
+}
+
+/// What the web side of the relay shares.
+pub struct Web {
+    pub oauth: OAuthClient,
+    pub identity: Arc<Resolver>,
+    pub enrollment: Enrollment,
+    pub settings: WebSettings,
+    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sign-ins started per client network.
+    pub signins: governor::DefaultKeyedRateLimiter<crate::connections::ClientNet>,
+}
+
+impl Web {
+    /// The web state.
+    pub fn new(
+        oauth: OAuthClient,
+        identity: Arc<Resolver>,
+        enrollment: Enrollment,
+        settings: WebSettings,
+    ) -> Self {
+        Self {
+            oauth,
+            identity,
+            enrollment,
+            settings,
+            refreshing: Mutex::new(HashMap::new()),
+            signins: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(30).unwrap_or(std::num::NonZeroU32::MIN),
+            )),
+        }
+    }
+
+    /// Whether `did` may open `/admin`.
+    pub fn is_operator(&self, did: &str) -> bool {
+        self.settings.operator_dids.iter().any(|d| d == did)
+    }
+}
+
+/// SHA-256 hex of a browser token: what the store keys rows by.
+pub fn token_hash(token: &str) -> String {
+    base16ct::lower::encode_string(&Sha256::digest(token.as_bytes()))
+}
+
+/// A cookie's value from the request.
+pub fn cookie(parts: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    parts
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| cookie::Cookie::split_parse(v.to_string()))
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
+/// A `Set-Cookie` value; `max_age` 0 deletes.
+pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
+    cookie::Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(secure)
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
+        .build()
+        .to_string()
+}
+
+fn seal_context(id_hash: &str) -> Vec<u8> {
+    format!("web session {id_hash}").into_bytes()
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub id_hash: String,
+    pub did: String,
+    pub handle: Option<String>,
+    pub csrf: String,
+    pub tokens: Tokens,
+}
+
+fn signed_out() -> ApiError {
+    ApiError::coded(401, "SIGNED_OUT", "sign in first")
+}
+
+impl AppState {
+    /// Creates a session for `tokens`; returns the cookie token.
+    pub fn open_session(
+        &self,
+        tokens: &Tokens,
+        handle: Option<String>,
+    ) -> Result<String, ApiError> {
+        let token = random_token(32);
+        let id_hash = token_hash(&token);
+        let sealed = self.seal_tokens(&id_hash, tokens)?;
+        let now = now_ms();
+        let row = sessions::SessionRow {
+            did: tokens.sub.clone(),
+            handle,
+            csrf: random_token(24),
+            sealed,
+            created_at: now,
+            last_used: now,
+        };
+        let per_member = self.web.settings.sessions_per_member;
+        self.store
+            .write(|tx| sessions::put_session(tx, &id_hash, &row, per_member))
+            .map_err(|e| {
+                tracing::error!(error = %e, "web: cannot store a session");
+                ApiError::coded(500, "INTERNAL", "internal error")
+            })?;
+        Ok(token)
+    }
+
+    fn seal_tokens(&self, id_hash: &str, tokens: &Tokens) -> Result<Vec<u8>, ApiError> {
+        let plain = serde_json::to_vec(tokens)
+            .map_err(|_| ApiError::coded(500, "INTERNAL", "internal error"))?;
+        self.secrets
+            .seal(&plain, &seal_context(id_hash))
+            .map_err(|e| {
+                tracing::error!(error = %e, "web: cannot seal a session");
+                ApiError::coded(500, "INTERNAL", "internal error")
+            })
+    }
+
+    /// The session of the request's cookie, if it is live.
+    pub fn session_of(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Option<SignedIn>, ApiError> {
+        let Some(token) = cookie(headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        let id_hash = token_hash(&token);
+        let idle_since = now_ms() - self.web.settings.session_idle.as_millis() as i64;
+        let row = self
+            .store
+            .with(|c| sessions::session(c, &id_hash, idle_since))
+            .map_err(|_| ApiError::coded(500, "INTERNAL", "internal error"))?;
+        let Some(row) = row else { return Ok(None) };
+        let Ok(plain) = self.secrets.open(&row.sealed, &seal_context(&id_hash)) else {
+            return Ok(None);
+        };
+        let Ok(tokens) = serde_json::from_slice::<Tokens>(&plain) else {
+            return Ok(None);
+        };
+        if now_ms() - row.last_used > 60_000 {
+            let _ = self
+                .store
+                .write(|tx| sessions::touch(tx, &id_hash, now_ms(), None));
+        }
+        Ok(Some(SignedIn {
+            id_hash,
+            did: row.did,
+            handle: row.handle,
+            csrf: row.csrf,
+            tokens,
+        }))
+    }
+
+    /// Ends a session (and revokes its tokens at the authorization server).
+    pub async fn close_session(&self, s: &SignedIn) {
+        self.web.oauth.revoke(&s.tokens).await;
+        let _ = self
+            .store
+            .write(|tx| sessions::delete_session(tx, &s.id_hash));
+    }
+
+    /// Fresh tokens for a session: refreshed when they expire within 30 s (or `force`), one
+    /// refresh per session at a time, the new tokens stored before use.
+    pub async fn fresh_tokens(&self, s: &SignedIn, force: bool) -> Result<Tokens, OAuthError> {
+        if !force && s.tokens.expires_at > now_s() + 30 {
+            return Ok(s.tokens.clone());
+        }
+        let gate = self
+            .web
+            .refreshing
+            .lock()
+            .map(|mut m| m.entry(s.id_hash.clone()).or_default().clone())
+            .unwrap_or_default();
+        let _turn = gate.lock().await;
+        // Someone else may have refreshed while we waited: read the row again.
+        let current = self
+            .store
+            .with(|c| sessions::session(c, &s.id_hash, 0))
+            .ok()
+            .flatten()
+            .and_then(|row| {
+                self.secrets
+                    .open(&row.sealed, &seal_context(&s.id_hash))
+                    .ok()
+            })
+            .and_then(|plain| serde_json::from_slice::<Tokens>(&plain).ok())
+            .ok_or(OAuthError::SessionEnded)?;
+        if current.access_token != s.tokens.access_token && current.expires_at > now_s() + 30 {
+            return Ok(current);
+        }
+        let result = match self.web.oauth.refresh(&current).await {
+            Ok(new) => {
+                let sealed = self
+                    .seal_tokens(&s.id_hash, &new)
+                    .map_err(|_| OAuthError::SessionEnded)?;
+                let _ = self
+                    .store
+                    .write(|tx| sessions::touch(tx, &s.id_hash, now_ms(), Some(&sealed)));
+                tracing::info!(did = %s.did, "web: session tokens refreshed");
+                Ok(new)
+            }
+            Err(e) => {
+                if e == OAuthError::SessionEnded {
+                    let _ = self
+                        .store
+                        .write(|tx| sessions::delete_session(tx, &s.id_hash));
+                }
+                Err(e)
+            }
+        };
+        if let Ok(mut m) = self.web.refreshing.lock() {
+            m.remove(&s.id_hash);
+        }
+        result
+    }
+}
+
+/// The signed-in browser of a request (401 `SIGNED_OUT` otherwise).
+pub struct Session(pub SignedIn);
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        state
+            .session_of(&parts.headers)?
+            .map(Session)
+            .ok_or_else(signed_out)
+    }
+}
+
+/// A signed-in browser whose request carries the session's CSRF token (403 `CSRF` otherwise):
+/// for every request that changes state.
+pub struct Changing(pub SignedIn);
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for Changing {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let s = state.session_of(&parts.headers)?.ok_or_else(signed_out)?;
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !bool::from(sent.as_bytes().ct_eq(s.csrf.as_bytes())) {
+            return Err(ApiError::coded(
+                403,
+                "CSRF",
+                "the request lacks this session's CSRF token; reload the page",
+            ));
+        }
+        Ok(Changing(s))
+    }
+}
+
+/// The member's repo through their session: putRecord and deleteRecord, refreshing the access
+/// token once when the PDS says it expired.
+pub struct SessionRepo {
+    pub state: Arc<AppState>,
+    pub session: SignedIn,
+}
+
+impl SessionRepo {
+    async fn call(&self, nsid: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        let mut tokens = self
+            .state
+            .fresh_tokens(&self.session, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        for attempt in 0..2 {
+            let answer = self
+                .state
+                .web
+                .oauth
+                .pds_call(&tokens, "POST", nsid, &[], Some(&body))
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer.status {
+                200..=299 => return Ok(answer.body),
+                401 if attempt == 0 => {
+                    tokens = self
+                        .state
+                        .fresh_tokens(&self.session, true)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                status => {
+                    let why = answer.body["message"]
+                        .as_str()
+                        .or(answer.body["error"].as_str())
+                        .unwrap_or("no reason given")
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(300)
+                        .collect::<String>();
+                    return Err(format!("HTTP {status}: {why}"));
+                }
+            }
+        }
+        Err("the PDS refused the session".into())
+    }
+}
+
+impl Repo for SessionRepo {
+    fn put_record<'a>(
+        &'a self,
+        collection: &'a str,
+        rkey: &'a str,
+        record: serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let body = serde_json::json!({
+                "repo": self.session.did, "collection": collection, "rkey": rkey, "record": record,
+            });
+            let answer = self.call("com.atproto.repo.putRecord", body).await?;
+            Ok(answer["uri"].as_str().unwrap_or_default().to_string())
+        })
+    }
+
+    fn delete_record<'a>(
+        &'a self,
+        collection: &'a str,
+        rkey: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let body = serde_json::json!({ "repo": self.session.did, "collection": collection, "rkey": rkey });
+            self.call("com.atproto.repo.deleteRecord", body)
+                .await
+                .map(|_| ())
+        })
+    }
+}
