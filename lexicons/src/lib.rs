@@ -2,6 +2,7 @@
 //! `lexicons/email/atmos/` beside this crate; `tests/tests/lexicons.rs` validates records made here
 //! against it with `@atproto/lexicon`.
 
+pub mod api;
 pub mod did;
 pub mod domain;
 

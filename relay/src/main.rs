@@ -44,6 +44,12 @@ enum Cmd {
         /// HTTP listener address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http_listen: std::net::SocketAddr,
+        /// Serve the UI from this build instead of building it from the checkout.
+        #[arg(long)]
+        ui_dir: Option<PathBuf>,
+        /// Do not build or serve the web UI.
+        #[arg(long)]
+        no_ui: bool,
     },
     /// Manage members.
     Member {
@@ -220,6 +226,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             submission_listen,
             inbound_listen,
             http_listen,
+            ui_dir,
+            no_ui,
         } => {
             runtime()?.block_on(async {
                 let shutdown = shutdown_on_signal();
@@ -229,6 +237,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         submission_listen,
                         inbound_listen,
                         http_listen,
+                        ui: match (no_ui, ui_dir) {
+                            (true, _) => dev::Ui::None,
+                            (false, Some(dir)) => dev::Ui::Dir(dir),
+                            (false, None) => dev::Ui::Build,
+                        },
                     },
                     shutdown,
                 )

@@ -4,19 +4,8 @@
 use crate::config::Config;
 use crate::dkim::keys::txt_value;
 use crate::store::dkim_keys::DkimKeyRow;
-use serde::Serialize;
 
-/// One DNS record to publish.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct DnsRecord {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-    /// What the operator must fill in or know, when the value is not literal.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
+pub use atmos_lexicons::api::DnsRecord;
 
 fn record(name: String, kind: &str, value: String) -> DnsRecord {
     DnsRecord {

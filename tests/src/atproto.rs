@@ -19,6 +19,8 @@ pub struct Pds {
 /// An account on the PDS.
 pub struct Account {
     pub did: String,
+    pub handle: String,
+    pub password: String,
     pub access_jwt: String,
 }
 
@@ -112,10 +114,11 @@ impl Pds {
 
     /// Creates an account with `handle` (under `.test`).
     pub fn create_account(&self, handle: &str) -> Account {
+        let password = random_hex(12);
         let body = serde_json::json!({
             "handle": handle,
             "email": format!("{}@example.com", handle.replace('.', "-")),
-            "password": random_hex(12),
+            "password": password,
         });
         let (status, v, _) = curl(
             "POST",
@@ -126,6 +129,8 @@ impl Pds {
         assert_eq!(status, 200, "createAccount: {v}; PDS log: {}", self.log());
         Account {
             did: v["did"].as_str().expect("did").into(),
+            handle: handle.into(),
+            password,
             access_jwt: v["accessJwt"].as_str().expect("accessJwt").into(),
         }
     }
@@ -145,7 +150,22 @@ impl Pds {
         v["token"].as_str().expect("token").into()
     }
 
-    fn log(&self) -> String {
+    /// A record from the account's repo (`com.atproto.repo.getRecord`), or `None` when absent.
+    pub fn get_record(&self, did: &str, collection: &str, rkey: &str) -> Option<Value> {
+        let (status, v, _) = curl(
+            "GET",
+            &format!(
+                "{}/xrpc/com.atproto.repo.getRecord?repo={did}&collection={collection}&rkey={rkey}",
+                self.url()
+            ),
+            &[],
+            None,
+        );
+        (status == 200).then_some(v)
+    }
+
+    /// The PDS's log (stderr).
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pds.err")).unwrap_or_default()
     }
 }

@@ -4,6 +4,7 @@
 //! Every process is killed when its handle drops, so tests run in parallel without leftovers.
 
 pub mod atproto;
+pub mod browser;
 pub mod client;
 pub mod http;
 pub mod kafka;

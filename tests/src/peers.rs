@@ -411,6 +411,14 @@ impl Knot {
         self.transaction(&args);
     }
 
+    /// Adds a record of any type (`MX`, `A`…) at `name` with `rdata` (e.g. `["10", "mx.x.test."]`).
+    pub fn add(&self, name: &str, kind: &str, rdata: &[&str]) {
+        let owner = format!("{}.", name.trim_end_matches('.'));
+        let mut args = vec!["zone-set", self.zone.as_str(), owner.as_str(), "1", kind];
+        args.extend_from_slice(rdata);
+        self.transaction(&args);
+    }
+
     /// Removes every TXT record at `name`.
     pub fn remove_txt(&self, name: &str) {
         let owner = format!("{}.", name.trim_end_matches('.'));

@@ -129,8 +129,10 @@ fn dev_mode_delivers_a_first_message_sent_with_swaks() {
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
-            "--data-dir",
+            "--ui-dir",
         ])
+        .arg(atmos_tests::workspace_root().join("dist"))
+        .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -180,6 +182,36 @@ fn dev_mode_delivers_a_first_message_sent_with_swaks() {
             .find(|m| m.contains("X-Test-Id: dev-first"))
     });
     assert!(found.contains("X-Capture-Rcpt-To: you@example.com"));
+    // The UI is served by the same binary, and the demo domain's DKIM records are in the
+    // embedded zone, so the labeler verifies the demo member as it would a real one.
+    let http = info["http"].as_str().expect("http");
+    let (status, _, head) =
+        atmos_tests::http::curl("GET", &format!("http://{http}/enroll"), &[], None);
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    poll_until(
+        Duration::from_secs(60),
+        "the demo member's verified-mail-operator label",
+        || {
+            let (_, v, _) = atmos_tests::http::curl(
+                "GET",
+                &format!("http://{http}/xrpc/com.atproto.label.queryLabels?uriPatterns={did}"),
+                &[],
+                None,
+            );
+            v["labels"]
+                .as_array()?
+                .iter()
+                .any(|l| {
+                    l["val"] == "verified-mail-operator" && l.get("neg").is_none_or(|n| n == false)
+                })
+                .then_some(())
+        },
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

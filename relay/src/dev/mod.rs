@@ -2,6 +2,7 @@
 //! captured to files, so a newcomer sends a first message in a minute.
 
 pub mod capture;
+pub mod ui;
 pub mod zone;
 
 use crate::config::Config;
@@ -26,6 +27,18 @@ pub struct DevOptions {
     pub submission_listen: SocketAddr,
     pub inbound_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    pub ui: Ui,
+}
+
+/// Where the web UI comes from.
+#[derive(Debug, Clone)]
+pub enum Ui {
+    /// Built from the source checkout when missing or stale.
+    Build,
+    /// A build already made.
+    Dir(PathBuf),
+    /// No UI.
+    None,
 }
 
 /// What dev mode prints once it is ready (one JSON line, then a human summary).
@@ -54,6 +67,8 @@ pub enum DevError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("dev DNS zone: {0}")]
+    Zone(String),
 }
 
 /// Runs dev mode until `shutdown`.
@@ -90,11 +105,34 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
     config.delivery.smarthost = sink.to_string();
     config.delivery.allow_private_destinations = true;
     config.delivery.retry_base = std::time::Duration::from_secs(5);
-    // Delivery goes to the smarthost, so nothing needs public DNS; the labeler's DKIM checks of
-    // the demo domain stay on loopback (and fail: dev has no DNS zone for it yet).
-    config.dns.nameservers = vec!["127.0.0.1:9".into()];
+    // Delivery goes to the smarthost. Names under localhost. come from the embedded zone (the
+    // demo domain's DKIM records, and what the wizard publishes); every other name is
+    // forwarded, so real handles resolve.
+    let zone = zone::DevZone::start().await.map_err(DevError::Zone)?;
+    config.dns.nameservers = vec![zone.addr.to_string()];
+    // A PDS on this machine (a local test PDS) is allowed.
+    config.atproto.allow_private_endpoints = true;
+    // `None`: served at /enroll on the HTTP listener; else why not.
+    let page = None;
+    let ui_note: Option<String> = match (&opts.ui, ui::workspace()) {
+        (Ui::None, _) => Some("(off)".to_string()),
+        (Ui::Dir(dir), _) => {
+            config.web.dist_dir = dir.clone();
+            page
+        }
+        (Ui::Build, Some(root)) => match ui::ensure_built(&root) {
+            Ok(dist) => {
+                config.web.dist_dir = dist;
+                page
+            }
+            Err(e) => Some(format!("(not built: {e})")),
+        },
+        (Ui::Build, None) => Some("(no source checkout: pass --ui-dir with a UI build)".into()),
+    };
 
     let api_key = demo_member(&config)?;
+    publish_demo_records(&config, &zone).await?;
+    let zone_addr = zone.addr;
     let ready = move |l: Listening| {
         let info = DevReady {
             submission: l.submission,
@@ -113,6 +151,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
              Inbound MX (bounces, complaints, replies): {mx}\n\
              HTTP API: http://{http}/v1/send\n\
              Labels: http://{http}/xrpc/com.atproto.label.queryLabels?uriPatterns=*\n\
+             Web UI (sign in with your atproto handle): {ui}\n\
+             Dev DNS zone (*.localhost): {zone}\n\
              Username: {did}\nPassword: {key}\n\
              Mail is captured, not sent: {cap}\n\n\
              Send a first message:\n  swaks --server {sub} --tls --auth PLAIN \\\n    --auth-user {did} --auth-password {key} \\\n    --from hello@{dom} --to you@example.com\n",
@@ -123,9 +163,31 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
             key = info.api_key,
             cap = info.captured_dir.display(),
             dom = info.domain,
+            ui = ui_note
+                .clone()
+                .unwrap_or_else(|| format!("http://{}/enroll", info.http)),
+            zone = zone_addr,
         );
     };
-    server::serve(config, shutdown, ready).await?;
+    let extras = server::Extras {
+        dev_zone: Some(zone),
+    };
+    server::serve_with(config, extras, shutdown, ready).await?;
+    Ok(())
+}
+
+/// Puts the demo domain's ownership and DKIM records into the dev zone, so the labeler
+/// verifies the demo member as it would a real one.
+async fn publish_demo_records(config: &Config, zone: &zone::DevZone) -> Result<(), DevError> {
+    let store = Store::open(&config.server.data_dir)?;
+    let keys = store.with(|c| crate::store::dkim_keys::active(c, DEMO_DOMAIN))?;
+    let records: Vec<(String, String)> =
+        crate::records::member(config, DEMO_DID, DEMO_DOMAIN, &keys)
+            .into_iter()
+            .filter(|r| r.kind == "TXT")
+            .map(|r| (r.name, r.value))
+            .collect();
+    zone.publish(&records).await;
     Ok(())
 }
 

@@ -7,26 +7,7 @@ use crate::dns::{Txt, txt};
 use crate::records::DnsRecord;
 use hickory_resolver::TokioResolver;
 
-/// One record's check.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordCheck {
-    /// Absolute name (`atmos20261201r._domainkey.example.com`).
-    pub name: String,
-    /// Name relative to the domain (`atmos20261201r._domainkey`, `@` for the domain).
-    pub relative_name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-    /// A TXT value as the strings (≤ 255 bytes each) a DNS provider wants.
-    pub strings: Vec<String>,
-    /// What DNS serves there now (records of the same kind).
-    pub observed: Vec<String>,
-    /// `ok`, `missing`, `different`, `optional` or `lookup_failed`.
-    pub status: String,
-    pub required: bool,
-    pub advice: Option<String>,
-}
+pub use atmos_lexicons::api::RecordCheck;
 
 /// Splits a TXT value into strings of at most 255 bytes (on character boundaries).
 pub fn split_txt(value: &str) -> Vec<String> {

@@ -13,7 +13,6 @@ pub mod ownership;
 use crate::address::Domain;
 use crate::config::Config;
 use crate::members::{self, AddedMember, MemberError};
-use crate::records::DnsRecord;
 use crate::secrets::Secrets;
 use crate::store::events::{self, NewEvent};
 use crate::store::{Store, StoreError, dkim_keys, members as member_rows, now_ms};
@@ -99,20 +98,7 @@ impl From<StoreError> for EnrollError {
     }
 }
 
-/// What enrolling a domain produced.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Enrolled {
-    pub domain: String,
-    /// The member's API key: present only when this enrollment created the member. Shown once.
-    pub api_key: Option<String>,
-    pub state: String,
-    pub selectors: Vec<String>,
-    /// The attestation's `at://` URI.
-    pub attestation: String,
-    #[schema(value_type = Vec<Object>)]
-    pub dns_records: Vec<DnsRecord>,
-}
+pub use atmos_lexicons::api::Enrolled;
 
 /// The enrollment service.
 pub struct Enrollment {

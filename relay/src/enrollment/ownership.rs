@@ -5,29 +5,7 @@ use crate::address::Domain;
 use crate::dns::{Txt, txt};
 use hickory_resolver::TokioResolver;
 
-/// What the check found, for the page to show.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OwnershipCheck {
-    pub domain: String,
-    pub proven: bool,
-    /// How: `_atmos`, `_atproto` or `handle`.
-    pub via: Option<String>,
-    /// The record to publish: name and value.
-    pub expected_name: String,
-    pub expected_value: String,
-    /// What DNS serves at each name looked at.
-    pub observed: Vec<Observed>,
-}
-
-/// TXT records found at one name.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Observed {
-    pub name: String,
-    pub records: Vec<String>,
-    /// Set when the lookup failed (not the same as "no record").
-    pub error: Option<String>,
-}
+pub use atmos_lexicons::api::{Observed, OwnershipCheck};
 
 /// Checks `did`'s claim to `domain`; `handle` is the DID's verified handle, if any.
 pub async fn check(

@@ -8,9 +8,10 @@ use super::session::{Changing, Session, SessionRepo};
 use crate::enrollment::dnscheck::RecordCheck;
 use crate::enrollment::ownership::OwnershipCheck;
 use crate::enrollment::{EnrollError, Enrolled};
+use atmos_lexicons::api::{AddDomain, NewKey};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::Arc;
 
 impl From<EnrollError> for ApiError {
@@ -53,13 +54,6 @@ pub async fn ownership(
             .ownership(&s.did, s.handle.as_deref(), &q.domain)
             .await?,
     ))
-}
-
-/// Body of `POST /api/domains`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddDomain {
-    pub domain: String,
 }
 
 /// `POST /api/domains`: enrolls a proven domain — keys, the API key (first domain only, shown
@@ -148,14 +142,6 @@ pub async fn rotate(
             .rotate_domain(&did, &domain, &repo)
             .await?,
     ))
-}
-
-/// Answer of `POST /api/key`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct NewKey {
-    /// Shown once; the old key stopped working.
-    pub api_key: String,
 }
 
 /// `POST /api/key`: a new API key; the old one stops working at once.

@@ -42,6 +42,8 @@ pub struct WebSettings {
     pub dist_dir: std::path::PathBuf,
     /// `atmos dev`: the embedded DNS zone that the wizard can publish to.
     pub dev_zone: Option<Arc<crate::dev::zone::DevZone>>,
+    /// `host:port` of SMTP submission, as members should type it.
+    pub submission: String,
 }
 
 /// What the web side of the relay shares.

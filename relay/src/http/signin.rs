@@ -9,11 +9,13 @@ use crate::oauth::client::{Callback, PENDING_TTL_S};
 use crate::oauth::jose::random_token;
 use crate::oauth::{OAuthError, Pending};
 use crate::store::{members, now_ms, sessions};
+use atmos_lexicons::api::{
+    SessionDomain, SessionInfo, SessionMember, SigninRequest, SigninStarted,
+};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,23 +60,6 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
         }
         None => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-/// Body of `POST /api/signin`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SigninRequest {
-    /// A handle (`alice.example.com`), a DID, or a PDS URL.
-    pub identifier: String,
-    /// Where to come back to after signing in (a path of this site; default `/enroll`).
-    #[serde(default)]
-    pub return_to: Option<String>,
-}
-
-/// Answer of `POST /api/signin`: where to send the browser.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SigninStarted {
-    pub redirect: String,
 }
 
 /// A path of this site, or the default.
@@ -267,41 +252,6 @@ pub async fn callback(
     res
 }
 
-/// One sending domain as the session shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionDomain {
-    pub domain: String,
-    pub forward_to: Option<String>,
-}
-
-/// The member behind a session.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionMember {
-    pub state: String,
-    pub state_reason: Option<String>,
-    pub domains: Vec<SessionDomain>,
-}
-
-/// Answer of `GET /api/session`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionInfo {
-    pub signed_in: bool,
-    pub did: Option<String>,
-    pub handle: Option<String>,
-    /// Send this in `X-CSRF-Token` with every request that changes state.
-    pub csrf: Option<String>,
-    /// Present once the DID has enrolled.
-    pub member: Option<SessionMember>,
-    pub operator: bool,
-    /// The domain limit of this relay.
-    pub max_domains: u32,
-    /// `atmos dev`: the wizard can publish records to the embedded DNS zone.
-    pub dev_zone: bool,
-}
-
 /// `GET /api/session`: who is signed in, and their member record.
 #[utoipa::path(get, path = "/api/session", tag = "signin",
     responses((status = 200, description = "The session (signedIn false when none)", body = SessionInfo), super::error::WebErrors))]
@@ -311,6 +261,7 @@ pub async fn current(
 ) -> Result<Json<SessionInfo>, ApiError> {
     let max_domains = state.web.enrollment.config().server.max_domains_per_member;
     let dev_zone = state.web.settings.dev_zone.is_some();
+    let submission = state.web.settings.submission.clone();
     let Some(s) = state.session_of(&headers)? else {
         return Ok(Json(SessionInfo {
             signed_in: false,
@@ -321,6 +272,7 @@ pub async fn current(
             operator: false,
             max_domains,
             dev_zone,
+            submission,
         }));
     };
     let member = state
@@ -352,6 +304,7 @@ pub async fn current(
         member,
         max_domains,
         dev_zone,
+        submission,
     }))
 }
 

@@ -1,0 +1,4 @@
+//! Widgets the pages share.
+
+pub mod copy;
+pub mod records;

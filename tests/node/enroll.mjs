@@ -1,0 +1,127 @@
+// Drives the /enroll wizard in Debian's chromium with playwright-core, as a person would:
+// sign in (on the PDS's own pages), name a domain, enroll, read the API key, wait for the DNS
+// records to go live. Talks to the Rust test over stdin/stdout, one JSON object per line:
+// it prints {"step": ...} as it goes and waits for {"go": true} where the test must act.
+//
+// usage: node enroll.mjs '{"relay": "http://127.0.0.1:P", "identifier": "...", "password": "...",
+//   "domain": "...", "shots": "/dir", "keyboard": false, "expect": "enrolled" | "<error code>"}'
+import { chromium } from 'playwright-core'
+import readline from 'node:readline'
+
+const args = JSON.parse(process.argv[2])
+const lines = readline.createInterface({ input: process.stdin })
+const waiting = []
+lines.on('line', (l) => { const w = waiting.shift(); if (w) w(JSON.parse(l)) })
+const next = () => new Promise((resolve) => waiting.push(resolve))
+const say = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--disable-quic'],
+})
+const context = await browser.newContext({ viewport: { width: args.width || 1280, height: 900 } })
+const page = await context.newPage()
+page.setDefaultTimeout(30000)
+const consoleErrors = []
+page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()) })
+let shot = 0
+const snap = async (name) => {
+  shot += 1
+  await page.screenshot({ path: `${args.shots}/${String(shot).padStart(2, '0')}-${name}.png`, fullPage: true })
+}
+// Keyboard-only: reach a control with Tab from the top of the page, then activate it.
+const tabTo = async (selector, max = 40) => {
+  await page.evaluate(() => document.activeElement && document.activeElement.blur())
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab')
+    if (await page.evaluate((s) => document.activeElement && document.activeElement.matches(s), selector)) return
+  }
+  throw new Error(`Tab never reached ${selector}`)
+}
+const activate = async (selector) => {
+  if (args.keyboard) { await tabTo(selector); await page.keyboard.press('Enter') } else { await page.click(selector) }
+}
+const fill = async (selector, text) => {
+  if (args.keyboard) { await tabTo(selector); await page.keyboard.type(text) } else { await page.fill(selector, text) }
+}
+
+// The callback as the authorization server sent it; a test may tamper with it (a wrong iss) or
+// drop the sign-in cookie (another browser) on its way to the relay.
+let callbackUrl = null
+await page.route('**/oauth/callback*', async (route) => {
+  const url = new URL(route.request().url())
+  callbackUrl = url.toString()
+  if (args.tamper && args.tamper.iss) url.searchParams.set('iss', args.tamper.iss)
+  if (args.tamper && args.tamper.dropSigninCookie) await context.clearCookies({ name: 'atmos_signin' })
+  await route.continue({ url: url.toString() })
+})
+
+try {
+  await page.goto(`${args.relay}/enroll`)
+  await page.waitForSelector('#identifier')
+  await snap('signin')
+  await fill('#identifier', args.identifier)
+  await activate('#signin')
+  // The PDS's own sign-in page, then its consent page.
+  await page.waitForURL((u) => !u.toString().startsWith(args.relay), { timeout: 30000 })
+  await page.waitForSelector('input[type=password]')
+  await snap('pds-signin')
+  const login = page.locator('input[type=text], input[type=email], input[name=username], input[name=identifier]').first()
+  const loginAs = args.loginAs || args.identifier
+  if (await login.count() && await login.isVisible() && await login.isEditable() &&
+      (args.loginAs || !(await login.inputValue()))) await login.fill(loginAs)
+  await page.fill('input[type=password]', args.password)
+  await page.keyboard.press('Enter')
+  const consent = args.consent || 'authorize'
+  const button = consent === 'deny' ? /deny/i : /authorize|accept|allow/i
+  await page.getByRole('button', { name: button }).first().waitFor()
+  await snap('pds-consent')
+  await page.getByRole('button', { name: button }).first().click()
+  await page.waitForURL((u) => u.toString().startsWith(args.relay), { timeout: 30000 })
+  if (args.expect && args.expect !== 'enrolled') {
+    await page.waitForSelector('#failure')
+    await snap('signin-refused')
+    say({ step: 'refused', text: await page.textContent('#failure'), url: page.url() })
+    process.exit(0)
+  }
+  await page.waitForSelector('#signed-in')
+  await page.waitForSelector('#domain')
+  await snap('domain')
+  const cookie = (await context.cookies()).map((c) => `${c.name}=${c.value}`).join('; ')
+  say({ step: 'signed-in', text: await page.textContent('#signed-in'), cookie, callback: callbackUrl })
+  await next()
+  await fill('#domain', args.domain)
+  await activate('#check')
+  await page.waitForSelector('#ownership[data-proven=true]', { timeout: 30000 })
+  await snap('ownership-proven')
+  await activate('#enroll')
+  await page.waitForSelector('#api-key', { timeout: 60000 })
+  await snap('api-key')
+  const apiKey = (await page.textContent('#api-key')).trim()
+  const swaks = await page.textContent('#swaks')
+  const standing = await page.textContent('#standing')
+  say({ step: 'enrolled', apiKey, swaks, standing })
+  // The test publishes the DKIM records; the page must show them live.
+  await next()
+  await activate('#recheck')
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('.record[data-status]')]
+    return rows.length > 0 && rows.filter((r) => r.querySelector('dd')?.textContent.includes('TXT') && !r.textContent.includes('(optional)'))
+      .every((r) => r.dataset.status === 'ok' || r.dataset.status === 'different')
+  }, null, { timeout: 60000 })
+  await snap('records-live')
+  const statuses = await page.$$eval('.record[data-status]', (rs) => rs.map((r) => [r.dataset.record, r.dataset.status]))
+  // Reloading resumes where the member was.
+  await page.reload()
+  await page.waitForSelector('#records-title')
+  await snap('resumed')
+  say({ step: 'done', statuses, consoleErrors })
+} catch (e) {
+  await snap('failure').catch(() => {})
+  say({ step: 'error', message: String(e && e.stack || e), url: page.url(), consoleErrors })
+  process.exitCode = 1
+} finally {
+  await browser.close()
+  lines.close()
+}
