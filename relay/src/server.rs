@@ -156,6 +156,7 @@ fn web(
             operator_dids: w.operator_dids.clone(),
             dist_dir: w.dist_dir.clone(),
             dev_zone: extras.dev_zone,
+            refresh_margin: w.token_refresh_margin,
             submission: match &public {
                 Some(_) => format!("{}:{}", config.server.hostname, listening.submission.port()),
                 None => listening.submission.to_string(),

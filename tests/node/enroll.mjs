@@ -46,16 +46,24 @@ const fill = async (selector, text) => {
   if (args.keyboard) { await tabTo(selector); await page.keyboard.type(text) } else { await page.fill(selector, text) }
 }
 
-// The callback as the authorization server sent it; a test may tamper with it (a wrong iss) or
-// drop the sign-in cookie (another browser) on its way to the relay.
+// The callback as the authorization server sent it. The PDS answers its consent with a
+// redirect, which Playwright's routes never see, so a test that tampers with the callback (a
+// wrong iss; another browser, without the sign-in cookie) pauses it with the DevTools Fetch
+// domain, aborts it, and navigates to the altered URL itself.
 let callbackUrl = null
-await page.route('**/oauth/callback*', async (route) => {
-  const url = new URL(route.request().url())
-  callbackUrl = url.toString()
-  if (args.tamper && args.tamper.iss) url.searchParams.set('iss', args.tamper.iss)
-  if (args.tamper && args.tamper.dropSigninCookie) await context.clearCookies({ name: 'atmos_signin' })
-  await route.continue({ url: url.toString() })
-})
+let pausedCallback = null
+if (args.tamper) {
+  const cdp = await context.newCDPSession(page)
+  pausedCallback = new Promise((resolve) => {
+    cdp.on('Fetch.requestPaused', async (e) => {
+      await cdp.send('Fetch.failRequest', { requestId: e.requestId, errorReason: 'Aborted' })
+      await cdp.send('Fetch.disable')
+      resolve(e.request.url)
+    })
+  })
+  await cdp.send('Fetch.enable', { patterns: [{ urlPattern: `${args.relay}/oauth/callback*`, requestStage: 'Request' }] })
+}
+page.on('request', (r) => { if (r.url().startsWith(`${args.relay}/oauth/callback`) && !callbackUrl) callbackUrl = r.url() })
 
 try {
   await page.goto(`${args.relay}/enroll`)
@@ -68,9 +76,17 @@ try {
   await page.waitForSelector('input[type=password]')
   await snap('pds-signin')
   const login = page.locator('input[type=text], input[type=email], input[name=username], input[name=identifier]').first()
-  const loginAs = args.loginAs || args.identifier
-  if (await login.count() && await login.isVisible() && await login.isEditable() &&
-      (args.loginAs || !(await login.inputValue()))) await login.fill(loginAs)
+  if (await login.count() && await login.isVisible() && await login.isEditable() && !(await login.inputValue())) {
+    await login.fill(args.identifier)
+  }
+  // Another account than the one typed: the PDS locks the identifier to the relay's
+  // login_hint in its page but not in its API, so the sign-in call is sent for that account.
+  if (args.loginAs) {
+    await page.route('**/@atproto/oauth-provider/~api/sign-in', (route) => {
+      const body = JSON.parse(route.request().postData() || '{}')
+      return route.continue({ postData: JSON.stringify({ ...body, username: args.loginAs }) })
+    })
+  }
   await page.fill('input[type=password]', args.password)
   await page.keyboard.press('Enter')
   const consent = args.consent || 'authorize'
@@ -78,6 +94,13 @@ try {
   await page.getByRole('button', { name: button }).first().waitFor()
   await snap('pds-consent')
   await page.getByRole('button', { name: button }).first().click()
+  if (pausedCallback) {
+    const url = new URL(await pausedCallback)
+    callbackUrl = url.toString()
+    if (args.tamper.iss) url.searchParams.set('iss', args.tamper.iss)
+    if (args.tamper.dropSigninCookie) await context.clearCookies({ name: 'atmos_signin' })
+    await page.goto(url.toString())
+  }
   await page.waitForURL((u) => u.toString().startsWith(args.relay), { timeout: 30000 })
   if (args.expect && args.expect !== 'enrolled') {
     await page.waitForSelector('#failure')

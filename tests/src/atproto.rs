@@ -164,6 +164,20 @@ impl Pds {
         (status == 200).then_some(v)
     }
 
+    /// Stops the PDS (the PLC directory stays): its accounts' DIDs still resolve, to a PDS that
+    /// is down.
+    pub fn stop_pds(&self) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.pds.id() as i32, libc::SIGKILL);
+        }
+        crate::poll_until(Duration::from_secs(10), "the PDS to stop", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .is_err()
+                .then_some(())
+        });
+    }
+
     /// The PDS's log (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pds.err")).unwrap_or_default()

@@ -25,19 +25,24 @@ const STEPS: [(Step, &str); 3] = [
     (Step::Records, "3. DNS records and key"),
 ];
 
-fn signin_message(code: &str, message: Option<String>) -> String {
+fn signin_message(code: &str, typed: Option<String>, got: Option<String>) -> String {
     let what = match code {
-        "denied" => "You did not grant access at your PDS, so nothing was set up.",
-        "expired" => "That sign-in link expired or was already used.",
-        "issuer" => "The answer did not come from your PDS's sign-in service.",
-        "account" => "You signed in as a different account than the one you typed.",
-        "unreachable" => "Your PDS could not be reached.",
-        _ => "Signing in did not work.",
+        "denied" => "You did not grant access at your PDS, so nothing was set up.".to_string(),
+        "expired" => "That sign-in link expired or was already used.".to_string(),
+        "issuer" => "The answer did not come from your PDS's sign-in service.".to_string(),
+        "account" => {
+            // Only DIDs are shown, so a crafted link cannot put its own words here.
+            let did = |d: Option<String>| d.and_then(|d| atmos_lexicons::did::parse(&d).ok());
+            match (did(typed), did(got)) {
+                (Some(t), Some(g)) => format!("You typed {} but signed in as {}, a different account.", t.as_str(), g.as_str()),
+                _ => "You signed in as a different account than the one you typed.".to_string(),
+            }
+        }
+        "scope" => "Your PDS did not grant the permission the relay needs (atproto, and writing the attestation record).".to_string(),
+        "unreachable" => "Your PDS could not be reached; try again in a moment.".to_string(),
+        _ => "Signing in did not work.".to_string(),
     };
-    match message {
-        Some(m) if !m.is_empty() => format!("{what} ({m}) Start again below."),
-        _ => format!("{what} Start again below."),
-    }
+    format!("{what} Start again below.")
 }
 
 /// The wizard.
@@ -50,7 +55,7 @@ pub fn Enroll() -> impl IntoView {
     Effect::new(move |_| {
         let q = query.read();
         if let Some(code) = q.get("signin_error") {
-            failure.set(Some(signin_message(&code, q.get("message"))));
+            failure.set(Some(signin_message(&code, q.get("typed"), q.get("got"))));
         }
     });
     let reload = move || {

@@ -27,6 +27,9 @@ pub struct WebConfig {
     pub sessions_per_member: usize,
     /// Sign-ins in progress at once (each holds a PKCE verifier and a DPoP key for 10 minutes).
     pub max_pending_signins: usize,
+    /// An access token this close to expiry is refreshed before use.
+    #[serde(deserialize_with = "duration")]
+    pub token_refresh_margin: Duration,
 }
 
 impl Default for WebConfig {
@@ -38,6 +41,7 @@ impl Default for WebConfig {
             session_idle: Duration::from_secs(7 * 86_400),
             sessions_per_member: 10,
             max_pending_signins: 10_000,
+            token_refresh_margin: Duration::from_secs(30),
         }
     }
 }

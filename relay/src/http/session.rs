@@ -44,6 +44,8 @@ pub struct WebSettings {
     pub dev_zone: Option<Arc<crate::dev::zone::DevZone>>,
     /// `host:port` of SMTP submission, as members should type it.
     pub submission: String,
+    /// Access tokens this close to expiry are refreshed before use.
+    pub refresh_margin: Duration,
 }
 
 /// What the web side of the relay shares.
@@ -216,7 +218,8 @@ impl AppState {
     /// Fresh tokens for a session: refreshed when they expire within 30 s (or `force`), one
     /// refresh per session at a time, the new tokens stored before use.
     pub async fn fresh_tokens(&self, s: &SignedIn, force: bool) -> Result<Tokens, OAuthError> {
-        if !force && s.tokens.expires_at > now_s() + 30 {
+        let margin = self.web.settings.refresh_margin.as_secs() as i64;
+        if !force && s.tokens.expires_at > now_s() + margin {
             return Ok(s.tokens.clone());
         }
         let gate = self
@@ -239,7 +242,7 @@ impl AppState {
             })
             .and_then(|plain| serde_json::from_slice::<Tokens>(&plain).ok())
             .ok_or(OAuthError::SessionEnded)?;
-        if current.access_token != s.tokens.access_token && current.expires_at > now_s() + 30 {
+        if current.access_token != s.tokens.access_token && current.expires_at > now_s() + margin {
             return Ok(current);
         }
         let result = match self.web.oauth.refresh(&current).await {

@@ -160,6 +160,8 @@ pub async fn start(
 
 /// A page-level failure: back to where the sign-in began, with the reason to show.
 fn failed(return_to: &str, e: &OAuthError) -> Response {
+    // Only a code and, for the wrong account, the two DIDs: free text in a link would let
+    // anyone put words of their choosing on the relay's page.
     let code = match e {
         OAuthError::Denied(_) => "denied",
         OAuthError::UnknownState => "expired",
@@ -169,13 +171,13 @@ fn failed(return_to: &str, e: &OAuthError) -> Response {
         OAuthError::Unreachable(_) => "unreachable",
         _ => "failed",
     };
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let join = if return_to.contains('?') { '&' } else { '?' };
-    Redirect::to(&format!(
-        "{return_to}{join}signin_error={code}&message={}",
-        enc(&e.to_string())
-    ))
-    .into_response()
+    let mut to = format!("{return_to}{join}signin_error={code}");
+    if let OAuthError::WrongAccount { expected, got } = e {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        to.push_str(&format!("&typed={}&got={}", enc(expected), enc(got)));
+    }
+    Redirect::to(&to).into_response()
 }
 
 /// `GET /oauth/callback`: where the authorization server sends the browser back.
