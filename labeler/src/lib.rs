@@ -9,6 +9,7 @@ pub mod label;
 pub mod service_auth;
 pub mod service_record;
 pub mod store;
+pub mod txt;
 pub mod verification;
 pub mod xrpc;
 

@@ -4,10 +4,9 @@
 //! verified subjects are checked again every `reverify_interval`; a definite failure (record
 //! gone or changed, member suspended, attestation deleted) negates the labels.
 
+use crate::txt::{Txt, TxtLookup};
 use crate::{Labeler, LabelerError, now};
 use atmos_lexicons::labels::{RELAY_MEMBER, VERIFIED_MAIL_OPERATOR};
-use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::RData;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -76,7 +75,7 @@ struct Verdict {
 pub struct Verifier {
     labeler: Arc<Labeler>,
     directory: Arc<dyn Directory>,
-    resolver: TokioResolver,
+    resolver: Arc<dyn TxtLookup>,
 }
 
 /// The `p=` tag of a DKIM TXT value, whitespace removed.
@@ -92,7 +91,7 @@ impl Verifier {
     pub fn new(
         labeler: Arc<Labeler>,
         directory: Arc<dyn Directory>,
-        resolver: TokioResolver,
+        resolver: Arc<dyn TxtLookup>,
     ) -> Self {
         Self {
             labeler,
@@ -288,22 +287,10 @@ impl Verifier {
                 return DnsCheck::Mismatch(format!("{domain}: selector {sel} is not a relay key"));
             };
             let name = format!("{sel}._domainkey.{}.", domain.trim_end_matches('.'));
-            let found = match self.resolver.txt_lookup(name.as_str()).await {
-                Ok(lookup) => lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::TXT(txt) => Some(
-                            txt.txt_data
-                                .iter()
-                                .map(|part| String::from_utf8_lossy(part))
-                                .collect::<String>(),
-                        ),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>(),
-                Err(e) if e.is_nx_domain() || e.is_no_records_found() => Vec::new(),
-                Err(e) => return DnsCheck::Transient(format!("{name}: {e}")),
+            let found = match self.resolver.txt(&name).await {
+                Txt::Found(records) => records,
+                Txt::None => Vec::new(),
+                Txt::Failed(e) => return DnsCheck::Transient(format!("{name}: {e}")),
             };
             let wanted: String = expected.chars().filter(|c| !c.is_whitespace()).collect();
             if !found

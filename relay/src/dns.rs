@@ -1,50 +1,105 @@
 //! TXT lookups (handles, domain ownership, the DKIM/SPF/DMARC records a member publishes), on
 //! the resolvers `delivery::mx` builds from `[dns] nameservers`.
+//!
+//! Names under `localhost.` are asked of the first configured nameserver directly: resolver
+//! libraries answer them locally (RFC 6761; hickory returns "no records" for TXT), and `atmos
+//! dev` serves its demo and `*.localhost` domains from an embedded zone.
 
+use futures_util::future::BoxFuture;
 use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RecordType};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-/// What a TXT lookup found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Txt {
-    /// The records, each one string joined from its parts.
-    Found(Vec<String>),
-    /// The name exists without TXT records, or does not exist.
-    None,
-    /// The lookup failed for now (timeout, SERVFAIL).
-    Failed(String),
+pub use atmos_labeler::txt::{Txt, TxtLookup};
+
+/// The relay's TXT lookups: an uncached resolver, and the nameserver to ask about `localhost.`
+/// names.
+#[derive(Clone)]
+pub struct Dns {
+    resolver: TokioResolver,
+    local: Option<SocketAddr>,
 }
 
-impl Txt {
-    /// The records (none when absent or failed).
-    pub fn records(&self) -> &[String] {
-        match self {
-            Self::Found(r) => r,
-            _ => &[],
+impl Dns {
+    /// Lookups through `nameservers` (empty: the system's resolver, and no `localhost.` zone).
+    pub fn new(nameservers: &[SocketAddr]) -> Result<Self, String> {
+        Ok(Self {
+            resolver: crate::delivery::mx::fresh_resolver(nameservers)?,
+            local: nameservers.first().copied(),
+        })
+    }
+
+    /// The resolver, for other record types (MX for the DNS check).
+    pub fn resolver(&self) -> &TokioResolver {
+        &self.resolver
+    }
+
+    /// The TXT records at `name` (a trailing dot is added).
+    pub async fn txt(&self, name: &str) -> Txt {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match (self.local, Name::from_ascii(&fqdn)) {
+            (Some(server), Ok(n))
+                if Name::from_ascii("localhost.").is_ok_and(|l| l.zone_of(&n)) =>
+            {
+                direct_txt(server, n).await
+            }
+            _ => TxtLookup::txt(&self.resolver, &fqdn).await,
         }
     }
 }
 
-/// The TXT records at `name` (a trailing dot is added).
-pub async fn txt(resolver: &TokioResolver, name: &str) -> Txt {
-    let fqdn = format!("{}.", name.trim_end_matches('.'));
-    match resolver.txt_lookup(fqdn.as_str()).await {
-        Ok(lookup) => Txt::Found(
-            lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::TXT(t) => Some(
-                        t.txt_data
-                            .iter()
-                            .map(|part| String::from_utf8_lossy(part))
-                            .collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Txt::None,
-        Err(e) => Txt::Failed(e.to_string()),
+impl TxtLookup for Dns {
+    fn txt<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Txt> {
+        Box::pin(Dns::txt(self, name))
+    }
+}
+
+/// One TXT query over UDP to `server` (hickory-proto's wire format, EDNS for large keys).
+async fn direct_txt(server: SocketAddr, name: Name) -> Txt {
+    let mut query = Message::query();
+    query.add_query(Query::query(name, RecordType::TXT));
+    query.metadata.recursion_desired = true;
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    query.edns = Some(edns);
+    let Ok(bytes) = query.to_vec() else {
+        return Txt::Failed("cannot encode the query".into());
+    };
+    let bind: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let exchange = async {
+        let socket = tokio::net::UdpSocket::bind(bind).await?;
+        socket.connect(server).await?;
+        socket.send(&bytes).await?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buf).await?;
+            if let Ok(reply) = Message::from_vec(&buf[..n])
+                && reply.metadata.id == query.metadata.id
+            {
+                return Ok::<_, std::io::Error>(reply);
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(3), exchange).await {
+        Ok(Ok(reply)) => match reply.metadata.response_code {
+            // A truncated answer would read as "no record"; the dev zone's answers fit 4 KiB.
+            ResponseCode::NoError if reply.metadata.truncation => {
+                Txt::Failed(format!("{server}: truncated answer"))
+            }
+            ResponseCode::NoError => match Txt::from_rdata(reply.answers.iter().map(|r| &r.data)) {
+                Txt::Found(r) if r.is_empty() => Txt::None,
+                found => found,
+            },
+            ResponseCode::NXDomain => Txt::None,
+            other => Txt::Failed(format!("{server}: {other}")),
+        },
+        Ok(Err(e)) => Txt::Failed(format!("{server}: {e}")),
+        Err(_) => Txt::Failed(format!("{server}: timed out")),
     }
 }

@@ -34,5 +34,6 @@ pub mod spool;
 pub mod srs;
 pub mod store;
 pub mod suppression;
+pub mod tls;
 pub mod verp;
 pub mod warming;

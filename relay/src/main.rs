@@ -71,6 +71,24 @@ enum Cmd {
         #[command(subcommand)]
         command: RulesCmd,
     },
+    /// The confidential OAuth client (`[web] public_url`).
+    Oauth {
+        #[command(subcommand)]
+        command: OauthCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum OauthCmd {
+    /// Publish a next client key at /oauth/jwks.json (it does not sign yet). Once authorization
+    /// servers have had time to see it (their JWKS caches; a day is ample), run again with
+    /// --promote: it signs from then on and the old key is no longer published.
+    RotateKey {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        promote: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -250,6 +268,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })?;
         }
         Cmd::Member { command } => member(command)?,
+        Cmd::Oauth {
+            command: OauthCmd::RotateKey { config, promote },
+        } => {
+            let config = load_config(&config)?;
+            let (store, secrets) = open_state(&config)?;
+            let keys = atmos_relay::oauth::keys::ClientKeys::open(
+                std::sync::Arc::new(store),
+                std::sync::Arc::new(secrets),
+            )
+            .context("opening the client keys")?;
+            let kid = if promote {
+                keys.promote().map_err(|e| Failure::Usage(e.to_string()))?
+            } else {
+                keys.rotate().context("making the next key")?
+            };
+            let (signing, _) = keys.signing().context("reading the signing key")?;
+            let published = keys.jwks().context("reading the keys")?;
+            print_json(&serde_json::json!({
+                if promote { "promoted" } else { "next" }: kid,
+                "signing": signing,
+                "published": published["keys"].as_array().map(|k| k.iter().filter_map(|k| k["kid"].as_str()).collect::<Vec<_>>()),
+            }))?;
+        }
         Cmd::Operator { command } => operator_cmd(command)?,
         Cmd::Labeler { command } => labeler_cmd(command)?,
         Cmd::Rules {

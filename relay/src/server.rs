@@ -13,9 +13,9 @@ use crate::smtp::inbound::InboundService;
 use crate::smtp::protocol::{Limits, Profile};
 use crate::smtp::session::{self, SessionSettings};
 use crate::smtp::submission::SubmissionService;
-use crate::smtp::tls;
 use crate::spool::Spool;
 use crate::store::{Store, StoreError};
+use crate::tls;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -134,8 +134,7 @@ fn web(
         }
     };
     let oauth = crate::oauth::OAuthClient::new(identity.clone(), client_id, redirect_uri, kind);
-    let dns =
-        crate::delivery::mx::fresh_resolver(&config.nameservers()).map_err(ServeError::Delivery)?;
+    let dns = crate::dns::Dns::new(&config.nameservers()).map_err(ServeError::Delivery)?;
     let enrollment = crate::enrollment::Enrollment::new(
         store.clone(),
         secrets.clone(),
@@ -177,6 +176,9 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeE
 pub struct Extras {
     /// The embedded DNS zone the wizard may publish to.
     pub dev_zone: Option<Arc<crate::dev::zone::DevZone>>,
+    /// Attestations the labeler knows without a repository: (DID, record). `atmos dev`'s demo
+    /// member has no PDS to hold one.
+    pub attestations: Vec<(String, atmos_lexicons::Attestation)>,
 }
 
 /// Runs the relay until `shutdown` is cancelled; `on_ready` hears the bound addresses.
@@ -260,6 +262,11 @@ pub async fn serve_with(
         http: http_listener.local_addr().unwrap_or(config.http.listen),
     };
     let tls = tls::acceptor(&config.tls, &config.server.hostname)?;
+    let https = config
+        .http
+        .tls
+        .then(|| tls::https_acceptor(&config.tls, &config.server.hostname))
+        .transpose()?;
     let session_settings = |name: &'static str, profile: Profile| SessionSettings {
         name,
         hostname: config.server.hostname.clone(),
@@ -300,6 +307,13 @@ pub async fn serve_with(
         NonZeroU32::new(config.smtp.inbound_rate_burst).unwrap_or(NonZeroU32::MIN),
         NonZeroU32::new(config.smtp.forward_rate_per_domain).unwrap_or(NonZeroU32::MIN),
     ));
+    if let Some(l) = &labeler {
+        for (did, record) in &extras.attestations {
+            if let Err(e) = l.attested(did, &record.domain, record) {
+                tracing::warn!(did, error = %e, "labeler: cannot record a known attestation");
+            }
+        }
+    }
     let web = Arc::new(web(
         &config,
         &listening,
@@ -343,12 +357,11 @@ pub async fn serve_with(
     if let Some(labeler) = &labeler {
         labeler_routes = atmos_labeler::xrpc::router(labeler.clone())
             .merge(atmos_labeler::admin::router(labeler.clone(), admin_token));
-        let resolver = crate::delivery::mx::fresh_resolver(&config.nameservers())
-            .map_err(ServeError::Delivery)?;
+        let dns = crate::dns::Dns::new(&config.nameservers()).map_err(ServeError::Delivery)?;
         let verifier = atmos_labeler::verification::Verifier::new(
             labeler.clone(),
             Arc::new(crate::labeler::RelayDirectory(store.clone())),
-            resolver,
+            Arc::new(dns),
         );
         background.spawn(verifier.run(shutdown.clone()));
         if !config.labeler.jetstream_url.is_empty() {
@@ -399,6 +412,7 @@ pub async fn serve_with(
             max_connections_per_client: config.http.max_connections_per_client,
             header_timeout: config.http.header_timeout,
             shutdown_deadline: deadline,
+            tls: https,
         },
         shutdown.clone(),
     ));

@@ -4,7 +4,8 @@
 // it prints {"step": ...} as it goes and waits for {"go": true} where the test must act.
 //
 // usage: node enroll.mjs '{"relay": "http://127.0.0.1:P", "identifier": "...", "password": "...",
-//   "domain": "...", "shots": "/dir", "keyboard": false, "expect": "enrolled" | "<error code>"}'
+//   "domain": "...", "shots": "/dir", "keyboard": false, "expect": "enrolled" | "<error code>",
+//   "hostRules": "MAP relay.atmos.internal 127.x.y.z" (optional)}'
 import { chromium } from 'playwright-core'
 import readline from 'node:readline'
 
@@ -18,9 +19,12 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n')
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--disable-quic'],
+    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--disable-quic',
+    // A relay on a dotted test hostname (the confidential client): mapped to its loopback address.
+    ...(args.hostRules ? [`--host-resolver-rules=${args.hostRules}`] : [])],
 })
-const context = await browser.newContext({ viewport: { width: args.width || 1280, height: 900 } })
+// That relay's certificate is the test's own; the PDS, not the browser, is what must trust it.
+const context = await browser.newContext({ viewport: { width: args.width || 1280, height: 900 }, ignoreHTTPSErrors: !!args.hostRules })
 const page = await context.newPage()
 page.setDefaultTimeout(30000)
 const consoleErrors = []

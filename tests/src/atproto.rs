@@ -39,9 +39,25 @@ fn random_hex(bytes: usize) -> String {
         .collect()
 }
 
+/// How a PDS is started beyond the defaults.
+#[derive(Default)]
+pub struct PdsOptions {
+    /// Extra `/etc/hosts` lines (address, name) the PDS resolves: it runs in a mount namespace
+    /// of its own with that hosts file bound over `/etc/hosts`, as `ip netns exec` does for
+    /// `/etc/netns/<name>/hosts`, while sharing the test's network (its loopback).
+    pub hosts: Vec<(String, String)>,
+    /// A certificate the PDS trusts on top of the system's (`NODE_EXTRA_CA_CERTS`).
+    pub extra_ca: Option<std::path::PathBuf>,
+}
+
 impl Pds {
     /// Starts PLC, then the PDS; returns once the PDS answers `/xrpc/_health`.
     pub fn start() -> Self {
+        Self::start_with(&PdsOptions::default())
+    }
+
+    /// [`Pds::start`] with `options`.
+    pub fn start_with(options: &PdsOptions) -> Self {
         let node = node_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         let (plc_port, port) = (free_port(), free_port());
@@ -59,8 +75,28 @@ impl Pds {
         });
         let data = dir.path().join("pds");
         std::fs::create_dir_all(data.join("blobs")).expect("PDS data dir");
-        let pds = Command::new("node")
-            .arg(node.join("pds.mjs"))
+        let mut pds = if options.hosts.is_empty() {
+            let mut c = Command::new("node");
+            c.arg(node.join("pds.mjs"));
+            c
+        } else {
+            let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            for (addr, name) in &options.hosts {
+                hosts.push_str(&format!("\n{addr} {name}\n"));
+            }
+            let file = dir.path().join("hosts");
+            std::fs::write(&file, hosts).expect("hosts file");
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(r#"mount --bind "$0" /etc/hosts && exec node "$1""#)
+                .arg(&file)
+                .arg(node.join("pds.mjs"));
+            c
+        };
+        if let Some(ca) = &options.extra_ca {
+            pds.env("NODE_EXTRA_CA_CERTS", ca);
+        }
+        let pds = pds
             .current_dir(&node)
             .envs([
                 ("PDS_HOSTNAME", "localhost".to_string()),

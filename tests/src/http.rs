@@ -10,9 +10,21 @@ pub fn curl(
     headers: &[String],
     body: Option<&[u8]>,
 ) -> (u16, Value, String) {
+    curl_with(&[], method, url, headers, body)
+}
+
+/// [`curl`] with extra curl options first (`--resolve`, `--cacert`…).
+pub fn curl_with(
+    options: &[&str],
+    method: &str,
+    url: &str,
+    headers: &[String],
+    body: Option<&[u8]>,
+) -> (u16, Value, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-S", "-X", method, "-D", "-", "-o"])
+    cmd.args(options)
+        .args(["-s", "-S", "-X", method, "-D", "-", "-o"])
         .arg(dir.path().join("body"))
         .arg(url);
     for h in headers {

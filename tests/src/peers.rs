@@ -240,28 +240,7 @@ impl TlsMx {
         let temp = tempfile::tempdir().expect("tempdir");
         let dir = temp.path().join("mail");
         std::fs::create_dir_all(&dir).expect("mail dir");
-        let (cert, key) = (temp.path().join("cert.pem"), temp.path().join("key.pem"));
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=mx.rcpt.test",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run openssl");
-        assert!(status.success(), "openssl req failed");
+        let (cert, key) = self_signed(temp.path(), "mx.rcpt.test");
         let port = free_port();
         let script = crate::workspace_root().join("tests/py/tls_mx.py");
         let mut child = Command::new(venv_python())
@@ -436,4 +415,29 @@ impl Drop for Knot {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A self-signed certificate for `name` (CN and subjectAltName) made by openssl in `dir`:
+/// (certificate, key) PEM paths. A peer trusts it as its own anchor.
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
 }

@@ -347,6 +347,12 @@ allow_private_destinations = true
     pub fn config(&self) -> &Path {
         &self.config_path
     }
+
+    /// Rewrites the config file (before [`Relay::start`]), e.g. to move a listener.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config_path).expect("read config");
+        std::fs::write(&self.config_path, edit(text)).expect("write config");
+    }
 }
 
 impl Drop for Relay {

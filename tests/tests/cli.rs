@@ -215,3 +215,73 @@ fn dev_mode_delivers_a_first_message_sent_with_swaks() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn oauth_rotate_key_publishes_the_next_key_before_it_signs() {
+    use atmos_tests::http::curl;
+    let mut relay = Relay::new(
+        None,
+        25,
+        "[web]\npublic_url = \"https://relay.atmos.internal\"\n",
+    );
+    relay.start();
+    let jwks = |relay: &Relay| {
+        let (status, v, _) = curl(
+            "GET",
+            &format!("http://{}/oauth/jwks.json", relay.http.expect("http")),
+            &[],
+            None,
+        );
+        assert_eq!(status, 200, "{v}");
+        v["keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|k| {
+                assert!(
+                    k.get("d").is_none(),
+                    "only public halves are published: {k}"
+                );
+                k["kid"].as_str().unwrap_or_default().to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = jwks(&relay);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+
+    // Promoting with no next key is refused, naming the first step.
+    let out = relay.cli(&["oauth", "rotate-key", "--promote"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rotate-key"));
+
+    // Step one: the next key is published by the running relay, the old one still signs.
+    let v = json(relay.cli(&["oauth", "rotate-key"]));
+    let next = v["next"].as_str().expect("next kid").to_string();
+    assert_eq!(v["signing"], first[0].as_str(), "{v}");
+    let both = jwks(&relay);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both.contains(&next) && both.contains(&first[0]));
+    // Running it again does not make a third key.
+    assert_eq!(
+        json(relay.cli(&["oauth", "rotate-key"]))["next"],
+        next.as_str()
+    );
+
+    // Step two: the next key signs and the old one is no longer published.
+    let v = json(relay.cli(&["oauth", "rotate-key", "--promote"]));
+    assert_eq!(
+        (v["promoted"].as_str(), v["signing"].as_str()),
+        (Some(next.as_str()), Some(next.as_str())),
+        "{v}"
+    );
+    assert_eq!(jwks(&relay), vec![next]);
+}

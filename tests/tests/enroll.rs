@@ -3,10 +3,10 @@
 //! person in Debian's chromium (playwright-core) signing in on the PDS's own pages, smtp-sink as
 //! the recipients' MX, swaks as the member's mail client and dkimpy checking what arrives.
 
-use atmos_tests::atproto::Pds;
+use atmos_tests::atproto::{Pds, PdsOptions};
 use atmos_tests::browser::{Wizard, screenshots};
-use atmos_tests::http::curl;
-use atmos_tests::peers::{Knot, SmtpSink, venv_python};
+use atmos_tests::http::{curl, curl_with};
+use atmos_tests::peers::{Knot, SmtpSink, self_signed, venv_python};
 use atmos_tests::poll_until;
 use atmos_tests::relay::Relay;
 use serde_json::{Value, json};
@@ -22,10 +22,67 @@ struct World {
     knot: Knot,
     sink: SmtpSink,
     relay: Relay,
+    public: Option<Public>,
+    _certs: tempfile::TempDir,
 }
 
-fn world(extra: &str) -> World {
-    let pds = Pds::start();
+/// Where the confidential relay is: its HTTPS address and certificate.
+struct Public {
+    ip: String,
+    cert: std::path::PathBuf,
+}
+
+impl World {
+    /// The relay's web origin, as a member's browser knows it.
+    fn origin(&self) -> String {
+        match &self.public {
+            Some(_) => format!("https://{PUBLIC_HOST}"),
+            None => format!("http://{}", self.relay.http.expect("http")),
+        }
+    }
+
+    /// A request to the relay's HTTP listener (over verified TLS for the confidential relay).
+    fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[String],
+        body: Option<&[u8]>,
+    ) -> (u16, Value, String) {
+        let url = format!("{}{path}", self.origin());
+        match &self.public {
+            Some(p) => {
+                let resolve = format!("{PUBLIC_HOST}:443:{}", p.ip);
+                let cacert = p.cert.display().to_string();
+                curl_with(
+                    &["--resolve", &resolve, "--cacert", &cacert],
+                    method,
+                    &url,
+                    headers,
+                    body,
+                )
+            }
+            None => curl(method, &url, headers, body),
+        }
+    }
+}
+
+/// How the relay is an OAuth client.
+enum Client {
+    /// `atmos dev`'s: the atproto loopback client on plain HTTP.
+    Loopback,
+    /// Production's: `public_url = https://relay.atmos.internal`, served by the relay itself with
+    /// HTTPS on port 443 of a loopback address of its own, the PDS resolving the name through a
+    /// hosts file of its own and trusting the relay's certificate.
+    Confidential,
+}
+
+/// The public name of the confidential relay: `.internal` is reserved for private use and never
+/// delegated; the PDS refuses `.test`, `.local`, `.example` (as local) and `example.com` (deny
+/// list) as client hosts.
+const PUBLIC_HOST: &str = "relay.atmos.internal";
+
+fn world(client: Client) -> World {
     let knot = Knot::start("test");
     knot.add("rcpt.test", "MX", &["10", "mx.rcpt.test."]);
     knot.add("mx.rcpt.test", "A", &["127.0.0.1"]);
@@ -35,17 +92,49 @@ fn world(extra: &str) -> World {
         dist.join("index.html").exists(),
         "dist/ missing: tests/run builds the UI (trunk build --release)"
     );
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (pds, web, public) = match client {
+        Client::Loopback => (Pds::start(), String::new(), None),
+        Client::Confidential => {
+            // A loopback address of its own, so port 443 is free whatever else runs.
+            let ip = format!(
+                "127.{}.{}.{}",
+                100 + rand::random::<u8>() % 100,
+                rand::random::<u8>(),
+                1 + rand::random::<u8>() % 250
+            );
+            let (cert, key) = self_signed(certs.path(), PUBLIC_HOST);
+            let pds = Pds::start_with(&PdsOptions {
+                hosts: vec![(ip.clone(), PUBLIC_HOST.to_string())],
+                extra_ca: Some(cert.clone()),
+            });
+            let web = format!(
+                "public_url = \"https://{PUBLIC_HOST}\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                cert.display(),
+                key.display()
+            );
+            (pds, web, Some(Public { ip, cert }))
+        }
+    };
     let mut relay = Relay::new(
         Some(&knot.address()),
         sink.port,
         &format!(
             "[atproto]\nplc_url = \"{}\"\nallow_private_endpoints = true\n\
-             [web]\ndist_dir = \"{}\"\n{extra}\n\
-             [labeler]\nretry_base = \"1s\"\nretry_max = \"2s\"\n",
+             [labeler]\nretry_base = \"1s\"\nretry_max = \"2s\"\n\
+             [web]\ndist_dir = \"{}\"\n{web}\n",
             pds.plc_url(),
             dist.display()
         ),
     );
+    if let Some(Public { ip, .. }) = &public {
+        relay.edit_config(|c| {
+            c.replace(
+                "[http]\nlisten = \"127.0.0.1:0\"",
+                &format!("[http]\nlisten = \"{ip}:443\"\ntls = true"),
+            )
+        });
+    }
     relay.env = vec![("ADMIN_TOKEN".into(), TOKEN.into())];
     relay.start();
     // The operator domain's DKIM keys, so delivered mail verifies.
@@ -62,6 +151,8 @@ fn world(extra: &str) -> World {
         knot,
         sink,
         relay,
+        public,
+        _certs: certs,
     }
 }
 
@@ -125,10 +216,9 @@ fn swaks(w: &World, user: &str, key: &str, from: &str, id: &str) -> (i32, String
 }
 
 fn labels(w: &World, did: &str) -> Vec<String> {
-    let http = w.relay.http.expect("http");
-    let (_, v, _) = curl(
+    let (_, v, _) = w.curl(
         "GET",
-        &format!("http://{http}/xrpc/com.atproto.label.queryLabels?uriPatterns={did}"),
+        &format!("/xrpc/com.atproto.label.queryLabels?uriPatterns={did}"),
         &[],
         None,
     );
@@ -153,11 +243,14 @@ fn enroll_in_browser(
     keyboard: bool,
     shots: &str,
 ) -> String {
-    let http = w.relay.http.expect("http");
-    let mut b = Wizard::start(&json!({
-        "relay": format!("http://{http}"), "identifier": identifier, "password": password,
+    let mut args = json!({
+        "relay": w.origin(), "identifier": identifier, "password": password,
         "domain": domain, "shots": screenshots(shots), "keyboard": keyboard, "expect": "enrolled",
-    }));
+    });
+    if let Some(p) = &w.public {
+        args["hostRules"] = json!(format!("MAP {PUBLIC_HOST} {}", p.ip));
+    }
+    let mut b = Wizard::start(&args);
     let signed = b.step(Duration::from_secs(90));
     assert_eq!(signed["step"], "signed-in", "{signed}");
     b.go();
@@ -187,9 +280,9 @@ fn enroll_in_browser(
     key
 }
 
-#[test]
-fn a_member_enrolls_in_the_browser_and_sends_once_approved() {
-    let w = world("");
+/// Alice enrolls by DID in the browser, is attested, pending, approved, sends mail that arrives
+/// signed four times, and is labelled.
+fn alice_enrolls_and_sends(w: &World, shots: &str) {
     let alice = w.pds.create_account("alice.test");
     w.knot
         .add_txt("_atproto.alice.test", &format!("did={}", alice.did));
@@ -198,12 +291,12 @@ fn a_member_enrolls_in_the_browser_and_sends_once_approved() {
 
     // Typing the DID, signing in on the PDS, proving the domain, getting the key.
     let key = enroll_in_browser(
-        &w,
+        w,
         &alice.did,
         &alice.password,
         "alice-mail.test",
         false,
-        "enroll-did",
+        shots,
     );
 
     // The attestation is in alice's repo, and valid against lexicons/.
@@ -261,10 +354,9 @@ fn a_member_enrolls_in_the_browser_and_sends_once_approved() {
     });
 
     // The operator approves; the mail goes out signed four times, and the labels follow.
-    let http = w.relay.http.expect("http");
-    let (status, v, _) = curl(
+    let (status, v, _) = w.curl(
         "POST",
-        &format!("http://{http}/admin/member/{}/approve", alice.did),
+        &format!("/admin/member/{}/approve", alice.did),
         &[format!("Authorization: Bearer {TOKEN}")],
         None,
     );
@@ -293,6 +385,12 @@ fn a_member_enrolls_in_the_browser_and_sends_once_approved() {
             .contains(&"relay-member".to_string())
             .then_some(())
     });
+}
+
+#[test]
+fn a_member_enrolls_in_the_browser_and_sends_once_approved() {
+    let w = world(Client::Loopback);
+    alice_enrolls_and_sends(&w, "enroll-did");
 
     // A second member types a handle (resolved through _atproto in DNS) and does it all with
     // the keyboard.
@@ -311,4 +409,38 @@ fn a_member_enrolls_in_the_browser_and_sends_once_approved() {
     );
     let (_, out) = swaks(&w, "bob.test", &key, "hello@bob-mail.test", "bob");
     assert!(out.contains("535 5.7.8 pending operator approval"), "{out}");
+}
+
+#[test]
+fn the_confidential_client_enrolls_a_member_through_https_and_private_key_jwt() {
+    let w = world(Client::Confidential);
+    alice_enrolls_and_sends(&w, "enroll-confidential");
+    // The PDS fetched the client's metadata and keys from the public origin, and accepted the
+    // private_key_jwt assertion (the code exchange needs it: the metadata names no other method).
+    let log = w.relay.log(1);
+    assert!(log.contains("web: client metadata fetched"), "{log}");
+    assert!(log.contains("web: client JWKS fetched"), "{log}");
+    let (status, meta, _) = w.curl("GET", "/oauth/client-metadata.json", &[], None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        meta["client_id"],
+        format!("https://{PUBLIC_HOST}/oauth/client-metadata.json")
+    );
+    assert_eq!(meta["token_endpoint_auth_method"], "private_key_jwt");
+    // Cookies are Secure on an https origin.
+    let did = w.pds.create_account("carol.test").did;
+    let body = json!({ "identifier": did }).to_string();
+    let (status, _, head) = w.curl("POST", "/api/signin", &[], Some(body.as_bytes()));
+    assert_eq!(status, 200, "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: atmos_signin=")
+        })
+        .unwrap_or_default();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{head}"
+    );
 }

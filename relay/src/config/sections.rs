@@ -185,9 +185,12 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Concurrent connections per client address (IPv4 /32, IPv6 /64); more are closed.
     pub max_connections_per_client: usize,
-    /// Longest time a request's headers may take to arrive.
+    /// Longest time a request's headers (and, with `tls`, the handshake) may take to arrive.
     #[serde(deserialize_with = "duration")]
     pub header_timeout: Duration,
+    /// Serve HTTPS with the `[tls]` certificate instead of plain HTTP (when no proxy in front
+    /// terminates TLS).
+    pub tls: bool,
 }
 
 /// `[tls]`: certificate for STARTTLS; both empty means a self-signed one.
@@ -334,6 +337,7 @@ impl Default for HttpConfig {
             max_connections: 1024,
             max_connections_per_client: 64,
             header_timeout: Duration::from_secs(10),
+            tls: false,
         }
     }
 }

@@ -171,6 +171,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
     };
     let extras = server::Extras {
         dev_zone: Some(zone),
+        attestations: vec![(DEMO_DID.to_string(), demo_attestation(&config)?)],
     };
     server::serve_with(config, extras, shutdown, ready).await?;
     Ok(())
@@ -189,6 +190,18 @@ async fn publish_demo_records(config: &Config, zone: &zone::DevZone) -> Result<(
             .collect();
     zone.publish(&records).await;
     Ok(())
+}
+
+/// The attestation the demo member would publish: its domain, both selectors, relay member.
+fn demo_attestation(config: &Config) -> Result<atmos_lexicons::Attestation, DevError> {
+    let store = Store::open(&config.server.data_dir)?;
+    let keys = store.with(|c| crate::store::dkim_keys::active(c, DEMO_DOMAIN))?;
+    let selectors = keys.iter().map(|k| k.selector.clone()).collect();
+    Ok(atmos_lexicons::Attestation::new(
+        DEMO_DOMAIN,
+        selectors,
+        Some(true),
+    ))
 }
 
 /// Makes sure the demo member exists and is active, with a fresh key to print.

@@ -3,9 +3,8 @@
 //! what was observed, and a verdict — with advice when an SPF or DMARC record already exists.
 
 use crate::address::Domain;
-use crate::dns::{Txt, txt};
+use crate::dns::{Dns, Txt};
 use crate::records::DnsRecord;
-use hickory_resolver::TokioResolver;
 
 pub use atmos_lexicons::api::RecordCheck;
 
@@ -34,7 +33,7 @@ fn squash(s: &str) -> String {
 
 /// Checks `expected` (as `records::member` lists them) for `domain`.
 pub async fn check(
-    dns: &TokioResolver,
+    dns: &Dns,
     domain: &Domain,
     expected: &[DnsRecord],
     hostname: &str,
@@ -65,7 +64,7 @@ pub async fn check(
             advice: None,
         };
         if r.kind == "MX" {
-            let found = dns.mx_lookup(format!("{}.", r.name)).await;
+            let found = dns.resolver().mx_lookup(format!("{}.", r.name)).await;
             c.observed = found
                 .map(|l| {
                     l.answers()
@@ -92,7 +91,7 @@ pub async fn check(
             out.push(c);
             continue;
         }
-        let found = txt(dns, &r.name).await;
+        let found = dns.txt(&r.name).await;
         if let Txt::Failed(e) = &found {
             c.status = "lookup_failed".into();
             c.advice = Some(format!("the lookup failed ({e}); try again"));

@@ -17,7 +17,6 @@ use crate::secrets::Secrets;
 use crate::store::events::{self, NewEvent};
 use crate::store::{Store, StoreError, dkim_keys, members as member_rows, now_ms};
 use atmos_lexicons::{ATTESTATION_NSID, Attestation};
-use hickory_resolver::TokioResolver;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -105,7 +104,7 @@ pub struct Enrollment {
     store: Arc<Store>,
     secrets: Arc<Secrets>,
     config: Arc<Config>,
-    dns: TokioResolver,
+    dns: crate::dns::Dns,
     labeler: Option<Arc<atmos_labeler::Labeler>>,
 }
 
@@ -118,7 +117,7 @@ impl Enrollment {
         store: Arc<Store>,
         secrets: Arc<Secrets>,
         config: Arc<Config>,
-        dns: TokioResolver,
+        dns: crate::dns::Dns,
         labeler: Option<Arc<atmos_labeler::Labeler>>,
     ) -> Self {
         Self {

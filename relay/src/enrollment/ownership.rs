@@ -2,18 +2,12 @@
 //! TXT `did=<DID>`, or the DID's verified handle is the domain itself.
 
 use crate::address::Domain;
-use crate::dns::{Txt, txt};
-use hickory_resolver::TokioResolver;
+use crate::dns::{Dns, Txt};
 
 pub use atmos_lexicons::api::{Observed, OwnershipCheck};
 
 /// Checks `did`'s claim to `domain`; `handle` is the DID's verified handle, if any.
-pub async fn check(
-    dns: &TokioResolver,
-    did: &str,
-    handle: Option<&str>,
-    domain: &Domain,
-) -> OwnershipCheck {
+pub async fn check(dns: &Dns, did: &str, handle: Option<&str>, domain: &Domain) -> OwnershipCheck {
     let expected_value = format!("did={did}");
     let mut out = OwnershipCheck {
         domain: domain.to_string(),
@@ -30,7 +24,7 @@ pub async fn check(
     }
     for label in ["_atmos", "_atproto"] {
         let name = domain.under(label);
-        let found = txt(dns, &name).await;
+        let found = dns.txt(&name).await;
         let records = found.records().to_vec();
         let matches = records.iter().any(|r| r.trim() == expected_value);
         out.observed.push(Observed {

@@ -89,7 +89,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
 }
 
 /// Caps of the HTTP listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ListenerLimits {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
@@ -97,6 +97,8 @@ pub struct ListenerLimits {
     pub header_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_deadline: Duration,
+    /// HTTPS (`http.tls`): the listener terminates TLS itself.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// All routes.
@@ -251,8 +253,6 @@ pub async fn serve(
     limits: ListenerLimits,
     shutdown: CancellationToken,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
     let app = router(state).merge(extra);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // The total is enforced by `slots`; the limiter counts per client network.
@@ -279,22 +279,28 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req)
-            });
-        let mut builder =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .http1_only();
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let watcher = graceful.watcher();
+        let (tls, header_timeout) = (limits.tls.clone(), limits.header_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                // The handshake counts against the header deadline: a stranger cannot hold a
+                // slot by never finishing it.
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        serve_connection(stream, app, peer, header_timeout, watcher).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "https: handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "https: handshake timed out");
+                        Ok(())
+                    }
+                },
+                None => serve_connection(stream, app, peer, header_timeout, watcher).await,
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "http: connection ended with an error");
             }
             drop((slot, admitted));
@@ -307,4 +313,33 @@ pub async fn serve(
         tracing::warn!("http: requests still in flight at the shutdown deadline");
     }
     tracing::info!("http listener closed");
+}
+
+/// One HTTP/1.1 connection (plain or TLS) until it closes or shutdown asks it to.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    peer: SocketAddr,
+    header_timeout: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tower::ServiceExt;
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req)
+        });
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    watcher.watch(conn.into_owned()).await
 }

@@ -27,6 +27,8 @@ pub async fn client_metadata(State(state): State<Arc<AppState>>) -> Response {
     if !oauth.is_confidential() {
         return StatusCode::NOT_FOUND.into_response();
     }
+    // Logged so an operator can see an authorization server fetch it.
+    tracing::info!("web: client metadata fetched");
     let client_id = oauth.client_id_for("");
     let origin = client_id
         .trim_end_matches("/oauth/client-metadata.json")
@@ -38,7 +40,8 @@ pub async fn client_metadata(State(state): State<Arc<AppState>>) -> Response {
         "redirect_uris": [oauth.redirect_uri],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "scope": "atproto transition:generic",
+        // Every scope a request may ask (granular where the server offers it).
+        "scope": format!("atproto {} {}", crate::oauth::client::ATTESTATION_SCOPE, crate::oauth::client::GENERIC_SCOPE),
         "token_endpoint_auth_method": "private_key_jwt",
         "token_endpoint_auth_signing_alg": "ES256",
         "jwks_uri": format!("{origin}/oauth/jwks.json"),
@@ -53,7 +56,10 @@ pub async fn client_metadata(State(state): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "JWKS", body = Object), (status = 404, description = "Loopback client")))]
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     match state.web.oauth.keys().map(|k| k.jwks()) {
-        Some(Ok(jwks)) => Json(jwks).into_response(),
+        Some(Ok(jwks)) => {
+            tracing::info!("web: client JWKS fetched");
+            Json(jwks).into_response()
+        }
         Some(Err(e)) => {
             tracing::error!(error = %e, "web: cannot read the client keys");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

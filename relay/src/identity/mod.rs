@@ -8,7 +8,6 @@ pub mod fetch;
 use atmos_lexicons::Domain;
 use atmos_lexicons::did::{self as did_grammar, Did};
 use fetch::{FetchError, Fetcher};
-use hickory_resolver::TokioResolver;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -50,7 +49,7 @@ pub enum IdentityError {
 /// Resolves and caches identities.
 pub struct Resolver {
     fetch: Fetcher,
-    dns: TokioResolver,
+    dns: crate::dns::Dns,
     plc_url: String,
     cache: Mutex<HashMap<String, (Instant, Identity)>>,
 }
@@ -76,7 +75,7 @@ struct Service {
 
 impl Resolver {
     /// A resolver using `dns` for handles and `plc_url` for did:plc.
-    pub fn new(fetch: Fetcher, dns: TokioResolver, plc_url: &str) -> Self {
+    pub fn new(fetch: Fetcher, dns: crate::dns::Dns, plc_url: &str) -> Self {
         Self {
             fetch,
             dns,
@@ -94,7 +93,7 @@ impl Resolver {
                 crate::delivery::mx::resolver(&nameservers)?,
                 config.atproto.allow_private_endpoints,
             ),
-            crate::delivery::mx::fresh_resolver(&nameservers)?,
+            crate::dns::Dns::new(&nameservers)?,
             &config.plc_url(),
         ))
     }
@@ -132,7 +131,7 @@ impl Resolver {
 
     /// The DID a handle names: DNS first, then HTTPS.
     pub async fn resolve_handle(&self, handle: &Domain) -> Result<Did, IdentityError> {
-        let txt = crate::dns::txt(&self.dns, &handle.under("_atproto")).await;
+        let txt = self.dns.txt(&handle.under("_atproto")).await;
         let dids: Vec<Did> = txt
             .records()
             .iter()

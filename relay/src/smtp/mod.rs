@@ -5,4 +5,3 @@ pub mod inbound;
 pub mod protocol;
 pub mod session;
 pub mod submission;
-pub mod tls;

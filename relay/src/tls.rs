@@ -1,4 +1,5 @@
-//! TLS for STARTTLS: the configured certificate, or a self-signed one (dev and tests only).
+//! The relay's TLS: the configured `[tls]` certificate (or a self-signed one, dev and tests
+//! only), for STARTTLS and, with `http.tls`, for HTTPS on the HTTP listener.
 
 use crate::config::TlsConfig;
 use rustls::pki_types::pem::PemObject;
@@ -19,8 +20,22 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// The acceptor for `hostname`: configured files when set, else a fresh self-signed certificate.
+/// The STARTTLS acceptor for `hostname`.
 pub fn acceptor(config: &TlsConfig, hostname: &str) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(
+        config, hostname,
+    )?)))
+}
+
+/// The HTTPS acceptor for `hostname` (ALPN `http/1.1`: the listener speaks HTTP/1.1 only).
+pub fn https_acceptor(config: &TlsConfig, hostname: &str) -> Result<TlsAcceptor, TlsError> {
+    let mut server = server_config(config, hostname)?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Configured files when set, else a fresh self-signed certificate for `hostname`.
+fn server_config(config: &TlsConfig, hostname: &str) -> Result<rustls::ServerConfig, TlsError> {
     let (certs, key) = if config.cert_file.as_os_str().is_empty() {
         tracing::warn!(
             hostname,
@@ -56,11 +71,10 @@ pub fn acceptor(config: &TlsConfig, hostname: &str) -> Result<TlsAcceptor, TlsEr
         (certs, key)
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    Ok(TlsAcceptor::from(Arc::new(server)))
+        .with_single_cert(certs, key)?)
 }
 
 #[cfg(test)]
