@@ -5,7 +5,7 @@
 //
 // usage: node enroll.mjs '{"relay": "http://127.0.0.1:P", "identifier": "...", "password": "...",
 //   "domain": "...", "shots": "/dir", "keyboard": false, "expect": "enrolled" | "<error code>",
-//   "hostRules": "MAP relay.atmos.internal 127.x.y.z" (optional)}'
+//   "hostRules": "MAP relay.atmos.internal 127.x.y.z" (optional), "visit": URL (only look)}'
 import { chromium } from 'playwright-core'
 import readline from 'node:readline'
 
@@ -29,6 +29,17 @@ const page = await context.newPage()
 page.setDefaultTimeout(30000)
 const consoleErrors = []
 page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()) })
+// axe-core audits each of the relay's own pages (not the PDS's); serious and critical
+// violations are reported to the test.
+const axePath = new URL('./node_modules/axe-core/axe.min.js', import.meta.url).pathname
+const accessibility = []
+const audit = async (name) => {
+  await page.addScriptTag({ path: axePath })
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }))
+  for (const v of result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
+    accessibility.push({ page: name, id: v.id, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) })
+  }
+}
 let shot = 0
 const snap = async (name) => {
   shot += 1
@@ -70,9 +81,18 @@ if (args.tamper) {
 page.on('request', (r) => { if (r.url().startsWith(`${args.relay}/oauth/callback`) && !callbackUrl) callbackUrl = r.url() })
 
 try {
+  // Only look at a page (a crafted link, say) and report what it says.
+  if (args.visit) {
+    await page.goto(args.visit)
+    await page.waitForSelector('#failure')
+    await snap('visited')
+    say({ step: 'visited', text: await page.textContent('#failure') })
+    process.exit(0)
+  }
   await page.goto(`${args.relay}/enroll`)
   await page.waitForSelector('#identifier')
   await snap('signin')
+  await audit('signin')
   await fill('#identifier', args.identifier)
   await activate('#signin')
   // The PDS's own sign-in page, then its consent page.
@@ -109,12 +129,14 @@ try {
   if (args.expect && args.expect !== 'enrolled') {
     await page.waitForSelector('#failure')
     await snap('signin-refused')
-    say({ step: 'refused', text: await page.textContent('#failure'), url: page.url() })
+    await audit('signin-refused')
+    say({ step: 'refused', text: await page.textContent('#failure'), url: page.url(), accessibility })
     process.exit(0)
   }
   await page.waitForSelector('#signed-in')
   await page.waitForSelector('#domain')
   await snap('domain')
+  await audit('domain')
   const cookie = (await context.cookies()).map((c) => `${c.name}=${c.value}`).join('; ')
   say({ step: 'signed-in', text: await page.textContent('#signed-in'), cookie, callback: callbackUrl })
   await next()
@@ -125,6 +147,7 @@ try {
   await activate('#enroll')
   await page.waitForSelector('#api-key', { timeout: 60000 })
   await snap('api-key')
+  await audit('api-key')
   const apiKey = (await page.textContent('#api-key')).trim()
   const swaks = await page.textContent('#swaks')
   const standing = await page.textContent('#standing')
@@ -138,12 +161,13 @@ try {
       .every((r) => r.dataset.status === 'ok' || r.dataset.status === 'different')
   }, null, { timeout: 60000 })
   await snap('records-live')
+  await audit('records-live')
   const statuses = await page.$$eval('.record[data-status]', (rs) => rs.map((r) => [r.dataset.record, r.dataset.status]))
   // Reloading resumes where the member was.
   await page.reload()
   await page.waitForSelector('#records-title')
   await snap('resumed')
-  say({ step: 'done', statuses, consoleErrors })
+  say({ step: 'done', statuses, consoleErrors, accessibility })
 } catch (e) {
   await snap('failure').catch(() => {})
   say({ step: 'error', message: String(e && e.stack || e), url: page.url(), consoleErrors })

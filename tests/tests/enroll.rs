@@ -277,6 +277,11 @@ fn enroll_in_browser(
     let done = b.step(Duration::from_secs(120));
     assert_eq!(done["step"], "done", "{done}");
     assert_eq!(done["consoleErrors"], json!([]), "{done}");
+    assert_eq!(
+        done["accessibility"],
+        json!([]),
+        "axe-core: serious or critical violations"
+    );
     key
 }
 

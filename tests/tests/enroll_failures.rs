@@ -163,6 +163,30 @@ fn sign_in_failures_are_refused_with_a_clear_page_and_nothing_is_kept() {
         "only the real sign-in made a session"
     );
 
+    // A crafted link cannot put its own words on the page: only codes and DIDs are shown.
+    let base = format!("http://{}", http(&w));
+    for (query, shown, hidden) in [
+        (
+            "signin_error=failed&message=Send+your+password+to+evil.test",
+            "Signing in did not work.",
+            "evil.test",
+        ),
+        (
+            "signin_error=account&typed=Call+us&got=now",
+            "a different account than the one you typed",
+            "Call us",
+        ),
+    ] {
+        let (_b, v) = sign_in(
+            &w,
+            &alice,
+            json!({"visit": format!("{base}/enroll?{query}")}),
+            "crafted-link",
+        );
+        let text = v["text"].as_str().unwrap_or_default();
+        assert!(text.contains(shown) && !text.contains(hidden), "{v}");
+    }
+
     // Identity problems and a PDS that is down answer clear errors, never a 500.
     let signin = |identifier: &str| {
         curl(
@@ -354,4 +378,25 @@ fn the_enrollment_api_refuses_what_it_must_and_keeps_the_repo_in_step() {
         (401, Some("SIGNED_OUT")),
         "{v}"
     );
+}
+
+#[test]
+fn sign_ins_in_progress_are_capped() {
+    let w = world("max_pending_signins = 2");
+    let alice = w.pds.create_account("alice.test");
+    let url = format!("http://{}/api/signin", http(&w));
+    let body = json!({ "identifier": alice.did }).to_string();
+    let codes: Vec<(u16, Value)> = (0..3)
+        .map(|_| {
+            let (status, v, _) = curl("POST", &url, &[], Some(body.as_bytes()));
+            (status, v)
+        })
+        .collect();
+    assert_eq!((codes[0].0, codes[1].0), (200, 200), "{codes:?}");
+    assert_eq!(
+        (codes[2].0, codes[2].1["code"].as_str()),
+        (503, Some("BUSY")),
+        "{codes:?}"
+    );
+    assert_eq!(w.relay.count("SELECT count(*) FROM signin_states"), 2);
 }

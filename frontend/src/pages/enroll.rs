@@ -405,10 +405,10 @@ fn KeyOnce(enrolled: Enrolled, session: SessionInfo) -> impl IntoView {
                     <p class="warning" role="alert">"This key is shown only now. Copy it to a password manager or your app's secrets; the relay keeps only a hash of it."</p>
                     <p><code class="key" id="api-key">{key.clone()}</code>" " <CopyButton value=key.clone() label="API key" /></p>
                     <h3>"Send with SMTP (swaks)"</h3>
-                    <pre id="swaks">{swaks.clone()}</pre>
+                    <pre id="swaks" class="command" tabindex="0" aria-label="swaks command">{swaks.clone()}</pre>
                     <CopyButton value=swaks label="swaks example" />
                     <h3>"Send with the HTTP API (curl)"</h3>
-                    <pre id="curl">{curl.clone()}</pre>
+                    <pre id="curl" class="command" tabindex="0" aria-label="curl command">{curl.clone()}</pre>
                     <CopyButton value=curl label="curl example" />
                 </section>
             }

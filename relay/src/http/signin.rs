@@ -203,9 +203,13 @@ pub async fn callback(
         return failed("/enroll", &OAuthError::UnknownState);
     };
     // A state works once, and only in the browser that started it.
-    let taken = state
-        .store
-        .write(|tx| sessions::take_pending(tx, &token_hash(state_param)));
+    let taken = state.store.write(|tx| {
+        sessions::take_pending(
+            tx,
+            &token_hash(state_param),
+            now_ms() - PENDING_TTL_S * 1000,
+        )
+    });
     let Ok(Some(row)) = taken else {
         return failed("/enroll", &OAuthError::UnknownState);
     };

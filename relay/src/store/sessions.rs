@@ -38,8 +38,13 @@ pub fn put_pending(
     Ok(true)
 }
 
-/// Takes (reads and deletes) a pending sign-in: a state works once.
-pub fn take_pending(conn: &Connection, state_hash: &str) -> Result<Option<PendingRow>, StoreError> {
+/// Takes (reads and deletes) a pending sign-in: a state works once, and not after
+/// `expire_before`.
+pub fn take_pending(
+    conn: &Connection,
+    state_hash: &str,
+    expire_before: i64,
+) -> Result<Option<PendingRow>, StoreError> {
     let row = conn
         .prepare_cached(
             "SELECT browser_hash, sealed, created_at FROM signin_states WHERE state_hash = ?1",
@@ -56,7 +61,7 @@ pub fn take_pending(conn: &Connection, state_hash: &str) -> Result<Option<Pendin
         "DELETE FROM signin_states WHERE state_hash = ?1",
         [state_hash],
     )?;
-    Ok(row)
+    Ok(row.filter(|r| r.created_at >= expire_before))
 }
 
 /// A signed-in session.
@@ -155,4 +160,76 @@ pub fn prune_sessions(conn: &Connection, idle_before: i64) -> Result<usize, Stor
         "DELETE FROM web_sessions WHERE last_used < ?1",
         [idle_before],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    fn pending(at: i64) -> PendingRow {
+        PendingRow {
+            browser_hash: "b".into(),
+            sealed: vec![1, 2, 3],
+            created_at: at,
+        }
+    }
+
+    fn session_row(did: &str, at: i64) -> SessionRow {
+        SessionRow {
+            did: did.into(),
+            handle: None,
+            csrf: "c".into(),
+            sealed: vec![],
+            created_at: at,
+            last_used: at,
+        }
+    }
+
+    #[test]
+    fn pending_sign_ins_are_capped_single_use_and_expire() {
+        let (_d, store) = test_store();
+        store
+            .write(|tx| {
+                assert!(put_pending(tx, "s1", &pending(1_000), 0, 2)?);
+                assert!(put_pending(tx, "s2", &pending(1_000), 0, 2)?);
+                // A stranger starting sign-ins cannot go past the cap...
+                assert!(!put_pending(tx, "s3", &pending(1_000), 0, 2)?);
+                // ...until the old ones expire.
+                assert!(put_pending(tx, "s3", &pending(9_000), 5_000, 2)?);
+                // A state works once; an expired one not at all.
+                assert!(take_pending(tx, "s3", 5_000)?.is_some());
+                assert!(take_pending(tx, "s3", 5_000)?.is_none());
+                assert!(put_pending(tx, "old", &pending(4_000), 0, 5)?);
+                assert!(take_pending(tx, "old", 5_000)?.is_none());
+                assert!(
+                    take_pending(tx, "old", 0)?.is_none(),
+                    "the expired row is gone too"
+                );
+                Ok(())
+            })
+            .expect("store");
+    }
+
+    #[test]
+    fn a_member_keeps_at_most_its_cap_of_sessions_and_idle_ones_end() {
+        let (_d, store) = test_store();
+        store
+            .write(|tx| {
+                for (i, at) in [100, 200, 300].into_iter().enumerate() {
+                    put_session(tx, &format!("h{i}"), &session_row("did:plc:a", at), 2)?;
+                }
+                put_session(tx, "other", &session_row("did:plc:b", 50), 2)?;
+                assert!(session(tx, "h0", 0)?.is_none(), "the oldest went");
+                assert!(session(tx, "h1", 0)?.is_some() && session(tx, "h2", 0)?.is_some());
+                assert!(session(tx, "other", 0)?.is_some(), "another member's stay");
+                // Idle sessions are not honoured, and pruning removes them.
+                assert!(session(tx, "h1", 250)?.is_none());
+                touch(tx, "h1", 400, None)?;
+                assert!(session(tx, "h1", 250)?.is_some());
+                assert_eq!(prune_sessions(tx, 350)?, 2);
+                Ok(())
+            })
+            .expect("store");
+    }
 }
