@@ -67,22 +67,29 @@ impl Resolve for GuardedDns {
 #[derive(Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
+    /// For URLs the operator configured (the PLC directory): no address guard, which would
+    /// refuse a directory on the operator's own network; still no redirects, deadlines and caps.
+    configured: reqwest::Client,
     allow_private: bool,
 }
 
 impl Fetcher {
     /// A client resolving names through `dns`.
     pub fn new(dns: TokioResolver, allow_private: bool) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("atmosphere-mail/", env!("CARGO_PKG_VERSION")))
+        };
+        let http = builder()
             .dns_resolver(Arc::new(GuardedDns { dns, allow_private }))
-            .user_agent(concat!("atmosphere-mail/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
         Self {
             http,
+            configured: builder().build().unwrap_or_default(),
             allow_private,
         }
     }
@@ -128,8 +135,29 @@ impl Fetcher {
         url: &str,
     ) -> Result<T, FetchError> {
         let parsed = self.check(url)?;
-        let res = self
-            .http
+        Self::json_from(&self.http, parsed, url).await
+    }
+
+    /// [`Fetcher::get_json`] for a URL under one the operator configured (not one a stranger
+    /// named): any http(s) host, private ones included.
+    pub async fn get_configured_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<T, FetchError> {
+        let refused = |why| FetchError::Refused(url.to_string(), why);
+        let parsed = reqwest::Url::parse(url).map_err(|_| refused("not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(refused("not http(s)"));
+        }
+        Self::json_from(&self.configured, parsed, url).await
+    }
+
+    async fn json_from<T: serde::de::DeserializeOwned>(
+        http: &reqwest::Client,
+        parsed: reqwest::Url,
+        url: &str,
+    ) -> Result<T, FetchError> {
+        let res = http
             .get(parsed)
             .header("Accept", "application/json")
             .send()

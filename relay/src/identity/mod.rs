@@ -152,11 +152,20 @@ impl Resolver {
 
     /// The DID document of `did`, as JSON.
     pub async fn document(&self, did: &Did) -> Result<serde_json::Value, IdentityError> {
-        let url = match did_grammar::web_host(did) {
-            Some(host) => format!("{}/.well-known/did.json", host.origin()),
-            None => format!("{}/{}", self.plc_url, did.as_str()),
+        // did:web names a host of the DID's choosing; the PLC directory is the operator's.
+        let (url, fetched) = match did_grammar::web_host(did) {
+            Some(host) => {
+                let url = format!("{}/.well-known/did.json", host.origin());
+                let fetched = self.fetch.get_json(&url).await;
+                (url, fetched)
+            }
+            None => {
+                let url = format!("{}/{}", self.plc_url, did.as_str());
+                let fetched = self.fetch.get_configured_json(&url).await;
+                (url, fetched)
+            }
         };
-        self.fetch.get_json(&url).await.map_err(|e| match e {
+        fetched.map_err(|e| match e {
             FetchError::Status { status: 404, .. } | FetchError::Status { status: 410, .. } => {
                 IdentityError::DidNotFound(did.as_str().into())
             }
