@@ -1,6 +1,7 @@
-//! Operator moderation on the labeler (behind `ADMIN_TOKEN`): emit or negate any label with a
-//! reason (each is an audit row: who, why, which key), list labels and reports, force a check.
-//! Errors use the relay's admin shape `{"error": text, "code": CODE}`.
+//! Operator moderation on the labeler: emit or negate any label with a reason (each is an audit
+//! row: who, why, which key), list labels and reports and settle reports, force a check. Who may
+//! is a [`Gate`]'s decision: the admin token alone ([`TokenGate`]), or in the relay also an
+//! operator's web session. Errors use the relay's admin shape `{"error": text, "code": CODE}`.
 
 use crate::Labeler;
 use axum::Json;
@@ -75,21 +76,66 @@ pub fn authorize(headers: &HeaderMap, token: Option<&str>) -> Result<(), AdminEr
     }
 }
 
+/// Decides who may use the admin endpoints.
+pub trait Gate: Send + Sync {
+    /// The actor recorded in audit rows (`admin` for the token, `did:…` for an operator), or
+    /// the refusal; `changing` is true for requests that change state.
+    fn admit<'a>(
+        &'a self,
+        parts: &'a axum::http::request::Parts,
+        changing: bool,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, AdminError>>;
+}
+
+/// The admin token, compared in constant time; the actor is `admin`.
+pub struct TokenGate(pub Option<String>);
+
+impl Gate for TokenGate {
+    fn admit<'a>(
+        &'a self,
+        parts: &'a axum::http::request::Parts,
+        _changing: bool,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, AdminError>> {
+        Box::pin(async move {
+            authorize(&parts.headers, self.0.as_deref()).map(|()| "admin".to_string())
+        })
+    }
+}
+
 /// What the admin handlers share.
 pub struct AdminState {
     labeler: Arc<Labeler>,
-    token: Option<String>,
+    gate: Arc<dyn Gate>,
 }
 
 type St = State<Arc<AdminState>>;
 
-/// `/admin/labeler/*` routes.
-pub fn router(labeler: Arc<Labeler>, token: Option<String>) -> axum::Router {
+/// The actor of an admitted admin request.
+pub(crate) struct Admitted(String);
+
+impl axum::extract::FromRequestParts<Arc<AdminState>> for Admitted {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AdminState>,
+    ) -> Result<Self, AdminError> {
+        let changing = !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        state.gate.admit(parts, changing).await.map(Admitted)
+    }
+}
+
+/// `/admin/labeler/*` routes, behind `gate`.
+pub fn router(labeler: Arc<Labeler>, gate: Arc<dyn Gate>) -> axum::Router {
     axum::Router::new()
         .route("/admin/labeler/labels", get(list).post(emit))
         .route("/admin/labeler/reports", get(reports))
+        .route("/admin/labeler/reports/{id}", post(settle))
         .route("/admin/labeler/verify/{did}", post(verify))
-        .with_state(Arc::new(AdminState { labeler, token }))
+        .with_state(Arc::new(AdminState { labeler, gate }))
 }
 
 #[derive(serde::Deserialize)]
@@ -104,10 +150,9 @@ pub(crate) struct ListQuery {
     responses((status = 200, description = "Labels, newest first, with actor, reason and key id", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
 pub(crate) async fn list(
     State(s): St,
-    headers: HeaderMap,
+    _: Admitted,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    authorize(&headers, s.token.as_deref())?;
     let Query(q) = q.map_err(|e| invalid(format!("query: {}", e.body_text())))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = s
@@ -146,10 +191,9 @@ struct EmitBody {
     responses((status = 200, description = "The published label and its seq", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
 pub(crate) async fn emit(
     State(s): St,
-    headers: HeaderMap,
+    Admitted(actor): Admitted,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    authorize(&headers, s.token.as_deref())?;
     let b: EmitBody = serde_json::from_slice(&body).map_err(|e| invalid(format!("body: {e}")))?;
     let uri_ok = (b.uri.starts_with("did:") || b.uri.starts_with("at://")) && b.uri.len() <= 2048;
     if !uri_ok {
@@ -165,7 +209,7 @@ pub(crate) async fn emit(
     }
     let stored = s
         .labeler
-        .emit(&b.uri, &b.val, b.neg, Some(b.reason.trim()), "admin")
+        .emit(&b.uri, &b.val, b.neg, Some(b.reason.trim()), &actor)
         .map_err(internal)?;
     Ok(Json(
         serde_json::json!({ "seq": stored.seq, "label": stored.label.to_json() }),
@@ -177,11 +221,56 @@ pub(crate) async fn emit(
     responses((status = 200, description = "Reports, newest first", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
 pub(crate) async fn reports(
     State(s): St,
-    headers: HeaderMap,
+    _: Admitted,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    authorize(&headers, s.token.as_deref())?;
     let reports = s.labeler.store.reports(500).map_err(internal)?;
     Ok(Json(serde_json::json!({ "reports": reports })))
+}
+
+#[derive(serde::Deserialize)]
+struct SettleBody {
+    status: String,
+    note: Option<String>,
+}
+
+/// `POST /admin/labeler/reports/{id} {status, note?}`: marks a report open, acted or dismissed.
+#[utoipa::path(post, path = "/admin/labeler/reports/{id}", tag = "labeler-admin", security(("admin" = [])),
+    params(("id" = i64, Path)),
+    request_body(content = Object, description = "{status: open|acted|dismissed, note?}", content_type = "application/json"),
+    responses((status = 200, description = "The report's new status", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 404, description = "NOT_FOUND", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
+pub(crate) async fn settle(
+    State(s): St,
+    Admitted(actor): Admitted,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| invalid("the report id is a number"))?;
+    let b: SettleBody = serde_json::from_slice(&body).map_err(|e| invalid(format!("body: {e}")))?;
+    if !crate::store::REPORT_STATUSES.contains(&b.status.as_str()) {
+        return Err(invalid("status must be open, acted or dismissed"));
+    }
+    let note = b.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.len() > 2000) {
+        return Err(invalid("the note is longer than 2000 characters"));
+    }
+    let at = atmos_lexicons::Datetime::now().as_str().to_string();
+    if !s
+        .labeler
+        .store
+        .set_report_status(id, &b.status, note, &actor, &at)
+        .map_err(internal)?
+    {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no report {id}"),
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "id": id, "status": b.status, "actedBy": actor }),
+    ))
 }
 
 /// `POST /admin/labeler/verify/{did}`: re-verifies now instead of at the next scheduled time.
@@ -190,10 +279,9 @@ pub(crate) async fn reports(
     responses((status = 200, description = "Check scheduled", body = Object), (status = 400, description = "INVALID_REQUEST", body = Object), (status = 401, description = "ADMIN_AUTH_FAILED", body = Object), (status = 500, description = "INTERNAL", body = Object)))]
 pub(crate) async fn verify(
     State(s): St,
-    headers: HeaderMap,
+    _: Admitted,
     Path(did): Path<String>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    authorize(&headers, s.token.as_deref())?;
     if !did.starts_with("did:") {
         return Err(invalid("not a DID"));
     }

@@ -30,6 +30,7 @@ use tokio::sync::{Notify, broadcast};
     admin::list,
     admin::emit,
     admin::reports,
+    admin::settle,
     admin::verify,
 ))]
 pub struct LabelerApiDoc;

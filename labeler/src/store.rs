@@ -64,6 +64,14 @@ CREATE TABLE IF NOT EXISTS reports (
     subject TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- What an operator did with a report (none: open).
+CREATE TABLE IF NOT EXISTS report_actions (
+    report_id INTEGER PRIMARY KEY REFERENCES reports(id),
+    status TEXT NOT NULL,
+    note TEXT,
+    actor TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 -- Service-auth token ids, per issuer (one issuer cannot burn another's ids).
 DROP TABLE IF EXISTS used_jtis;
 CREATE TABLE IF NOT EXISTS issuer_jtis (
@@ -94,7 +102,15 @@ pub struct Report {
     pub reason: Option<String>,
     pub subject: serde_json::Value,
     pub created_at: String,
+    /// `open`, `acted` or `dismissed`.
+    pub status: String,
+    /// Who set the status, and why.
+    pub acted_by: Option<String>,
+    pub note: Option<String>,
 }
+
+/// The states of a report.
+pub const REPORT_STATUSES: [&str; 3] = ["open", "acted", "dismissed"];
 
 /// Which labels a query wants.
 #[derive(Debug, Default, Clone)]
@@ -227,6 +243,19 @@ impl Store {
     /// Whether (`uri`, `val`) currently stands (its newest label is not a negation).
     pub fn is_active(&self, uri: &str, val: &str) -> Result<bool, StoreError> {
         Ok(Self::latest(&self.lock(), uri, val)?.is_some_and(|l| !l.label.neg))
+    }
+
+    /// The values standing on `uri` now (each one's newest label is not a negation), sorted.
+    pub fn standing(&self, uri: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT l.val FROM labels l
+             WHERE l.uri = ?1 AND l.neg = 0
+               AND l.seq = (SELECT max(seq) FROM labels m WHERE m.uri = l.uri AND m.val = l.val)
+             ORDER BY l.val",
+        )?;
+        let rows = stmt.query_map([uri], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Labels matching `q`, oldest first.
@@ -414,7 +443,10 @@ impl Store {
     pub fn reports(&self, limit: u32) -> Result<Vec<Report>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, reported_by, reason_type, reason, subject, created_at FROM reports ORDER BY id DESC LIMIT ?1",
+            "SELECT r.id, r.reported_by, r.reason_type, r.reason, r.subject, r.created_at,
+                    coalesce(a.status, 'open'), a.actor, a.note
+             FROM reports r LEFT JOIN report_actions a ON a.report_id = r.id
+             ORDER BY r.id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit], |r| {
             let subject: String = r.get(4)?;
@@ -425,9 +457,36 @@ impl Store {
                 reason: r.get(3)?,
                 subject: serde_json::from_str(&subject).unwrap_or(serde_json::Value::Null),
                 created_at: r.get(5)?,
+                status: r.get(6)?,
+                acted_by: r.get(7)?,
+                note: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets a report's status (one of [`REPORT_STATUSES`]); false when there is no such report.
+    pub fn set_report_status(
+        &self,
+        id: i64,
+        status: &str,
+        note: Option<&str>,
+        actor: &str,
+        at: &str,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let exists: Option<i64> = conn
+            .query_row("SELECT id FROM reports WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        conn.execute(
+            "INSERT INTO report_actions (report_id, status, note, actor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (report_id) DO UPDATE SET status = ?2, note = ?3, actor = ?4, updated_at = ?5",
+            params![id, status, note, actor, at],
+        )?;
+        Ok(true)
     }
 
     /// Records an issuer's JWT id until `exp` (s); false when it was already used. Expired ids

@@ -164,6 +164,25 @@ pub struct Enrolled {
     pub dns_records: Vec<DnsRecord>,
 }
 
+/// Answer of `GET /api/domains/{domain}/attestation`: the record in the member's repo against
+/// what the relay signs with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationCheck {
+    pub domain: String,
+    /// The record exists in the repo.
+    pub present: bool,
+    /// It names exactly the relay's current selectors and `relayMember: true`.
+    pub matches: bool,
+    /// The selectors the record names (empty when absent).
+    pub selectors: Vec<String>,
+    /// The selectors the relay signs with.
+    pub expected: Vec<String>,
+    /// `at://<did>/email.atmos.attestation/<domain>`.
+    pub uri: String,
+}
+
 /// Answer of `POST /api/key`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -93,9 +93,9 @@ impl Metrics {
     /// Refreshes the store gauges and renders everything as Prometheus text.
     pub fn render(&self, store: &Store) -> Result<String, StoreError> {
         let (depth, oldest, by_status) = store.with(|c| {
-            let depth = crate::store::messages::queue_depth(c)?;
-            let oldest = crate::store::messages::oldest_queued_at(c)?;
-            let by_status = crate::store::messages::count_by_status(c)?;
+            let depth = crate::store::queue::queue_depth(c)?;
+            let oldest = crate::store::queue::oldest_queued_at(c)?;
+            let by_status = crate::store::queue::count_by_status(c)?;
             Ok((depth, oldest, by_status))
         })?;
         self.queue_depth.set(depth);

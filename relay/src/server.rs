@@ -333,6 +333,11 @@ pub async fn serve_with(
         limits: config.limits.clone(),
         idempotency: Default::default(),
         web,
+        labeler: labeler.clone(),
+        thresholds: rules
+            .as_deref()
+            .map(crate::http::RuleThreshold::of)
+            .unwrap_or_default(),
     });
 
     let deadline = config.server.shutdown_deadline;
@@ -350,13 +355,15 @@ pub async fn serve_with(
         sessions.clone(),
     ));
     let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown.clone(), deadline));
-    let admin_token = http_state.admin_token.clone();
     let mut labeler_routes = axum::Router::new();
     // Labeler verification, Jetstream, the rules engine and the Kafka bridge.
     let background = TaskTracker::new();
     if let Some(labeler) = &labeler {
-        labeler_routes = atmos_labeler::xrpc::router(labeler.clone())
-            .merge(atmos_labeler::admin::router(labeler.clone(), admin_token));
+        labeler_routes =
+            atmos_labeler::xrpc::router(labeler.clone()).merge(atmos_labeler::admin::router(
+                labeler.clone(),
+                Arc::new(crate::http::access::OperatorGate(http_state.clone())),
+            ));
         let dns = crate::dns::Dns::new(&config.nameservers()).map_err(ServeError::Delivery)?;
         let verifier = atmos_labeler::verification::Verifier::new(
             labeler.clone(),

@@ -182,11 +182,12 @@ fn queue_browser_retry_and_delete() {
                 &admin,
                 None,
             );
-            (q.as_array().map(Vec::len) == Some(2)).then_some(q)
+            (q["entries"].as_array().map(Vec::len) == Some(2)).then_some(q)
         },
     );
+    assert_eq!(q["selected"]["recipients"], 2, "{q}");
     assert!(
-        q[0]["lastReply"]
+        q["entries"][0]["lastReply"]
             .as_str()
             .unwrap_or("")
             .contains("cannot connect"),
@@ -212,7 +213,7 @@ fn queue_browser_retry_and_delete() {
         &admin,
         None,
     );
-    assert_eq!(q.as_array().map(Vec::len), Some(1));
+    assert_eq!(q["entries"].as_array().map(Vec::len), Some(1));
     world.sink.restart(&[]);
     let (status, v, _) = curl(
         "POST",

@@ -100,12 +100,24 @@ pub async fn create_report(
             reason: reason.map(str::to_string),
             subject: subject.clone(),
             created_at: atmos_lexicons::Datetime::now().as_str().to_string(),
+            status: "open".into(),
+            acted_by: None,
+            note: None,
         })
         .map_err(XrpcError::internal)?;
     tracing::info!(id = report.id, by = %report.reported_by, reason_type, "report received");
-    Ok(Json(
-        serde_json::to_value(&report).map_err(XrpcError::internal)?,
-    ))
+    // The lexicon's output: what was reported, not the moderation state.
+    let mut out = serde_json::json!({
+        "id": report.id,
+        "reasonType": report.reason_type,
+        "subject": report.subject,
+        "reportedBy": report.reported_by,
+        "createdAt": report.created_at,
+    });
+    if let Some(reason) = &report.reason {
+        out["reason"] = serde_json::json!(reason);
+    }
+    Ok(Json(out))
 }
 
 fn valid_subject(s: &serde_json::Value) -> bool {

@@ -36,6 +36,12 @@ pub trait Repo: Send + Sync {
         collection: &'a str,
         rkey: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    /// `com.atproto.repo.getRecord`: the record's value, `None` when there is none.
+    fn get_record<'a>(
+        &'a self,
+        collection: &'a str,
+        rkey: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, String>> + Send + 'a>>;
 }
 
 /// Why an enrollment step was refused; each has a stable code for the JSON API.
@@ -429,6 +435,57 @@ impl Enrollment {
         let rows = self.store.with(|c| dkim_keys::active(c, domain.as_str()))?;
         let expected = crate::records::member(&self.config, did, domain.as_str(), &rows);
         Ok(dnscheck::check(&self.dns, &domain, &expected, &self.config.server.hostname).await)
+    }
+
+    /// Whether one of `did`'s domains is attested in the member's repo with the relay's current
+    /// selectors.
+    pub async fn check_attestation(
+        &self,
+        did: &str,
+        domain: &str,
+        repo: &dyn Repo,
+    ) -> Result<atmos_lexicons::api::AttestationCheck, EnrollError> {
+        let domain = Self::parse(domain)?;
+        self.own(did, &domain)?;
+        let mut expected: Vec<String> = self
+            .store
+            .with(|c| dkim_keys::active(c, domain.as_str()))?
+            .into_iter()
+            .map(|k| k.selector)
+            .collect();
+        expected.sort();
+        let record = repo
+            .get_record(ATTESTATION_NSID, domain.as_str())
+            .await
+            .map_err(EnrollError::Attestation)?;
+        let mut selectors: Vec<String> = record
+            .as_ref()
+            .and_then(|r| r["dkimSelectors"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect();
+        selectors.sort();
+        let matches = record.as_ref().is_some_and(|r| {
+            r["domain"] == domain.as_str() && r["relayMember"] == true && selectors == expected
+        });
+        Ok(atmos_lexicons::api::AttestationCheck {
+            uri: format!("at://{did}/{ATTESTATION_NSID}/{domain}"),
+            domain: domain.to_string(),
+            present: record.is_some(),
+            matches,
+            selectors,
+            expected,
+        })
+    }
+
+    /// Any domain's `expected` records (the operator's, say) against what DNS serves now.
+    pub async fn check_records(
+        &self,
+        domain: &Domain,
+        expected: &[crate::records::DnsRecord],
+    ) -> Vec<dnscheck::RecordCheck> {
+        dnscheck::check(&self.dns, domain, expected, &self.config.server.hostname).await
     }
 
     fn own(&self, did: &str, domain: &Domain) -> Result<(), EnrollError> {

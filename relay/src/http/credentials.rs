@@ -7,7 +7,6 @@ use crate::store::members::Member;
 use axum::http::HeaderMap;
 use base64::Engine;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// (username, key) from the request headers.
 pub fn from_headers(headers: &HeaderMap) -> Result<(String, String), ApiError> {
@@ -66,20 +65,4 @@ pub async fn member(
         .authenticate(&state.store, &user, &key, peer)
         .await
         .map_err(|e| ApiError::Submit(e.into()))
-}
-
-/// The authenticated member of a request, as an extractor (`X-Atmos-DID` + Bearer key, or
-/// Basic).
-pub struct AuthedMember(pub Member);
-
-impl axum::extract::FromRequestParts<Arc<super::AppState>> for AuthedMember {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &Arc<super::AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = super::peer_of(&parts.extensions);
-        member(state, &parts.headers, peer).await.map(AuthedMember)
-    }
 }

@@ -199,3 +199,26 @@ pub async fn dev_publish(
         serde_json::json!({ "domain": domain, "published": records.len() }),
     ))
 }
+
+/// `GET /api/domains/{domain}/attestation`: whether the member's repo holds the attestation with
+/// the relay's current selectors.
+#[utoipa::path(get, path = "/api/domains/{domain}/attestation", tag = "enroll", params(("domain" = String, Path)),
+    responses((status = 200, description = "The record against the relay's keys", body = atmos_lexicons::api::AttestationCheck), super::error::WebErrors))]
+pub async fn attestation(
+    State(state): State<Arc<AppState>>,
+    Session(s): Session,
+    Path(domain): Path<String>,
+) -> Result<Json<atmos_lexicons::api::AttestationCheck>, ApiError> {
+    let did = s.did.clone();
+    let repo = SessionRepo {
+        state: state.clone(),
+        session: s,
+    };
+    Ok(Json(
+        state
+            .web
+            .enrollment
+            .check_attestation(&did, &domain, &repo)
+            .await?,
+    ))
+}

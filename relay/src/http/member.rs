@@ -1,8 +1,8 @@
-//! The member API (API-key auth, SPEC §12): status, metrics, forward-to, and the suppression
-//! list.
+//! The member API (SPEC §12; an API key or the member's web session): status, metrics and
+//! their time series, forward-to, and the suppression list.
 
 use super::AppState;
-use super::credentials::AuthedMember;
+use super::access::Account;
 use super::error::ApiError;
 use crate::accept::SubmitError;
 use crate::store::suppressions::{self, Suppression};
@@ -16,7 +16,7 @@ use std::sync::Arc;
     responses((status = 200, description = "The suppression list", body = Vec<Suppression>), super::error::MemberErrors))]
 pub async fn suppressions_list(
     State(state): State<Arc<AppState>>,
-    AuthedMember(member): AuthedMember,
+    Account(member): Account,
 ) -> Result<Json<Vec<Suppression>>, ApiError> {
     Ok(Json(
         state
@@ -39,7 +39,7 @@ pub struct AddressQuery {
     responses((status = 200, description = "Removed", body = Object), super::error::MemberErrors))]
 pub async fn suppressions_delete(
     State(state): State<Arc<AppState>>,
-    AuthedMember(member): AuthedMember,
+    Account(member): Account,
     query: Result<Query<AddressQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| SubmitError::InvalidRequest(format!("query: {e}")))?;
@@ -71,7 +71,7 @@ pub async fn suppressions_delete(
     responses((status = 200, description = "State, labels, tier, caps, usage, domains", body = Object), super::error::MemberErrors))]
 pub async fn status(
     State(state): State<Arc<AppState>>,
-    AuthedMember(member): AuthedMember,
+    Account(member): Account,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = crate::store::now_ms();
     let (caps, labels, hour, day) = state
@@ -82,11 +82,19 @@ pub async fn status(
         .store
         .with(|c| crate::store::members::domains_of(c, &member.did))
         .map_err(SubmitError::from)?;
+    let public_labels = match &state.labeler {
+        Some(l) => l.store.standing(&member.did).unwrap_or_default(),
+        None => Vec::new(),
+    };
     Ok(Json(serde_json::json!({
         "did": member.did,
         "handle": member.handle,
         "state": member.state.as_str(),
+        "stateReason": member.state_reason,
+        "createdAt": member.created_at,
+        "approvedAt": member.approved_at,
         "labels": labels,
+        "publicLabels": public_labels,
         "tier": caps.tier.name(),
         "caps": { "hourly": caps.hourly, "daily": caps.daily },
         "usage": { "lastHour": hour, "lastDay": day },
@@ -100,7 +108,7 @@ pub async fn status(
     responses((status = 200, description = "Counts and rates per window", body = Object), super::error::MemberErrors))]
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
-    AuthedMember(member): AuthedMember,
+    Account(member): Account,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = crate::store::now_ms();
     let mut out = serde_json::Map::new();
@@ -150,6 +158,66 @@ pub async fn metrics(
     Ok(Json(serde_json::Value::Object(out)))
 }
 
+/// `?range=` of the series endpoints: `24h` (hourly buckets), `7d` (6-hourly) or `30d` (daily).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    pub range: Option<String>,
+}
+
+/// (bucket length in ms, number of buckets) of a range.
+fn range_buckets(range: &str) -> Option<(i64, i64)> {
+    const HOUR: i64 = 3_600_000;
+    match range {
+        "24h" => Some((HOUR, 24)),
+        "7d" => Some((6 * HOUR, 28)),
+        "30d" => Some((24 * HOUR, 30)),
+        _ => None,
+    }
+}
+
+/// The series of `did` (all members when `None`) over `range`, with the suspension thresholds
+/// of the active rules, as the series endpoints answer it.
+pub(super) fn series_answer(
+    state: &AppState,
+    did: Option<&str>,
+    range: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let range = range.unwrap_or("24h");
+    let (bucket_ms, n) = range_buckets(range).ok_or_else(|| {
+        SubmitError::InvalidRequest(format!("range: {range:?} is not 24h, 7d or 30d"))
+    })?;
+    let now = crate::store::now_ms();
+    let buckets = state
+        .store
+        .with(|c| crate::store::series::series(c, did, now, bucket_ms, n))
+        .map_err(SubmitError::from)?;
+    Ok(serde_json::json!({
+        "range": range,
+        "bucketMs": bucket_ms,
+        "buckets": buckets,
+        "thresholds": state.thresholds,
+    }))
+}
+
+/// `GET /member/metrics/series?range=`: recipients by state and complaints per bucket, and the
+/// rates at which the active rules suspend.
+#[utoipa::path(get, path = "/member/metrics/series", tag = "member", params(RangeQuery), security(("member" = [])),
+    responses((status = 200, description = "Buckets (oldest first) and thresholds", body = Object), super::error::MemberErrors))]
+pub async fn metrics_series(
+    State(state): State<Arc<AppState>>,
+    Account(member): Account,
+    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| SubmitError::InvalidRequest(format!("query: {e}")))?;
+    Ok(Json(series_answer(
+        &state,
+        Some(&member.did),
+        q.range.as_deref(),
+    )?))
+}
+
 /// Body of `PUT /member/forward-to`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -164,7 +232,7 @@ pub struct ForwardTo {
     responses((status = 200, description = "Updated", body = Object), super::error::MemberErrors))]
 pub async fn forward_to(
     State(state): State<Arc<AppState>>,
-    AuthedMember(member): AuthedMember,
+    Account(member): Account,
     body: Result<Json<ForwardTo>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) =

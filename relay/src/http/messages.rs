@@ -1,8 +1,9 @@
 //! Per-message status (SPEC §12; the original lacked it): `GET /v1/messages/{id}` and
-//! `GET /v1/messages?status=&since=&cursor=`, each recipient with its attempts.
+//! `GET /v1/messages?status=&since=&until=&recipient=&category=&cursor=`, each recipient with
+//! its attempts.
 
 use super::AppState;
-use super::credentials::AuthedMember;
+use super::access::Account;
 use super::error::ApiError;
 use crate::accept::SubmitError;
 use crate::store::messages::{self, AttemptView, MessageView, RecipientStatus};
@@ -67,7 +68,7 @@ fn status_of(state: &AppState, m: MessageView) -> Result<MessageStatus, ApiError
 )]
 pub async fn one(
     State(state): State<Arc<AppState>>,
-    AuthedMember(member): AuthedMember,
+    Account(member): Account,
     Path(id): Path<String>,
 ) -> Result<Json<MessageStatus>, ApiError> {
     let found = state
@@ -85,9 +86,16 @@ pub async fn one(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Messages with a recipient in this state.
     pub status: Option<String>,
-    /// Milliseconds since the epoch.
+    /// Arrived at or after (milliseconds since the epoch).
     pub since: Option<i64>,
+    /// Arrived before (milliseconds since the epoch).
+    pub until: Option<i64>,
+    /// Messages with a recipient whose address contains this (case-insensitive).
+    pub recipient: Option<String>,
+    /// The message's category (`X-Atmos-Category`).
+    pub category: Option<String>,
     pub cursor: Option<String>,
 }
 
@@ -100,7 +108,7 @@ pub struct MessagePage {
     pub cursor: Option<String>,
 }
 
-/// `GET /v1/messages?status=&since=&cursor=`, newest first.
+/// `GET /v1/messages?status=&since=&until=&recipient=&category=&cursor=`, newest first.
 #[utoipa::path(
     get, path = "/v1/messages", tag = "status",
     params(ListQuery),
@@ -115,7 +123,7 @@ pub struct MessagePage {
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    AuthedMember(member): AuthedMember,
+    Account(member): Account,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let Query(q) = query.map_err(|e| SubmitError::InvalidRequest(format!("query: {e}")))?;
@@ -127,18 +135,27 @@ pub async fn list(
         )
         .into());
     }
+    let text = |name: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
+        Some(t) if t.len() > 254 || t.chars().any(char::is_control) => {
+            Err(SubmitError::InvalidRequest(format!(
+                "{name}: at most 254 characters, no control characters"
+            )))
+        }
+        Some("") | None => Ok(None),
+        Some(t) => Ok(Some(t.to_string())),
+    };
+    let recipient = text("recipient", &q.recipient)?;
+    let category = text("category", &q.category)?;
+    let filter = messages::MessageFilter {
+        status: q.status.as_deref(),
+        since: q.since,
+        until: q.until,
+        recipient: recipient.as_deref(),
+        category: category.as_deref(),
+    };
     let rows = state
         .store
-        .with(|c| {
-            messages::list_for(
-                c,
-                &member.did,
-                q.status.as_deref(),
-                q.since,
-                q.cursor.as_deref(),
-                PAGE,
-            )
-        })
+        .with(|c| messages::list_for(c, &member.did, &filter, q.cursor.as_deref(), PAGE))
         .map_err(SubmitError::from)?;
     let cursor = (rows.len() as u32 == PAGE)
         .then(|| rows.last().map(|m| m.id.clone()))

@@ -1,6 +1,7 @@
 //! The HTTP edge (axum) on `[http] listen`: the send API, per-message status, health.
 //! Every JSON error is `{"error": text, "code": CODE}` rendered from the shared `SubmitError`.
 
+pub mod access;
 pub mod admin;
 pub mod credentials;
 pub mod enroll;
@@ -46,6 +47,41 @@ pub struct AppState {
     pub idempotency: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
     /// Sign-in, sessions and enrollment.
     pub web: Arc<session::Web>,
+    /// The co-located labeler (public labels on the pages), when enabled.
+    pub labeler: Option<Arc<atmos_labeler::Labeler>>,
+    /// What the active rules suspend at, for the pages' rate charts.
+    pub thresholds: Vec<RuleThreshold>,
+}
+
+/// A suspending rule's threshold, as pages show it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleThreshold {
+    pub rule: String,
+    #[serde(flatten)]
+    pub threshold: crate::rules::spec::Threshold,
+}
+
+impl RuleThreshold {
+    /// The thresholds of the enforcing rules that suspend.
+    pub fn of(rules: &crate::rules::spec::Rules) -> Vec<Self> {
+        rules
+            .rules
+            .iter()
+            .filter(|r| {
+                !r.shadow
+                    && r.effects
+                        .iter()
+                        .any(|e| matches!(e, crate::rules::spec::Effect::Suspend(_)))
+            })
+            .filter_map(|r| {
+                r.threshold.clone().map(|threshold| Self {
+                    rule: r.name.clone(),
+                    threshold,
+                })
+            })
+            .collect()
+    }
 }
 
 impl AppState {
@@ -112,6 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages/{id}", get(messages::one))
         .route("/member/status", get(member::status))
         .route("/member/metrics", get(member::metrics))
+        .route("/member/metrics/series", get(member::metrics_series))
         .route("/member/forward-to", axum::routing::put(member::forward_to))
         .route(
             "/member/suppressions",
@@ -134,6 +171,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(enroll::remove),
         )
         .route("/api/domains/{domain}/dns", get(enroll::dns))
+        .route(
+            "/api/domains/{domain}/attestation",
+            get(enroll::attestation),
+        )
         .route("/api/domains/{domain}/rotate", post(enroll::rotate))
         .route("/api/key", post(enroll::regenerate_key))
         .route("/api/dev/publish/{domain}", post(enroll::dev_publish))
@@ -145,11 +186,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/members", get(admin::members_list))
         .route("/admin/members/{did}", get(admin::member_detail))
+        .route("/admin/members/{did}/series", get(admin::member_series))
+        .route("/admin/members/{did}/dns/{domain}", get(admin::member_dns))
         .route("/admin/events", get(admin::events_list))
         .route("/admin/inbound", get(admin::inbound_list))
         .route("/admin/verdicts", get(admin::verdicts_list))
         .route("/admin/shadow-verdicts", get(admin::shadow_verdicts))
+        .route("/admin/overview", get(admin::overview))
         .route("/admin/queue", get(admin::queue_list))
+        .route("/admin/queue/bulk", post(admin::queue_bulk))
         .route("/admin/queue/{id}/retry", post(admin::queue_retry))
         .route(
             "/admin/queue/{id}",
@@ -204,12 +249,12 @@ impl utoipa::Modify for SecuritySchemes {
     info(title = "Atmosphere Mail relay API", description = "Send mail, follow its delivery, and run the cooperative."),
     paths(
         send::send, messages::one, messages::list,
-        member::status, member::metrics, member::forward_to, member::suppressions_list, member::suppressions_delete,
+        member::status, member::metrics, member::metrics_series, member::forward_to, member::suppressions_list, member::suppressions_delete,
         unsubscribe::page, unsubscribe::confirm,
         admin::member_action, admin::label_add, admin::label_remove, admin::members_list, admin::member_detail,
-        admin::events_list, admin::inbound_list, admin::verdicts_list, admin::shadow_verdicts, admin::queue_list, admin::queue_retry, admin::queue_delete,
+        admin::events_list, admin::inbound_list, admin::verdicts_list, admin::shadow_verdicts, admin::queue_list, admin::queue_bulk, admin::overview, admin::member_series, admin::member_dns, admin::queue_retry, admin::queue_delete,
         signin::client_metadata, signin::jwks, signin::start, signin::callback, signin::current, signin::signout,
-        enroll::ownership, enroll::add, enroll::dns, enroll::remove, enroll::rotate, enroll::regenerate_key, enroll::dev_publish,
+        enroll::ownership, enroll::add, enroll::dns, enroll::attestation, enroll::remove, enroll::rotate, enroll::regenerate_key, enroll::dev_publish,
         healthz, metrics, openapi,
     ),
     modifiers(&SecuritySchemes)

@@ -20,7 +20,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "atmos_session";
@@ -301,17 +300,8 @@ impl axum::extract::FromRequestParts<Arc<AppState>> for Changing {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let s = state.session_of(&parts.headers)?.ok_or_else(signed_out)?;
-        let sent = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !bool::from(sent.as_bytes().ct_eq(s.csrf.as_bytes())) {
-            return Err(ApiError::coded(
-                403,
-                "CSRF",
-                "the request lacks this session's CSRF token; reload the page",
-            ));
+        if !super::access::csrf_ok(parts, &s) {
+            return Err(super::access::csrf_refused());
         }
         Ok(Changing(s))
     }
@@ -391,6 +381,40 @@ impl Repo for SessionRepo {
             self.call("com.atproto.repo.deleteRecord", body)
                 .await
                 .map(|_| ())
+        })
+    }
+
+    fn get_record<'a>(
+        &'a self,
+        collection: &'a str,
+        rkey: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            // Records are public: read without the session, through the guarded fetcher.
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let url = format!(
+                "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection={}&rkey={}",
+                self.session.tokens.pds.trim_end_matches('/'),
+                enc(&self.session.did),
+                enc(collection),
+                enc(rkey)
+            );
+            match self
+                .state
+                .web
+                .identity
+                .fetcher()
+                .get_json::<serde_json::Value>(&url)
+                .await
+            {
+                Ok(v) => Ok(Some(v["value"].clone())),
+                // The PDS answers a missing record 400 RecordNotFound (404 on some versions).
+                Err(crate::identity::fetch::FetchError::Status {
+                    status: 400 | 404, ..
+                }) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
         })
     }
 }

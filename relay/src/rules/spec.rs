@@ -74,6 +74,24 @@ struct RuleSpec {
     #[serde(default)]
     shadow: bool,
     effects: Vec<EffectSpec>,
+    threshold: Option<Threshold>,
+}
+
+/// What a rule's condition amounts to, in words a member's page can show next to their own
+/// rate (`threshold = { metric = "bounce_rate", above = 0.05, window = "24h", min_recipients =
+/// 50 }`). Descriptive only: the CEL `when` is what is enforced.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all(serialize = "camelCase"))]
+pub struct Threshold {
+    /// `bounce_rate` or `complaint_rate`.
+    pub metric: String,
+    /// The rule fires above this fraction.
+    pub above: f64,
+    /// Over this window (`24h`, `30d`).
+    pub window: String,
+    /// …once this many recipients were sent to in the window.
+    #[serde(default)]
+    pub min_recipients: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +233,8 @@ pub struct Rule {
     /// Every effect of a shadow rule is recorded, not enforced.
     pub shadow: bool,
     pub effects: Vec<Effect>,
+    /// What the condition amounts to, for people (optional).
+    pub threshold: Option<Threshold>,
 }
 
 /// Every counter, rule and fixture of the loaded files.
@@ -307,6 +327,16 @@ impl Rules {
                     return Err(bad(item, "needs `on` event types and `effects`".into()));
                 }
                 let when = compile(&r.when).map_err(|m| bad(item.clone(), m))?;
+                if let Some(t) = &r.threshold
+                    && (!matches!(t.metric.as_str(), "bounce_rate" | "complaint_rate")
+                        || !(0.0..=1.0).contains(&t.above))
+                {
+                    return Err(bad(
+                        item,
+                        "threshold needs metric bounce_rate or complaint_rate and `above` in 0..1"
+                            .into(),
+                    ));
+                }
                 let effects = r
                     .effects
                     .into_iter()
@@ -319,6 +349,7 @@ impl Rules {
                     when,
                     shadow: r.shadow,
                     effects,
+                    threshold: r.threshold,
                 });
             }
             out.fixtures

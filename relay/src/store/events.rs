@@ -117,11 +117,24 @@ pub fn list(
     kind: Option<&str>,
     limit: u32,
 ) -> Result<Vec<Event>, StoreError> {
+    list_between(conn, did, kind, None, None, limit)
+}
+
+/// [`list`] within `[since, until)` (ms; either open).
+pub fn list_between(
+    conn: &Connection,
+    did: Option<&str>,
+    kind: Option<&str>,
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Event>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, type, did, message_id, actor, data FROM relay_events
          WHERE (?1 IS NULL OR did = ?1) AND (?2 IS NULL OR type = ?2)
-         ORDER BY id DESC LIMIT ?3",
+           AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)
+         ORDER BY id DESC LIMIT ?5",
     )?;
-    let rows = stmt.query_map(params![did, kind, limit], row_to_event)?;
+    let rows = stmt.query_map(params![did, kind, since, until, limit], row_to_event)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -13,6 +13,19 @@ pub fn active(conn: &Connection, did: &str, now: i64) -> Result<Vec<String>, Sto
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Labels of `did` not expired at `now`, with their expiry (ms; `None` = never).
+pub fn with_expiry(
+    conn: &Connection,
+    did: &str,
+    now: i64,
+) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT label, expires_at FROM member_labels WHERE did = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY label",
+    )?;
+    let rows = stmt.query_map(params![did, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Adds (or renews) a label.
 pub fn add(
     conn: &Connection,

@@ -375,8 +375,7 @@ pub fn get(conn: &Connection, message_id: &str) -> Result<Option<MessageView>, S
 pub fn list_for(
     conn: &Connection,
     did: &str,
-    status: Option<&str>,
-    since: Option<i64>,
+    filter: &MessageFilter<'_>,
     before: Option<&str>,
     limit: u32,
 ) -> Result<Vec<MessageView>, StoreError> {
@@ -384,10 +383,41 @@ pub fn list_for(
         "SELECT m.id, m.did, m.mail_from, m.category, m.source, m.size, m.received_at FROM messages m
          WHERE m.did = ?1 AND (?2 IS NULL OR m.received_at >= ?2) AND (?3 IS NULL OR m.id < ?3)
            AND (?4 IS NULL OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = ?4))
-         ORDER BY m.id DESC LIMIT ?5",
+           AND (?5 IS NULL OR m.received_at < ?5)
+           AND (?6 IS NULL OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
+                                      AND instr(lower(r.address), lower(?6)) > 0))
+           AND (?7 IS NULL OR m.category = ?7)
+         ORDER BY m.id DESC LIMIT ?8",
     )?;
-    let rows = stmt.query_map(params![did, since, before, status, limit], message_view)?;
+    let rows = stmt.query_map(
+        params![
+            did,
+            filter.since,
+            before,
+            filter.status,
+            filter.until,
+            filter.recipient,
+            filter.category,
+            limit
+        ],
+        message_view,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Which of a member's messages a list shows.
+#[derive(Debug, Default, Clone)]
+pub struct MessageFilter<'a> {
+    /// A recipient in this state.
+    pub status: Option<&'a str>,
+    /// Arrived at or after (ms).
+    pub since: Option<i64>,
+    /// Arrived before (ms).
+    pub until: Option<i64>,
+    /// A recipient address containing this (case-insensitive).
+    pub recipient: Option<&'a str>,
+    /// `X-Atmos-Category` (none: every category).
+    pub category: Option<&'a str>,
 }
 
 /// One delivery attempt as the status API shows it.
@@ -468,90 +498,9 @@ pub fn member_counts_since(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// One queued (not final) recipient for the admin queue browser.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueEntry {
-    pub message_id: String,
-    pub did: String,
-    pub recipient: String,
-    pub domain: String,
-    pub status: String,
-    pub attempts: u32,
-    pub next_attempt_at: i64,
-    pub last_reply: Option<String>,
-    pub received_at: i64,
-}
-
-/// Queued recipients, oldest due first, filtered by status, member DID and recipient domain.
-pub fn queue(
-    conn: &Connection,
-    status: Option<&str>,
-    did: Option<&str>,
-    domain: Option<&str>,
-    limit: u32,
-) -> Result<Vec<QueueEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.message_id, m.did, r.address, r.domain, r.status, r.attempts, r.next_attempt_at, r.last_reply, m.received_at
-         FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.status IN ('accepted', 'deferred') AND (?1 IS NULL OR r.status = ?1)
-           AND (?2 IS NULL OR m.did = ?2) AND (?3 IS NULL OR r.domain = lower(?3))
-         ORDER BY r.next_attempt_at, r.id LIMIT ?4",
-    )?;
-    let rows = stmt.query_map(params![status, did, domain, limit], |r| {
-        Ok(QueueEntry {
-            message_id: r.get(0)?,
-            did: r.get(1)?,
-            recipient: r.get(2)?,
-            domain: r.get(3)?,
-            status: r.get(4)?,
-            attempts: r.get(5)?,
-            next_attempt_at: r.get(6)?,
-            last_reply: r.get(7)?,
-            received_at: r.get(8)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Makes a message's unfinished recipients due now; returns how many.
-pub fn retry_now(conn: &Connection, message_id: &str, now: i64) -> Result<usize, StoreError> {
-    Ok(conn.execute(
-        "UPDATE recipients SET next_attempt_at = ?2 WHERE message_id = ?1 AND status IN ('accepted', 'deferred')",
-        params![message_id, now],
-    )?)
-}
-
 /// Deletes a message with its recipients and attempts; returns whether it existed.
 pub fn delete(conn: &Connection, message_id: &str) -> Result<bool, StoreError> {
     Ok(conn.execute("DELETE FROM messages WHERE id = ?1", [message_id])? == 1)
-}
-
-/// When the oldest unfinished recipient's message arrived.
-pub fn oldest_queued_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
-    Ok(conn.query_row(
-        "SELECT min(m.received_at) FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.status IN ('accepted', 'deferred')",
-        [],
-        |r| r.get(0),
-    )?)
-}
-
-/// Recipient counts by status.
-pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT status, count(*) FROM recipients GROUP BY status")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Number of recipients not yet final (queue depth).
-pub fn queue_depth(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM recipients WHERE status IN ('accepted', 'deferred')",
-        [],
-        |r| r.get(0),
-    )?)
 }
 
 /// Marks a recipient bounced because a DSN reported it (after delivery or while queued), with
@@ -638,7 +587,7 @@ mod tests {
                     record_attempt(c, &rec(d[1].id, RecipientStatus::Bounced))?,
                     ("m1".into(), true)
                 );
-                assert_eq!(queue_depth(c)?, 0);
+                assert_eq!(crate::store::queue::queue_depth(c)?, 0);
                 assert_eq!(body(c, "m1")?.as_deref(), Some(&b"hello"[..]));
                 delete_body(c, "m1")?;
                 assert!(body(c, "m1")?.is_none());

@@ -12,8 +12,10 @@ pub mod members;
 pub mod messages;
 pub mod oauth_keys;
 pub mod outbox;
+pub mod queue;
 pub mod rules;
 mod schema;
+pub mod series;
 pub mod sessions;
 pub mod suppressions;
 
