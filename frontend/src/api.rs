@@ -52,11 +52,57 @@ async fn read<T: DeserializeOwned>(res: Result<Response, gloo_net::Error>) -> Re
     }
 }
 
-fn changing(req: RequestBuilder, csrf: &str) -> RequestBuilder {
-    req.header("X-CSRF-Token", csrf)
+/// `GET path` as JSON (the pages' reads of member and admin endpoints).
+pub async fn get(path: &str) -> Result<serde_json::Value, ApiError> {
+    read(
+        Request::get(path)
+            .header("Accept", "application/json")
+            .send()
+            .await,
+    )
+    .await
 }
 
-fn enc(s: &str) -> String {
+/// A state-changing call with the session's CSRF token and an optional JSON body.
+pub async fn send(
+    method: &str,
+    path: &str,
+    csrf: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, ApiError> {
+    let req = match method {
+        "PUT" => Request::put(path),
+        "DELETE" => Request::delete(path),
+        _ => Request::post(path),
+    };
+    let req = changing(req, csrf);
+    let res = match body {
+        Some(b) => req.json(b).map_err(ApiError::network)?.send().await,
+        None => req.send().await,
+    };
+    read(res).await
+}
+
+/// A query string from `pairs`, skipping empty values (`?a=1&b=2`, or empty).
+pub fn query(pairs: &[(&str, String)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{k}={}", enc(v.trim())))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+fn changing(req: RequestBuilder, csrf: &str) -> RequestBuilder {
+    req.header("X-CSRF-Token", csrf)
+        .header("Accept", "application/json")
+}
+
+pub fn enc(s: &str) -> String {
     js_sys_encode(s)
 }
 

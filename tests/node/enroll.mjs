@@ -6,60 +6,20 @@
 // usage: node enroll.mjs '{"relay": "http://127.0.0.1:P", "identifier": "...", "password": "...",
 //   "domain": "...", "shots": "/dir", "keyboard": false, "expect": "enrolled" | "<error code>",
 //   "hostRules": "MAP relay.atmos.internal 127.x.y.z" (optional), "visit": URL (only look)}'
-import { chromium } from 'playwright-core'
-import readline from 'node:readline'
+import { launch, protocol, Person } from './lib.mjs'
 
 const args = JSON.parse(process.argv[2])
-const lines = readline.createInterface({ input: process.stdin })
-const waiting = []
-lines.on('line', (l) => { const w = waiting.shift(); if (w) w(JSON.parse(l)) })
-const next = () => new Promise((resolve) => waiting.push(resolve))
-const say = (o) => process.stdout.write(JSON.stringify(o) + '\n')
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--disable-quic',
-    // A relay on a dotted test hostname (the confidential client): mapped to its loopback address.
-    ...(args.hostRules ? [`--host-resolver-rules=${args.hostRules}`] : [])],
-})
+const { next, say, close } = protocol()
+const browser = await launch(args.hostRules)
 // That relay's certificate is the test's own; the PDS, not the browser, is what must trust it.
 const context = await browser.newContext({ viewport: { width: args.width || 1280, height: 900 }, ignoreHTTPSErrors: !!args.hostRules })
 const page = await context.newPage()
-page.setDefaultTimeout(30000)
-const consoleErrors = []
-page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()) })
-// axe-core audits each of the relay's own pages (not the PDS's); serious and critical
-// violations are reported to the test.
-const axePath = new URL('./node_modules/axe-core/axe.min.js', import.meta.url).pathname
-const accessibility = []
-const audit = async (name) => {
-  await page.addScriptTag({ path: axePath })
-  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }))
-  for (const v of result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
-    accessibility.push({ page: name, id: v.id, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) })
-  }
-}
-let shot = 0
-const snap = async (name) => {
-  shot += 1
-  await page.screenshot({ path: `${args.shots}/${String(shot).padStart(2, '0')}-${name}.png`, fullPage: true })
-}
-// Keyboard-only: reach a control with Tab from the top of the page, then activate it.
-const tabTo = async (selector, max = 40) => {
-  await page.evaluate(() => document.activeElement && document.activeElement.blur())
-  for (let i = 0; i < max; i++) {
-    await page.keyboard.press('Tab')
-    if (await page.evaluate((s) => document.activeElement && document.activeElement.matches(s), selector)) return
-  }
-  throw new Error(`Tab never reached ${selector}`)
-}
-const activate = async (selector) => {
-  if (args.keyboard) { await tabTo(selector); await page.keyboard.press('Enter') } else { await page.click(selector) }
-}
-const fill = async (selector, text) => {
-  if (args.keyboard) { await tabTo(selector); await page.keyboard.type(text) } else { await page.fill(selector, text) }
-}
+const person = new Person(page, { shots: args.shots, keyboard: args.keyboard, name: 'enroll' })
+const { accessibility, consoleErrors } = person
+const snap = (n) => person.snap(n)
+const audit = (n) => person.audit(n)
+const activate = (s) => person.activate(s)
+const fill = (s, t) => person.fill(s, t)
 
 // The callback as the authorization server sent it. The PDS answers its consent with a
 // redirect, which Playwright's routes never see, so a test that tampers with the callback (a
@@ -93,31 +53,7 @@ try {
   await page.waitForSelector('#identifier')
   await snap('signin')
   await audit('signin')
-  await fill('#identifier', args.identifier)
-  await activate('#signin')
-  // The PDS's own sign-in page, then its consent page.
-  await page.waitForURL((u) => !u.toString().startsWith(args.relay), { timeout: 30000 })
-  await page.waitForSelector('input[type=password]')
-  await snap('pds-signin')
-  const login = page.locator('input[type=text], input[type=email], input[name=username], input[name=identifier]').first()
-  if (await login.count() && await login.isVisible() && await login.isEditable() && !(await login.inputValue())) {
-    await login.fill(args.identifier)
-  }
-  // Another account than the one typed: the PDS locks the identifier to the relay's
-  // login_hint in its page but not in its API, so the sign-in call is sent for that account.
-  if (args.loginAs) {
-    await page.route('**/@atproto/oauth-provider/~api/sign-in', (route) => {
-      const body = JSON.parse(route.request().postData() || '{}')
-      return route.continue({ postData: JSON.stringify({ ...body, username: args.loginAs }) })
-    })
-  }
-  await page.fill('input[type=password]', args.password)
-  await page.keyboard.press('Enter')
-  const consent = args.consent || 'authorize'
-  const button = consent === 'deny' ? /deny/i : /authorize|accept|allow/i
-  await page.getByRole('button', { name: button }).first().waitFor()
-  await snap('pds-consent')
-  await page.getByRole('button', { name: button }).first().click()
+  await person.signInAtPds({ relay: args.relay, identifier: args.identifier, password: args.password, consent: args.consent, loginAs: args.loginAs })
   if (pausedCallback) {
     const url = new URL(await pausedCallback)
     callbackUrl = url.toString()
@@ -174,5 +110,5 @@ try {
   process.exitCode = 1
 } finally {
   await browser.close()
-  lines.close()
+  close()
 }

@@ -1,5 +1,6 @@
 //! A person in a browser: Debian's chromium driven by npm `playwright-core` (tests/node), never
-//! a downloaded browser. [`Wizard`] runs `tests/node/enroll.mjs` and talks to it line by line.
+//! a downloaded browser. [`Wizard`] runs a script of `tests/node/` (`enroll.mjs` unless told)
+//! and talks to it line by line.
 
 use crate::workspace_root;
 use serde_json::Value;
@@ -28,7 +29,7 @@ pub fn require_browser() {
     );
 }
 
-/// The enrollment wizard in a browser.
+/// A walk through pages in a browser, driven by a script of `tests/node/`.
 pub struct Wizard {
     child: Child,
     stdin: ChildStdin,
@@ -36,11 +37,16 @@ pub struct Wizard {
 }
 
 impl Wizard {
-    /// Starts the browser on `args` (see tests/node/enroll.mjs).
+    /// Starts the enrollment wizard on `args` (see tests/node/enroll.mjs).
     pub fn start(args: &Value) -> Self {
+        Self::script("enroll.mjs", args)
+    }
+
+    /// Starts `tests/node/<script>` on `args`.
+    pub fn script(script: &str, args: &Value) -> Self {
         require_browser();
         let mut child = Command::new("node")
-            .arg(workspace_root().join("tests/node/enroll.mjs"))
+            .arg(workspace_root().join("tests/node").join(script))
             .arg(args.to_string())
             .current_dir(workspace_root().join("tests/node"))
             .stdin(Stdio::piped())
@@ -76,7 +82,12 @@ impl Wizard {
 
     /// Lets the browser go on.
     pub fn go(&mut self) {
-        writeln!(self.stdin, "{{\"go\": true}}").expect("write to the browser");
+        self.go_with(&serde_json::json!({ "go": true }));
+    }
+
+    /// Lets the browser go on, telling it `what`.
+    pub fn go_with(&mut self, what: &Value) {
+        writeln!(self.stdin, "{what}").expect("write to the browser");
         let _ = self.stdin.flush();
     }
 }

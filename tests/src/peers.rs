@@ -8,6 +8,8 @@ use std::time::Duration;
 /// A running smtp-sink that keeps each message as a file.
 pub struct SmtpSink {
     child: Option<Child>,
+    /// The loopback address it listens on (127.0.0.1 unless started with [`SmtpSink::start_at`]).
+    pub ip: String,
     pub port: u16,
     pub dir: PathBuf,
     _temp: tempfile::TempDir,
@@ -16,6 +18,12 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts smtp-sink on a fresh port with extra flags (e.g. `["-r", "rcpt"]`).
     pub fn start(flags: &[&str]) -> Self {
+        Self::start_at("127.0.0.1", free_port(), flags)
+    }
+
+    /// Starts smtp-sink on `ip:port`: another MX of the same relay (which dials one port on
+    /// every MX host) behaving otherwise, e.g. refusing every recipient.
+    pub fn start_at(ip: &str, port: u16, flags: &[&str]) -> Self {
         let temp = tempfile::tempdir().expect("tempdir");
         let dir = temp.path().join("mail");
         std::fs::create_dir_all(&dir).expect("mail dir");
@@ -24,7 +32,8 @@ impl SmtpSink {
         set_mode(temp.path(), 0o755);
         let mut sink = Self {
             child: None,
-            port: free_port(),
+            ip: ip.to_string(),
+            port,
             dir,
             _temp: temp,
         };
@@ -41,6 +50,7 @@ impl SmtpSink {
         set_mode(temp.path(), 0o755);
         Self {
             child: None,
+            ip: "127.0.0.1".into(),
             port: free_port(),
             dir,
             _temp: temp,
@@ -55,16 +65,16 @@ impl SmtpSink {
         let child = Command::new("/usr/sbin/smtp-sink")
             .args(["-u", "nobody", "-d", &template])
             .args(flags)
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("{}:{}", self.ip, self.port))
             .arg("256")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start smtp-sink");
         self.child = Some(child);
-        let port = self.port;
+        let (ip, port) = (self.ip.clone(), self.port);
         poll_until(Duration::from_secs(10), "smtp-sink to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+            std::net::TcpStream::connect((ip.as_str(), port)).ok()
         });
     }
 

@@ -1,4 +1,7 @@
 //! Widgets the pages share.
 
+pub mod chart;
 pub mod copy;
 pub mod records;
+pub mod signin;
+pub mod time;

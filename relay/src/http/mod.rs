@@ -201,7 +201,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(admin::queue_delete),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SEND_BODY))
-        .fallback(ui::serve)
+        .fallback_service(
+            tower::ServiceBuilder::new()
+                .layer(ui::compression())
+                .service(axum::routing::any(ui::serve).with_state(state.clone())),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ui::pages,
+        ))
         .with_state(state)
 }
 

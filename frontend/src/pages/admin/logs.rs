@@ -1,0 +1,134 @@
+//! What happened: the event log, rule verdicts and shadow verdicts (filter by member, type,
+//! time), and the inbound log (classification, verified or not, what was done).
+
+use super::members::table;
+use super::operator_only;
+use crate::api;
+use crate::components::signin::Gate;
+use crate::components::time;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde_json::Value;
+
+/// `/admin/logs`.
+#[component]
+pub fn Logs() -> impl IntoView {
+    view! { <Gate return_to="/admin/logs" title="Events and verdicts" render=|s| operator_only(&s, |_| view! { <LogsBody /> }.into_any()) /> }
+}
+
+#[component]
+fn LogsBody() -> impl IntoView {
+    let did = RwSignal::new(String::new());
+    let kind = RwSignal::new(String::new());
+    let since = RwSignal::new(String::new());
+    let until = RwSignal::new(String::new());
+    let events = RwSignal::new(None::<Result<Value, api::ApiError>>);
+    let verdicts = RwSignal::new(None::<Result<Value, api::ApiError>>);
+    let shadow = RwSignal::new(None::<Result<Value, api::ApiError>>);
+    let fetch = move || {
+        let since_ms = time::parse_local(&since.get_untracked())
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let until_ms = time::parse_local(&until.get_untracked())
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let e = format!(
+            "/admin/events{}",
+            api::query(&[
+                ("did", did.get_untracked()),
+                ("type", kind.get_untracked()),
+                ("since", since_ms.clone()),
+                ("until", until_ms)
+            ])
+        );
+        let v = format!(
+            "/admin/verdicts{}",
+            api::query(&[("did", did.get_untracked()), ("since", since_ms.clone())])
+        );
+        let sv = format!(
+            "/admin/shadow-verdicts{}",
+            api::query(&[("did", did.get_untracked()), ("since", since_ms)])
+        );
+        spawn_local(async move { events.set(Some(api::get(&e).await)) });
+        spawn_local(async move { verdicts.set(Some(api::get(&v).await)) });
+        spawn_local(async move { shadow.set(Some(api::get(&sv).await)) });
+    };
+    fetch();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        fetch();
+    };
+    let show = |label: &'static str,
+                s: RwSignal<Option<Result<Value, api::ApiError>>>,
+                cols: &'static [(&'static str, &'static str)]| {
+        move || {
+            match s.get() {
+            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
+            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+            Some(Ok(v)) => table(label, &v, cols),
+        }
+        }
+    };
+    view! {
+        <form class="filters" on:submit=submit aria-label="Filter the logs">
+            <div><label for="log-did">"Member DID"</label>
+                <input type="text" id="log-did" spellcheck="false" prop:value=move || did.get() on:input=move |ev| did.set(event_target_value(&ev)) /></div>
+            <div><label for="log-type">"Event type"</label>
+                <input type="text" id="log-type" spellcheck="false" placeholder="e.g. member_suspended" list="event-types"
+                    prop:value=move || kind.get() on:input=move |ev| kind.set(event_target_value(&ev)) />
+                <datalist id="event-types">
+                    {["relay_attempt", "relay_rejected", "delivery_result", "bounce_received", "complaint_received", "report_unverified", "member_pending", "member_approved", "member_suspended", "member_reactivated", "label_applied", "label_removed", "message_deleted"].into_iter().map(|t| view! { <option value=t></option> }).collect_view()}
+                </datalist></div>
+            <div><label for="log-since">"From"</label>
+                <input type="datetime-local" id="log-since" prop:value=move || since.get() on:input=move |ev| since.set(event_target_value(&ev)) /></div>
+            <div><label for="log-until">"Until"</label>
+                <input type="datetime-local" id="log-until" prop:value=move || until.get() on:input=move |ev| until.set(event_target_value(&ev)) /></div>
+            <div class="row"><button type="submit" id="filter-logs">"Filter"</button></div>
+        </form>
+        <section class="card" aria-labelledby="events-title"><h2 id="events-title">"Events"</h2>
+            {show("Events", events, &[("at", "When"), ("type", "Event"), ("did", "Member"), ("actor", "By"), ("data", "Details")])}</section>
+        <section class="card" aria-labelledby="verdicts-title"><h2 id="verdicts-title">"Rule verdicts"</h2>
+            {show("Rule verdicts", verdicts, &[("at", "When"), ("rule", "Rule"), ("did", "Member"), ("effect", "Effect"), ("applied", "Applied")])}</section>
+        <section class="card" aria-labelledby="shadow-title"><h2 id="shadow-title">"Shadow verdicts"</h2>
+            <p class="hint">"What shadow rules would have done: recorded, never enforced."</p>
+            {show("Shadow verdicts", shadow, &[("at", "When"), ("rule", "Rule"), ("did", "Member"), ("effect", "Effect")])}</section>
+    }
+}
+
+/// `/admin/inbound`.
+#[component]
+pub fn Inbound() -> impl IntoView {
+    view! { <Gate return_to="/admin/inbound" title="Inbound mail" render=|s| operator_only(&s, |_| view! { <InboundBody /> }.into_any()) /> }
+}
+
+#[component]
+fn InboundBody() -> impl IntoView {
+    let class = RwSignal::new(String::new());
+    let rows = RwSignal::new(None::<Result<Value, api::ApiError>>);
+    let fetch = move || {
+        let path = format!(
+            "/admin/inbound{}",
+            api::query(&[("classification", class.get_untracked())])
+        );
+        spawn_local(async move { rows.set(Some(api::get(&path).await)) });
+    };
+    fetch();
+    view! {
+        <form class="filters" on:submit=move |ev| { ev.prevent_default(); fetch(); } aria-label="Filter inbound mail">
+            <div><label for="inbound-class">"Kind"</label>
+                <select id="inbound-class" on:change=move |ev| class.set(event_target_value(&ev))>
+                    <option value="">"any"</option><option value="dsn">"bounce (DSN)"</option><option value="arf">"complaint (ARF)"</option>
+                    <option value="operator">"operator alias"</option><option value="reply">"reply to a member"</option>
+                    <option value="srs_bounce">"bounce of a forward"</option><option value="other">"other"</option>
+                </select></div>
+            <div class="row"><button type="submit" id="filter-inbound">"Filter"</button></div>
+        </form>
+        <section class="card" aria-labelledby="inbound-title"><h2 id="inbound-title">"What arrived, and what was done"</h2>
+        {move || match rows.get() {
+            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
+            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+            Some(Ok(v)) => table("Inbound mail", &v, &[("receivedAt", "When"), ("classification", "Kind"), ("mailFrom", "From"), ("recipient", "To"), ("subject", "Subject"), ("did", "Member"), ("action", "Done (verified or not)")]),
+        }}
+        </section>
+    }
+}

@@ -1,0 +1,140 @@
+// What every browser walk shares: Debian's chromium through playwright-core, the line protocol
+// with the Rust test, screenshots at a phone's and a laptop's width, axe-core audits, the
+// keyboard, and signing in on the PDS's own pages.
+import { chromium } from 'playwright-core'
+import readline from 'node:readline'
+
+/// The line protocol: `say` prints {"step": ...}; `next` waits for the test's {"go": ...} line.
+export function protocol () {
+  const lines = readline.createInterface({ input: process.stdin })
+  const waiting = []
+  lines.on('line', (l) => { const w = waiting.shift(); if (w) w(JSON.parse(l)) })
+  return {
+    next: () => new Promise((resolve) => waiting.push(resolve)),
+    say: (o) => process.stdout.write(JSON.stringify(o) + '\n'),
+    close: () => lines.close(),
+  }
+}
+
+/// Chromium from Debian, headless; `hostRules` maps a test hostname to a loopback address.
+export async function launch (hostRules) {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--disable-quic',
+      ...(hostRules ? [`--host-resolver-rules=${hostRules}`] : [])],
+  })
+}
+
+const axePath = new URL('./node_modules/axe-core/axe.min.js', import.meta.url).pathname
+export const WIDE = { width: 1280, height: 900 }
+export const NARROW = { width: 375, height: 812 }
+
+/// A person at one page: screenshots, audits and console errors are collected for the report.
+export class Person {
+  constructor (page, { shots, keyboard = false, name = 'page' }) {
+    this.page = page
+    this.shots = shots
+    this.keyboard = keyboard
+    this.name = name
+    this.shot = 0
+    this.accessibility = []
+    this.consoleErrors = []
+    page.setDefaultTimeout(30000)
+    // A page that answers 401/403 logs the failed load; the app then explains it, so only
+    // script errors count here.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of 40[13]/.test(m.text())) this.consoleErrors.push(`${page.url()}: ${m.text()}`)
+    })
+    page.on('pageerror', (e) => this.consoleErrors.push(`${page.url()}: ${e}`))
+  }
+
+  async snap (name) {
+    this.shot += 1
+    const n = String(this.shot).padStart(2, '0')
+    await this.page.screenshot({ path: `${this.shots}/${this.name}-${n}-${name}.png`, fullPage: true })
+  }
+
+  /// axe-core over the page: serious and critical violations are kept for the test.
+  async audit (name) {
+    await this.page.addScriptTag({ path: axePath })
+    const result = await this.page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }))
+    for (const v of result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
+      this.accessibility.push({ page: name, id: v.id, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) })
+    }
+  }
+
+  /// The page at 1280 px and at 375 px: a screenshot and an audit at each, and at 375 px no
+  /// sideways scrolling of the page itself (wide tables scroll in their own region).
+  async look (name) {
+    await this.snap(`${name}-1280`)
+    await this.audit(`${name} @1280`)
+    await this.page.setViewportSize(NARROW)
+    await this.page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))))
+    const overflow = await this.page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+    if (overflow > 1) this.accessibility.push({ page: `${name} @375`, id: 'horizontal-overflow', help: `the page is ${overflow}px wider than the screen`, nodes: [] })
+    await this.snap(`${name}-375`)
+    await this.audit(`${name} @375`)
+    await this.page.setViewportSize(WIDE)
+  }
+
+  /// Keyboard-only: reach a control with Tab from the top of the page.
+  async tabTo (selector, max = 120) {
+    await this.page.evaluate(() => document.activeElement && document.activeElement.blur())
+    for (let i = 0; i < max; i++) {
+      await this.page.keyboard.press('Tab')
+      if (await this.page.evaluate((s) => document.activeElement && document.activeElement.matches(s), selector)) return
+    }
+    throw new Error(`Tab never reached ${selector}`)
+  }
+
+  async activate (selector) {
+    if (this.keyboard) { await this.tabTo(selector); await this.page.keyboard.press('Enter') } else { await this.page.click(selector) }
+  }
+
+  async fill (selector, text) {
+    if (this.keyboard) {
+      await this.tabTo(selector)
+      await this.page.keyboard.press('Control+A')
+      await this.page.keyboard.type(text)
+    } else { await this.page.fill(selector, text) }
+  }
+
+  /// From the relay's sign-in form (already on the page) through the PDS's sign-in and
+  /// consent pages, back to the relay. `loginAs` sends the PDS's sign-in call for another
+  /// account than the one typed (the PDS locks its form to the relay's login_hint).
+  async signInAtPds ({ relay, identifier, password, consent = 'authorize', loginAs }) {
+    const page = this.page
+    await this.fill('#identifier', identifier)
+    await this.activate('#signin')
+    await page.waitForURL((u) => !u.toString().startsWith(relay), { timeout: 30000 })
+    await page.waitForSelector('input[type=password]')
+    await this.snap('pds-signin')
+    const login = page.locator('input[type=text], input[type=email], input[name=username], input[name=identifier]').first()
+    if (await login.count() && await login.isVisible() && await login.isEditable() && !(await login.inputValue())) {
+      await login.fill(identifier)
+    }
+    if (loginAs) {
+      await page.route('**/@atproto/oauth-provider/~api/sign-in', (route) => {
+        const body = JSON.parse(route.request().postData() || '{}')
+        return route.continue({ postData: JSON.stringify({ ...body, username: loginAs }) })
+      })
+    }
+    await page.fill('input[type=password]', password)
+    await page.keyboard.press('Enter')
+    const button = consent === 'deny' ? /deny/i : /authorize|accept|allow/i
+    await page.getByRole('button', { name: button }).first().waitFor()
+    await this.snap('pds-consent')
+    await page.getByRole('button', { name: button }).first().click()
+  }
+
+  /// The session cookies, as a `Cookie:` header value.
+  async cookie () {
+    return (await this.page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ')
+  }
+
+  /// What the test needs to judge the walk.
+  report () {
+    return { consoleErrors: this.consoleErrors, accessibility: this.accessibility }
+  }
+}
