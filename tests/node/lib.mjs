@@ -71,8 +71,18 @@ export class Person {
     await this.audit(`${name} @1280`)
     await this.page.setViewportSize(NARROW)
     await this.page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))))
-    const overflow = await this.page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
-    if (overflow > 1) this.accessibility.push({ page: `${name} @375`, id: 'horizontal-overflow', help: `the page is ${overflow}px wider than the screen`, nodes: [] })
+    // The page's own width, and the innermost elements that stick out (outside scroll regions).
+    const { overflow, nodes } = await this.page.evaluate(() => {
+      const root = document.documentElement
+      const width = root.clientWidth
+      // (An absolutely positioned element escapes a scroller that is not its containing block.)
+      const inScroller = (e) => { if (getComputedStyle(e).position === 'absolute') return false; for (let p = e.parentElement; p; p = p.parentElement) { if (getComputedStyle(p).overflowX === 'auto') return true } return false }
+      const out = [...document.body.querySelectorAll('*')].filter((e) => e.getBoundingClientRect().right > width + 1 && !inScroller(e))
+      const innermost = out.filter((e) => !out.some((o) => o !== e && e.contains(o)))
+      const describe = (e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : ''} "${(e.textContent || '').slice(0, 40)}"`
+      return { overflow: root.scrollWidth - width, nodes: innermost.slice(0, 5).map(describe) }
+    })
+    if (overflow > 1) this.accessibility.push({ page: `${name} @375`, id: 'horizontal-overflow', help: `the page is ${overflow}px wider than the screen`, nodes })
     await this.snap(`${name}-375`)
     await this.audit(`${name} @375`)
     await this.page.setViewportSize(WIDE)

@@ -22,6 +22,7 @@ fn LabelsBody(csrf: String) -> impl IntoView {
     let neg = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
     let outcome = RwSignal::new(None::<Outcome>);
+    let settled = RwSignal::new(None::<Outcome>);
     let labels = RwSignal::new(None::<Result<Value, api::ApiError>>);
     let reports = RwSignal::new(None::<Result<Value, api::ApiError>>);
     let csrf = StoredValue::new(csrf);
@@ -64,8 +65,8 @@ fn LabelsBody(csrf: String) -> impl IntoView {
             )
             .await
             {
-                Ok(_) => outcome.set(Some(Outcome::Done(format!("Report {id} marked {status}.")))),
-                Err(e) => outcome.set(Some(Outcome::Failed(e.shown()))),
+                Ok(_) => settled.set(Some(Outcome::Done(format!("Report {id} marked {status}.")))),
+                Err(e) => settled.set(Some(Outcome::Failed(e.shown()))),
             }
             fetch();
         });
@@ -90,6 +91,7 @@ fn LabelsBody(csrf: String) -> impl IntoView {
         </section>
         <section class="card" aria-labelledby="reports-title">
             <h2 id="reports-title">"Reports"</h2>
+            <OutcomeLine outcome=settled id="report-outcome" />
             {move || match reports.get() {
                 None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),

@@ -119,7 +119,7 @@ fn List(csrf: String) -> impl IntoView {
                 view! {
                     <article class="card member" data-did=data_did data-state=data_state>
                         <h2><a href=format!("/admin/members/{}", api::enc(&did))>{m["handle"].as_str().map(str::to_string).unwrap_or_else(|| did.clone())}</a></h2>
-                        <p class="hint mono">{did.clone()}</p>
+                        {m["handle"].as_str().is_some().then(|| view! { <p class="hint mono">{did.clone()}</p> })}
                         <p><span class=format!("badge {st}")>{st.clone()}</span>" " {domains}
                             {m["stateReason"].as_str().map(|r| view! { <span class="hint">" — " {r.to_string()}</span> })}</p>
                         <Actions did state=st csrf=csrf.get_value() done=fetch />
@@ -280,9 +280,23 @@ pub fn table(label: &str, rows: &Value, columns: &[(&'static str, &'static str)]
                                 "no".into()
                             }
                         }
+                        // Details read as one `key: value` per line.
+                        (_, Value::Object(o)) => o
+                            .iter()
+                            .map(|(k, v)| match v {
+                                Value::String(s) => format!("{k}: {s}"),
+                                other => format!("{k}: {other}"),
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n"),
                         (_, other) => other.to_string(),
                     };
-                    view! { <td>{text}</td> }
+                    let class = match v {
+                        Value::Object(_) => "data",
+                        Value::String(s) if s.starts_with("did:") => "mono",
+                        _ => "",
+                    };
+                    view! { <td class=class>{text}</td> }
                 })
                 .collect_view();
             view! { <tr>{cells}</tr> }
