@@ -149,7 +149,7 @@ try {
   await m.goto(`${relay}/account`)
   await m.waitForSelector('#state-reason')
   await member.look('account-suspended')
-  say({ step: 'member-sees-suspension', state: await m.getAttribute('#account-state', 'data-state'), reason: await m.textContent('#state-reason') })
+  say({ step: 'member-sees-suspension', state: await m.getAttribute('#account-state', 'data-state'), reason: await m.textContent('#state-reason'), labels: await m.textContent('#public-labels') })
   await next()
 
   // One member's page.

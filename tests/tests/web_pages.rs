@@ -375,12 +375,24 @@ fn members_and_operators_use_every_page_in_a_browser() {
         code != 0 && out.contains("535 5.7.8 account suspended"),
         "{out}"
     );
+    // The labeler withdraws its verification from a suspended member.
+    atmos_tests::labeler::wait_standing(
+        http,
+        &alice.did,
+        "verified-mail-operator",
+        false,
+        Duration::from_secs(30),
+    );
     w.go();
     let v = step(&w, "member-sees-suspension");
     assert_eq!(v["state"], "suspended", "{v}");
     assert!(
         v["reason"].as_str().unwrap_or_default().contains(REASON),
         "{v}"
+    );
+    assert_eq!(
+        v["labels"], "walk-flag",
+        "only the labels standing now: {v}"
     );
     w.go();
 

@@ -17,6 +17,14 @@ pub fn local_json(v: &serde_json::Value) -> String {
     v.as_i64().map(local).unwrap_or_else(|| "—".into())
 }
 
+/// A JSON RFC 3339 string (labels' `cts`, `exp`) as [`local`]; "—" when absent.
+pub fn local_rfc3339(v: &serde_json::Value) -> String {
+    v.as_str()
+        .and_then(|s| parse_local(s))
+        .map(local)
+        .unwrap_or_else(|| "—".into())
+}
+
 /// A duration in ms as words (`3 h 20 min`).
 pub fn duration(ms: i64) -> String {
     let s = ms.max(0) / 1000;

@@ -4,6 +4,7 @@
 use super::operator_only;
 use crate::api;
 use crate::components::signin::Gate;
+use crate::components::time;
 use crate::pages::account::{Outcome, OutcomeLine};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -127,7 +128,7 @@ fn LabelsBody(csrf: String) -> impl IntoView {
                         <tr><td>{l["seq"].as_i64().unwrap_or(0)}</td><td class="mono">{l["label"]["uri"].as_str().unwrap_or_default().to_string()}</td>
                             <td>{l["label"]["val"].as_str().unwrap_or_default().to_string()}{if l["label"]["neg"] == true { " (negated)" } else { "" }}</td>
                             <td>{l["actor"].as_str().unwrap_or_default().to_string()}</td><td>{l["reason"].as_str().unwrap_or("—").to_string()}</td>
-                            <td>{l["label"]["cts"].as_str().unwrap_or_default().to_string()}</td></tr>
+                            <td>{time::local_rfc3339(&l["label"]["cts"])}</td></tr>
                     }).collect_view();
                     view! {
                         <div class="scroll" tabindex="0" role="region" aria-label="Label audit trail">
