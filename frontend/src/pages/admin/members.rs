@@ -179,7 +179,7 @@ fn Detail(csrf: String) -> impl IntoView {
                 view! {
                     <section class="card" aria-labelledby="member-title">
                         <h2 id="member-title">{m["handle"].as_str().map(str::to_string).unwrap_or_else(|| did.get_value())}</h2>
-                        <p class="mono hint">{did.get_value()}</p>
+                        {m["handle"].as_str().is_some().then(|| view! { <p class="mono hint">{did.get_value()}</p> })}
                         <p><span class=format!("badge {st}") id="member-state">{st.clone()}</span>
                             {m["stateReason"].as_str().map(|r| view! { " — " {r.to_string()} })}</p>
                         <Actions did=did.get_value() state=st csrf=csrf.get_value() done=fetch />
