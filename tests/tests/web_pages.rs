@@ -420,6 +420,30 @@ fn members_and_operators_use_every_page_in_a_browser() {
             .then_some(())
     });
     assert_eq!(queue(http, "slow2.test")[0]["attempts"], 1);
+    // A bulk action over a selection that is not the size confirmed does nothing.
+    let (status, v, _) = curl(
+        "POST",
+        &format!("{base}/admin/queue/bulk"),
+        &admin(),
+        Some(
+            json!({"action": "retry", "filter": {"domain": "slow.test"}, "expect": 2})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (409, Some("COUNT_CHANGED")),
+        "{v}"
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    for e in queue(http, "slow.test") {
+        let next = e["nextAttemptAt"].as_i64().unwrap_or_default();
+        assert!(next > now_ms + 30 * 60 * 1000, "not rescheduled: {e}");
+    }
     w.go();
 
     // The negation is public; the report is settled, by the operator.
