@@ -7,6 +7,7 @@
 pub mod accept;
 pub mod address;
 pub mod auth;
+pub mod backup;
 pub mod bounces;
 pub mod config;
 pub mod connections;

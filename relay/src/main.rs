@@ -71,6 +71,14 @@ enum Cmd {
         #[command(subcommand)]
         command: RulesCmd,
     },
+    /// A consistent copy of the stores and the KEK file, taken while the relay runs. Restore by
+    /// copying the files into an empty data_dir before `atmos serve`.
+    Backup {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+        /// A new (or empty) directory.
+        dest: PathBuf,
+    },
     /// The confidential OAuth client (`[web] public_url`).
     Oauth {
         #[command(subcommand)]
@@ -268,6 +276,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })?;
         }
         Cmd::Member { command } => member(command)?,
+        Cmd::Backup { config, dest } => {
+            let config = load_config(&config)?;
+            let copied = atmos_relay::backup::backup(&config.server.data_dir, &dest)
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            print_json(&serde_json::json!({ "backup": dest, "files": copied }))?;
+        }
         Cmd::Oauth {
             command: OauthCmd::RotateKey { config, promote },
         } => {

@@ -198,6 +198,13 @@ try {
   await o.waitForSelector('#events-title')
   await o.waitForSelector('#events-title ~ * table, #events-title ~ p')
   await operator.look('logs')
+  // Verdicts of one rule.
+  await operator.fill('#log-rule', 'clean_sender_withdrawn')
+  await operator.activate('#filter-logs')
+  await o.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#verdicts-title ~ .scroll tbody tr')]
+    return rows.length > 0 && rows.every((r) => r.children[1].textContent === 'clean_sender_withdrawn')
+  })
   await o.goto(`${relay}/admin/inbound`)
   await o.waitForSelector('#inbound-title')
   await operator.look('inbound')

@@ -1,6 +1,8 @@
-//! Crash safety: what the relay acknowledged (250) is delivered, across SIGKILL and SIGTERM.
+//! Crash safety: what the relay acknowledged (250) is delivered, across SIGKILL and SIGTERM,
+//! and from an online backup.
 //! Each message carries `X-Test-Id`, and the MX (smtp-sink) is checked for every acknowledged one.
 
+use atmos_tests::relay::Relay;
 use atmos_tests::setup::{RCPT_DOMAIN, World};
 use atmos_tests::{client, poll_until};
 use std::net::SocketAddr;
@@ -152,4 +154,67 @@ fn graceful_restart_under_load_loses_nothing() {
     let acked = acked.lock().expect("lock").clone();
     world.relay.start();
     assert_all_delivered(&world, &acked);
+}
+
+#[test]
+fn an_online_backup_restores_everything_acknowledged_before_it() {
+    // The MX is down: what is acknowledged stays queued, in the store the backup copies.
+    let mut world = World::start(None, "");
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let l = Load {
+        addr: world.submission,
+        did: world.member.did.clone(),
+        key: world.member.api_key.clone(),
+        sessions: 4,
+        total: 100_000,
+        prefix: "backup",
+    };
+    let (a, s) = (acked.clone(), stop.clone());
+    let loader = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(load(l, a, s))
+    });
+    poll_until(
+        Duration::from_secs(60),
+        "some messages acknowledged under load",
+        || (acked.lock().expect("lock").len() >= 30).then_some(()),
+    );
+    // Taken while submissions go on.
+    let before = acked.lock().expect("lock").clone();
+    let dest = world.relay.dir.path().join("backup");
+    let out = world
+        .relay
+        .cli(&["backup", dest.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "backup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup JSON");
+    let files: Vec<&str> = report["files"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|x| x["file"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(files, ["atmos.sqlite", "labeler.sqlite", "kek"], "{report}");
+    // A used destination is refused.
+    let again = world
+        .relay
+        .cli(&["backup", dest.to_str().expect("utf-8 path")]);
+    assert!(!again.status.success());
+    stop.store(true, Ordering::Relaxed);
+    let errors = loader.join().expect("loader thread");
+    assert!(errors.is_empty(), "submission errors: {errors:?}");
+    world.relay.kill();
+
+    // A fresh relay on the restored files delivers what was acknowledged before the copy.
+    let mut restored = Relay::new(Some(&world.dns.address()), world.sink.port, "");
+    let data = restored.data_dir();
+    std::fs::create_dir_all(&data).expect("data dir");
+    for f in &files {
+        std::fs::copy(dest.join(f), data.join(f)).expect("restore");
+    }
+    restored.start();
+    world.sink.restart(&[]);
+    assert_all_delivered(&world, &before);
 }

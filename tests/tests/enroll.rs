@@ -344,7 +344,7 @@ fn alice_enrolls_and_sends(w: &World, shots: &str) {
 
     // Pending: SMTP AUTH with the DID and with the handle is refused as pending.
     for user in [alice.did.as_str(), "alice.test"] {
-        let (code, out) = swaks(&w, user, &key, "hello@alice-mail.test", "pending");
+        let (code, out) = swaks(w, user, &key, "hello@alice-mail.test", "pending");
         assert_ne!(code, 0, "{out}");
         assert!(
             out.contains("535 5.7.8 pending operator approval"),
@@ -353,7 +353,7 @@ fn alice_enrolls_and_sends(w: &World, shots: &str) {
     }
     // The labeler learned of the attestation in-process: the DKIM records are live.
     poll_until(Duration::from_secs(60), "verified-mail-operator", || {
-        labels(&w, &alice.did)
+        labels(w, &alice.did)
             .contains(&"verified-mail-operator".to_string())
             .then_some(())
     });
@@ -366,7 +366,7 @@ fn alice_enrolls_and_sends(w: &World, shots: &str) {
         None,
     );
     assert_eq!(status, 200, "{v}");
-    let (code, out) = swaks(&w, &alice.did, &key, "hello@alice-mail.test", "approved");
+    let (code, out) = swaks(w, &alice.did, &key, "hello@alice-mail.test", "approved");
     assert_eq!(code, 0, "{out}");
     let delivered = poll_until(Duration::from_secs(30), "delivery", || {
         w.sink
@@ -386,7 +386,7 @@ fn alice_enrolls_and_sends(w: &World, shots: &str) {
     assert_eq!(sigs.len(), 4, "{}", String::from_utf8_lossy(&out.stderr));
     assert!(sigs.iter().all(|s| s["ok"] == true), "{sigs:?}");
     poll_until(Duration::from_secs(60), "relay-member", || {
-        labels(&w, &alice.did)
+        labels(w, &alice.did)
             .contains(&"relay-member".to_string())
             .then_some(())
     });

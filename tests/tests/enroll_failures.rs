@@ -242,7 +242,7 @@ fn the_enrollment_api_refuses_what_it_must_and_keeps_the_repo_in_step() {
     let (_, session, _) = curl(
         "GET",
         &format!("{base}/api/session"),
-        &[cookie.clone()],
+        std::slice::from_ref(&cookie),
         None,
     );
     assert_eq!(session["signedIn"], true, "{session}");
@@ -258,7 +258,7 @@ fn the_enrollment_api_refuses_what_it_must_and_keeps_the_repo_in_step() {
     let me = [cookie.clone(), csrf.clone()];
 
     // No CSRF token; another browser's (made-up) cookie.
-    let (status, v, _) = add(&[cookie.clone()], "a1.test");
+    let (status, v, _) = add(std::slice::from_ref(&cookie), "a1.test");
     assert_eq!((status, v["code"].as_str()), (403, Some("CSRF")), "{v}");
     let stranger = [
         "Cookie: atmos_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string(),

@@ -90,7 +90,7 @@ pub fn attribute(
     ];
     for (proof, target) in tagged {
         if let Some(t) = target
-            && let Some(found) = proven(conn, &[t.message_id.clone()], t.recipient)?
+            && let Some(found) = proven(conn, std::slice::from_ref(&t.message_id), t.recipient)?
         {
             return Ok(Attribution {
                 proof: Some(proof),

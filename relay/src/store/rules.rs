@@ -135,7 +135,7 @@ pub fn list(
     did: Option<&str>,
     limit: u32,
 ) -> Result<Vec<Verdict>, StoreError> {
-    list_filtered(conn, shadow, did, None, None, limit)
+    list_filtered(conn, shadow, did, None, (None, None), limit)
 }
 
 /// [`list`] of one rule (when given) since `since` (ms).
@@ -144,16 +144,16 @@ pub fn list_filtered(
     shadow: Option<bool>,
     did: Option<&str>,
     rule: Option<&str>,
-    since: Option<i64>,
+    (since, until): (Option<i64>, Option<i64>),
     limit: u32,
 ) -> Result<Vec<Verdict>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, event_id, rule, did, effect, shadow, applied FROM rule_verdicts
          WHERE (?1 IS NULL OR shadow = ?1) AND (?2 IS NULL OR did = ?2)
-           AND (?3 IS NULL OR rule = ?3) AND (?4 IS NULL OR at >= ?4)
-         ORDER BY id DESC LIMIT ?5",
+           AND (?3 IS NULL OR rule = ?3) AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+         ORDER BY id DESC LIMIT ?6",
     )?;
-    let rows = stmt.query_map(params![shadow, did, rule, since, limit], |r| {
+    let rows = stmt.query_map(params![shadow, did, rule, since, until, limit], |r| {
         Ok(Verdict {
             id: r.get(0)?,
             at: r.get(1)?,

@@ -20,6 +20,7 @@ pub fn Logs() -> impl IntoView {
 fn LogsBody() -> impl IntoView {
     let did = RwSignal::new(String::new());
     let kind = RwSignal::new(String::new());
+    let rule = RwSignal::new(String::new());
     let since = RwSignal::new(String::new());
     let until = RwSignal::new(String::new());
     let events = RwSignal::new(None::<Result<Value, api::ApiError>>);
@@ -38,17 +39,17 @@ fn LogsBody() -> impl IntoView {
                 ("did", did.get_untracked()),
                 ("type", kind.get_untracked()),
                 ("since", since_ms.clone()),
-                ("until", until_ms)
+                ("until", until_ms.clone())
             ])
         );
-        let v = format!(
-            "/admin/verdicts{}",
-            api::query(&[("did", did.get_untracked()), ("since", since_ms.clone())])
-        );
-        let sv = format!(
-            "/admin/shadow-verdicts{}",
-            api::query(&[("did", did.get_untracked()), ("since", since_ms)])
-        );
+        let verdict_filter = [
+            ("did", did.get_untracked()),
+            ("rule", rule.get_untracked()),
+            ("since", since_ms.clone()),
+            ("until", until_ms.clone()),
+        ];
+        let v = format!("/admin/verdicts{}", api::query(&verdict_filter));
+        let sv = format!("/admin/shadow-verdicts{}", api::query(&verdict_filter));
         spawn_local(async move { events.set(Some(api::get(&e).await)) });
         spawn_local(async move { verdicts.set(Some(api::get(&v).await)) });
         spawn_local(async move { shadow.set(Some(api::get(&sv).await)) });
@@ -79,6 +80,9 @@ fn LogsBody() -> impl IntoView {
                 <datalist id="event-types">
                     {["relay_attempt", "relay_rejected", "delivery_result", "bounce_received", "complaint_received", "report_unverified", "member_pending", "member_approved", "member_suspended", "member_reactivated", "label_applied", "label_removed", "message_deleted"].into_iter().map(|t| view! { <option value=t></option> }).collect_view()}
                 </datalist></div>
+            <div><label for="log-rule">"Rule (verdicts)"</label>
+                <input type="text" id="log-rule" spellcheck="false" placeholder="e.g. complaint_rate"
+                    prop:value=move || rule.get() on:input=move |ev| rule.set(event_target_value(&ev)) /></div>
             <div><label for="log-since">"From"</label>
                 <input type="datetime-local" id="log-since" prop:value=move || since.get() on:input=move |ev| since.set(event_target_value(&ev)) /></div>
             <div><label for="log-until">"Until"</label>

@@ -21,6 +21,8 @@ pub struct VerdictQuery {
     pub rule: Option<String>,
     /// Since (ms).
     pub since: Option<i64>,
+    /// Before (ms).
+    pub until: Option<i64>,
     pub limit: Option<u32>,
 }
 
@@ -39,7 +41,7 @@ fn verdicts(
                 shadow,
                 nonempty(&q.did),
                 nonempty(&q.rule),
-                q.since,
+                (q.since, q.until),
                 limit,
             )
         })
@@ -47,7 +49,7 @@ fn verdicts(
         .map_err(internal)
 }
 
-/// `GET /admin/shadow-verdicts?did=&limit=`: what `shadow` rules and `shadow:` labels would have
+/// `GET /admin/shadow-verdicts?did=&rule=&since=&until=&limit=`: what `shadow` rules and `shadow:` labels would have
 /// done, newest first (recorded, never enforced).
 #[utoipa::path(get, path = "/admin/shadow-verdicts", tag = "admin", security(("admin" = [])), params(VerdictQuery),
     responses((status = 200, description = "Shadow verdicts, newest first", body = Vec<Verdict>), crate::http::error::AdminErrors))]
@@ -59,7 +61,7 @@ pub async fn shadow_verdicts(
     verdicts(&state, q, Some(true))
 }
 
-/// `GET /admin/verdicts?did=&limit=`: every verdict of the rules engine, newest first.
+/// `GET /admin/verdicts?did=&rule=&since=&until=&limit=`: every verdict of the rules engine, newest first.
 #[utoipa::path(get, path = "/admin/verdicts", tag = "admin", security(("admin" = [])), params(VerdictQuery),
     responses((status = 200, description = "Verdicts, newest first", body = Vec<Verdict>), crate::http::error::AdminErrors))]
 pub async fn verdicts_list(
