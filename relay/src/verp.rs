@@ -1,10 +1,13 @@
 //! VERP return paths and unsubscribe tokens, both authenticated with HMAC so bounces and
 //! unsubscribe requests cannot be forged.
 //!
-//! Return path: `bounces+<message-id>.<recipient-id>-<tag>@<operator domain>`, one per recipient,
-//! tag = first 10 bytes of HMAC-SHA256(`<message-id>.<recipient-id>`), hex. (Mail queued before
-//! per-recipient VERP carries `bounces+<message-id>-<tag>`, which still parses and names the
-//! message only.) Token: base64url(`<did> <message-id> <recipient>`) `.` base64url(tag).
+//! Return path, one per recipient: `bounces+<message-id>=<recipient-id>-<tag>@<operator domain>`,
+//! tag = first 10 bytes of HMAC-SHA256(`<message-id hex>.<recipient-id>`). The 16-byte message id
+//! and the tag are base32 (lowercase, case-insensitive on the way back), so the local part stays
+//! within RFC 5321's 64 characters up to 10^12 recipients (the hex form passed 64 at recipient
+//! 100, and every later message bounced as an invalid sender). Still parsed: the older
+//! `bounces+<hex id>.<recipient-id>-<hex tag>` and the message-level `bounces+<hex id>-<hex tag>`.
+//! Token: base64url(`<did> <message-id> <recipient>`) `.` base64url(tag).
 
 use crate::secrets::Secrets;
 use base64::Engine;
@@ -40,8 +43,34 @@ pub fn return_path(
         Some(r) => format!("{message_id}.{r}"),
         None => message_id.to_string(),
     };
-    let tag = base16ct::lower::encode_string(&secrets.verp_tag(tagged.as_bytes())[..TAG_BYTES]);
-    format!("bounces+{tagged}-{tag}@{operator_domain}")
+    let tag = secrets.verp_tag(tagged.as_bytes());
+    let tag = &tag[..TAG_BYTES];
+    match (recipient, compact_id(message_id)) {
+        (Some(r), Some(id)) => format!("bounces+{id}={r}-{}@{operator_domain}", base32(tag)),
+        // Ids the relay did not make (32 hex digits) keep the long form.
+        _ => format!(
+            "bounces+{tagged}-{}@{operator_domain}",
+            base16ct::lower::encode_string(tag)
+        ),
+    }
+}
+
+fn base32(bytes: &[u8]) -> String {
+    data_encoding::BASE32_NOPAD
+        .encode(bytes)
+        .to_ascii_lowercase()
+}
+
+fn unbase32(text: &str) -> Option<Vec<u8>> {
+    data_encoding::BASE32_NOPAD
+        .decode(text.to_ascii_uppercase().as_bytes())
+        .ok()
+}
+
+/// A relay message id (32 hex digits) as 26 base32 characters.
+fn compact_id(message_id: &str) -> Option<String> {
+    let bytes = base16ct::mixed::decode_vec(message_id).ok()?;
+    (bytes.len() == 16).then(|| base32(&bytes))
 }
 
 /// The message (and recipient) a bounce address belongs to, if its tag is genuine.
@@ -57,6 +86,22 @@ pub fn parse_return_path(
         .map(|_| &local[8..])
         .ok_or(VerpError::NotVerp)?;
     let (tagged, tag) = rest.rsplit_once('-').ok_or(VerpError::NotVerp)?;
+    if let Some((id, r)) = tagged.split_once('=') {
+        let id = unbase32(id)
+            .filter(|b| b.len() == 16)
+            .ok_or(VerpError::Forged)?;
+        let message_id = base16ct::lower::encode_string(&id);
+        let recipient = r.parse::<i64>().map_err(|_| VerpError::Forged)?;
+        let tag = unbase32(tag).ok_or(VerpError::Forged)?;
+        let canonical = format!("{message_id}.{recipient}");
+        if tag.len() != TAG_BYTES || !secrets.verify_verp_tag(canonical.as_bytes(), &tag) {
+            return Err(VerpError::Forged);
+        }
+        return Ok(VerpTarget {
+            message_id,
+            recipient: Some(recipient),
+        });
+    }
     let tag = base16ct::mixed::decode_vec(tag).map_err(|_| VerpError::Forged)?;
     if tag.len() != TAG_BYTES || !secrets.verify_verp_tag(tagged.as_bytes(), &tag) {
         return Err(VerpError::Forged);
@@ -167,6 +212,37 @@ mod tests {
         assert_eq!(
             parse_return_path(&s, &a, "other.test"),
             Err(VerpError::NotVerp)
+        );
+    }
+
+    #[test]
+    fn per_recipient_addresses_stay_mailboxes_for_a_trillion_recipients() {
+        let s = Secrets::from_key(&[5; 32]);
+        let id = "01a2319d4388722d8f55c5163284ebbc";
+        for r in [1, 99, 100, 123_456_789, 999_999_999_999] {
+            let a = return_path(&s, id, Some(r), "pool.test");
+            let local = a.split('@').next().unwrap_or_default();
+            assert!(local.len() <= 64, "{a}: {} characters", local.len());
+            assert!(crate::address::Mailbox::parse(&a).is_ok(), "{a}");
+            let t = parse_return_path(&s, &a.to_ascii_uppercase(), "pool.test").unwrap();
+            assert_eq!((t.message_id.as_str(), t.recipient), (id, Some(r)));
+            // Another recipient under the same tag is a forgery.
+            let other = a.replacen(&format!("={r}-"), &format!("={}-", r + 1), 1);
+            assert_eq!(
+                parse_return_path(&s, &other, "pool.test"),
+                Err(VerpError::Forged)
+            );
+        }
+        // Addresses handed out in the long form still parse.
+        let tag =
+            base16ct::lower::encode_string(&s.verp_tag(format!("{id}.7").as_bytes())[..TAG_BYTES]);
+        let old = format!("bounces+{id}.7-{tag}@pool.test");
+        assert_eq!(
+            parse_return_path(&s, &old, "pool.test").unwrap(),
+            VerpTarget {
+                message_id: id.into(),
+                recipient: Some(7)
+            }
         );
     }
 

@@ -182,7 +182,7 @@ fn forged_reports_change_nothing_and_genuine_ones_touch_only_their_recipients() 
     let own = copy(7);
     let verp = mx::envelope_sender(&own);
     assert!(
-        verp.starts_with("bounces+") && verp.contains('.'),
+        verp.starts_with("bounces+") && verp.contains('='),
         "per-recipient VERP: {verp}"
     );
     let me = rcpt(7);
