@@ -2,7 +2,7 @@
 //! without pause, the relay restarted each time; afterwards every acknowledged message has
 //! reached the MX (smtp-sink), none is left in the queue, and duplicates (at-least-once is
 //! allowed) are counted and printed. Once with the MX up, once with it down during the kills.
-//! `tests/run` does 5 kills each; `ATMOS_KILL_CYCLES=20` is the long run (docs/reliability.md).
+//! `tests/run` does 5 kills each; `TEST_KILL_CYCLES=20` is the long run (docs/reliability.md).
 
 use atmos_tests::peers::{Dns, SmtpSink};
 use atmos_tests::relay::Relay;
@@ -18,7 +18,7 @@ use std::time::Duration;
 const RETRY: Duration = Duration::from_millis(50);
 
 fn cycles() -> usize {
-    std::env::var("ATMOS_KILL_CYCLES")
+    std::env::var("TEST_KILL_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5)
