@@ -97,3 +97,34 @@ pub fn auth_plain_line(did: &str, key: &str) -> String {
     let b = base64::engine::general_purpose::STANDARD.encode(format!("\0{did}\0{key}"));
     format!("AUTH PLAIN {b}")
 }
+
+/// One message submitted with swaks (STARTTLS, AUTH PLAIN) from `from` to `to` (comma-separated
+/// recipients), the header `From: <from>` plus `headers`; returns (exit code, transcript).
+pub fn swaks(
+    submission: SocketAddr,
+    user: &str,
+    key: &str,
+    from: &str,
+    to: &str,
+    headers: &[(&str, &str)],
+) -> (i32, String) {
+    let mut cmd = std::process::Command::new("swaks");
+    cmd.args(["--server", &submission.to_string(), "--tls"])
+        .args([
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            user,
+            "--auth-password",
+            key,
+        ])
+        .args(["--from", from, "--to", to, "--h-From", &format!("<{from}>")]);
+    for (name, value) in headers {
+        cmd.arg(format!("--h-{name}")).arg(value);
+    }
+    let out = cmd.output().expect("run swaks");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

@@ -74,6 +74,38 @@ async fn load(l: Load, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) ->
     errors
 }
 
+/// Load that goes on in the background until `stop` is set, once `min` messages are
+/// acknowledged: (acknowledged ids so far, the stop switch, the thread with its errors).
+type Background = (
+    Arc<Mutex<Vec<String>>>,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<Vec<String>>,
+);
+
+fn background_load(world: &World, sessions: usize, prefix: &'static str, min: usize) -> Background {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let l = Load {
+        addr: world.submission,
+        did: world.member.did.clone(),
+        key: world.member.api_key.clone(),
+        sessions,
+        total: 100_000,
+        prefix,
+    };
+    let (a, s) = (acked.clone(), stop.clone());
+    let loader = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(load(l, a, s))
+    });
+    poll_until(
+        Duration::from_secs(60),
+        "some messages acknowledged under load",
+        || (acked.lock().expect("lock").len() >= min).then_some(()),
+    );
+    (acked, stop, loader)
+}
+
 fn assert_all_delivered(world: &World, acked: &[String]) {
     poll_until(
         Duration::from_secs(90),
@@ -121,26 +153,7 @@ fn sigkill_after_acknowledgement_loses_nothing() {
 #[test]
 fn graceful_restart_under_load_loses_nothing() {
     let mut world = World::start(Some(&[]), "");
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let l = Load {
-        addr: world.submission,
-        did: world.member.did.clone(),
-        key: world.member.api_key.clone(),
-        sessions: 8,
-        total: 100_000,
-        prefix: "term",
-    };
-    let (a, s) = (acked.clone(), stop.clone());
-    let loader = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(load(l, a, s))
-    });
-    poll_until(
-        Duration::from_secs(60),
-        "some messages acknowledged under load",
-        || (acked.lock().expect("lock").len() >= 40).then_some(()),
-    );
+    let (acked, stop, loader) = background_load(&world, 8, "term", 40);
     world.relay.signal_term();
     let code = world.relay.wait_exit();
     stop.store(true, Ordering::Relaxed);
@@ -160,26 +173,7 @@ fn graceful_restart_under_load_loses_nothing() {
 fn an_online_backup_restores_everything_acknowledged_before_it() {
     // The MX is down: what is acknowledged stays queued, in the store the backup copies.
     let mut world = World::start(None, "");
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let l = Load {
-        addr: world.submission,
-        did: world.member.did.clone(),
-        key: world.member.api_key.clone(),
-        sessions: 4,
-        total: 100_000,
-        prefix: "backup",
-    };
-    let (a, s) = (acked.clone(), stop.clone());
-    let loader = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(load(l, a, s))
-    });
-    poll_until(
-        Duration::from_secs(60),
-        "some messages acknowledged under load",
-        || (acked.lock().expect("lock").len() >= 30).then_some(()),
-    );
+    let (acked, stop, loader) = background_load(&world, 4, "backup", 30);
     // Taken while submissions go on.
     let before = acked.lock().expect("lock").clone();
     let dest = world.relay.dir.path().join("backup");

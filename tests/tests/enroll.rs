@@ -183,35 +183,14 @@ fn publish_dkim(w: &World, domain: &str) {
 
 /// swaks with `user` and `key`; returns (exit code, output).
 fn swaks(w: &World, user: &str, key: &str, from: &str, id: &str) -> (i32, String) {
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            &w.relay.submission.expect("submission").to_string(),
-            "--tls",
-        ])
-        .args([
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            user,
-            "--auth-password",
-            key,
-        ])
-        .args([
-            "--from",
-            from,
-            "--to",
-            "reader@rcpt.test",
-            "--h-From",
-            &format!("<{from}>"),
-            "--h-X-Test-Id",
-            id,
-        ])
-        .output()
-        .expect("run swaks");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+    let submission = w.relay.submission.expect("submission");
+    atmos_tests::client::swaks(
+        submission,
+        user,
+        key,
+        from,
+        "reader@rcpt.test",
+        &[("X-Test-Id", id)],
     )
 }
 

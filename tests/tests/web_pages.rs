@@ -31,35 +31,14 @@ fn swaks(relay: &Relay, user: &str, key: &str, from: &str) -> (i32, String) {
 /// [`swaks`] to `to` (comma-separated recipients: one transactional message; bulk mail would
 /// be a copy per recipient).
 fn swaks_to(relay: &Relay, user: &str, key: &str, from: &str, to: &str) -> (i32, String) {
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            &relay.submission.expect("smtp").to_string(),
-            "--tls",
-        ])
-        .args([
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            user,
-            "--auth-password",
-            key,
-        ])
-        .args([
-            "--from",
-            from,
-            "--to",
-            to,
-            "--h-From",
-            &format!("<{from}>"),
-            "--h-X-Atmos-Category",
-            "transactional",
-        ])
-        .output()
-        .expect("run swaks");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+    let submission = relay.submission.expect("smtp");
+    atmos_tests::client::swaks(
+        submission,
+        user,
+        key,
+        from,
+        to,
+        &[("X-Atmos-Category", "transactional")],
     )
 }
 

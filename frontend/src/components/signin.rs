@@ -2,6 +2,7 @@
 //! that shows a page only to a signed-in person.
 
 use crate::api;
+use crate::components::loading;
 use atmos_lexicons::api::SessionInfo;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -97,7 +98,7 @@ pub fn Gate(
         <h1>{title}</h1>
         {move || failure.get().map(|e| view! { <p class="error" role="alert" id="failure">{e}</p> })}
         {move || match session.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
+            None => loading::spinner(" Loading…"),
             Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
             Some(Ok(s)) if !s.signed_in => view! { <SignIn failure return_to /> }.into_any(),
             Some(Ok(s)) => view! { <SignedInAs session=s.clone() /> {render(s)} }.into_any(),

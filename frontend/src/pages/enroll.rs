@@ -5,6 +5,7 @@
 
 use crate::api::{self, ApiError};
 use crate::components::copy::CopyButton;
+use crate::components::loading;
 use crate::components::records::RecordList;
 use crate::components::signin::{SignIn, SignedInAs};
 use atmos_lexicons::api::{Enrolled, OwnershipCheck, RecordCheck, SessionInfo};
@@ -91,7 +92,7 @@ pub fn Enroll() -> impl IntoView {
         </ol>
         {move || failure.get().map(|e| view! { <p class="error" role="alert" id="failure">{e}</p> })}
         {move || match session.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
+            None => loading::spinner(" Loading…"),
             Some(s) if !s.signed_in => view! { <SignIn failure return_to="/enroll" /> }.into_any(),
             Some(s) => view! { <SignedInAs session=s.clone() /> <Wizard session=s enrolled failure reload /> }.into_any(),
         }}

@@ -68,11 +68,8 @@ pub async fn add(
 ) -> Result<Json<Enrolled>, ApiError> {
     let Json(req) = body
         .map_err(|e| ApiError::coded(400, "INVALID_REQUEST", format!("body: {}", e.body_text())))?;
-    let (did, handle) = (s.did.clone(), s.handle.clone());
-    let repo = SessionRepo {
-        state: state.clone(),
-        session: s,
-    };
+    let handle = s.handle.clone();
+    let (did, repo) = SessionRepo::of(&state, s);
     Ok(Json(
         state
             .web
@@ -105,11 +102,7 @@ pub async fn remove(
     Changing(s): Changing,
     Path(domain): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let did = s.did.clone();
-    let repo = SessionRepo {
-        state: state.clone(),
-        session: s,
-    };
+    let (did, repo) = SessionRepo::of(&state, s);
     state
         .web
         .enrollment
@@ -130,11 +123,7 @@ pub async fn rotate(
     Changing(s): Changing,
     Path(domain): Path<String>,
 ) -> Result<Json<Enrolled>, ApiError> {
-    let did = s.did.clone();
-    let repo = SessionRepo {
-        state: state.clone(),
-        session: s,
-    };
+    let (did, repo) = SessionRepo::of(&state, s);
     Ok(Json(
         state
             .web
@@ -209,11 +198,7 @@ pub async fn attestation(
     Session(s): Session,
     Path(domain): Path<String>,
 ) -> Result<Json<atmos_lexicons::api::AttestationCheck>, ApiError> {
-    let did = s.did.clone();
-    let repo = SessionRepo {
-        state: state.clone(),
-        session: s,
-    };
+    let (did, repo) = SessionRepo::of(&state, s);
     Ok(Json(
         state
             .web

@@ -315,6 +315,18 @@ pub struct SessionRepo {
 }
 
 impl SessionRepo {
+    /// The repo of `session`'s member, and that member's DID.
+    pub fn of(state: &Arc<AppState>, session: SignedIn) -> (String, Self) {
+        let did = session.did.clone();
+        (
+            did,
+            Self {
+                state: state.clone(),
+                session,
+            },
+        )
+    }
+
     async fn call(&self, nsid: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
         let mut tokens = self
             .state

@@ -31,13 +31,7 @@ pub fn queue(
          WHERE {QUEUE_WHERE} ORDER BY r.next_attempt_at, r.id LIMIT ?5"
     ))?;
     let rows = stmt.query_map(
-        params![
-            filter.status,
-            filter.did,
-            filter.domain,
-            filter.received_before,
-            limit
-        ],
+        rusqlite::params_from_iter(filter.params(Some(&limit))),
         |r| {
             Ok(QueueEntry {
                 message_id: r.get(0)?,
@@ -67,6 +61,19 @@ pub struct QueueFilter<'a> {
     pub received_before: Option<i64>,
 }
 
+impl QueueFilter<'_> {
+    /// `?1`..`?4` of [`QUEUE_WHERE`], then `extra` as `?5`.
+    fn params<'p>(
+        &'p self,
+        extra: Option<&'p dyn rusqlite::ToSql>,
+    ) -> Vec<&'p dyn rusqlite::ToSql> {
+        let mut p: Vec<&dyn rusqlite::ToSql> =
+            vec![&self.status, &self.did, &self.domain, &self.received_before];
+        p.extend(extra);
+        p
+    }
+}
+
 const QUEUE_WHERE: &str = "r.status IN ('accepted', 'deferred') AND (?1 IS NULL OR r.status = ?1)
     AND (?2 IS NULL OR m.did = ?2) AND (?3 IS NULL OR r.domain = lower(?3))
     AND (?4 IS NULL OR m.received_at < ?4)";
@@ -78,7 +85,7 @@ pub fn queue_count(conn: &Connection, filter: &QueueFilter<'_>) -> Result<(i64, 
             "SELECT count(*), count(DISTINCT r.message_id) FROM recipients r JOIN messages m ON m.id = r.message_id
              WHERE {QUEUE_WHERE}"
         ),
-        params![filter.status, filter.did, filter.domain, filter.received_before],
+        rusqlite::params_from_iter(filter.params(None)),
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)
 }
@@ -94,7 +101,7 @@ pub fn queue_retry_now(
             "UPDATE recipients SET next_attempt_at = ?5 WHERE id IN
                (SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id WHERE {QUEUE_WHERE})"
         ),
-        params![filter.status, filter.did, filter.domain, filter.received_before, now],
+        rusqlite::params_from_iter(filter.params(Some(&now))),
     )?)
 }
 
@@ -107,15 +114,9 @@ pub fn queue_messages(
         "SELECT DISTINCT r.message_id, m.did FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE {QUEUE_WHERE}"
     ))?;
-    let rows = stmt.query_map(
-        params![
-            filter.status,
-            filter.did,
-            filter.domain,
-            filter.received_before
-        ],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(filter.params(None)), |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

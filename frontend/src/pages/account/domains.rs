@@ -3,6 +3,7 @@
 
 use super::{Outcome, OutcomeLine};
 use crate::api;
+use crate::components::loading;
 use crate::components::records::RecordList;
 use crate::components::time;
 use atmos_lexicons::api::{AttestationCheck, RecordCheck};
@@ -130,7 +131,7 @@ fn Domain(
             <OutcomeLine outcome id=format!("domain-outcome-{id}") />
             <div class="attestation">
                 {move || match attestation.get() {
-                    None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Reading your repo…"</p> }.into_any(),
+                    None => loading::spinner(" Reading your repo…"),
                     Some(Err(e)) => view! { <p class="error">"Attestation: " {e.shown()}</p> }.into_any(),
                     Some(Ok(a)) => {
                         let (class, text) = match (a.present, a.matches) {
@@ -156,8 +157,8 @@ fn Domain(
             </div>
             {move || (checked_at.get() > 0).then(|| view! { <p class="hint">"Last checked " {time::local(checked_at.get())}</p> })}
             {move || match records.get() {
-                None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Checking DNS…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+                None => loading::spinner(" Checking DNS…"),
+                Some(Err(e)) => loading::failed(&e),
                 Some(Ok(r)) => view! { <details><summary>{format!("DNS records ({} live of {})", r.iter().filter(|c| c.status == "ok").count(), r.len())}</summary><RecordList records=r /></details> }.into_any(),
             }}
         </article>

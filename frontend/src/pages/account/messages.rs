@@ -2,6 +2,7 @@
 //! every recipient and attempt, remote replies verbatim (`GET /v1/messages/{id}`).
 
 use crate::api;
+use crate::components::loading;
 use crate::components::signin::Gate;
 use crate::components::time;
 use leptos::prelude::*;
@@ -177,7 +178,7 @@ fn Detail() -> impl IntoView {
     view! {
         <p><a href="/account#messages-title">"← All messages"</a></p>
         {move || match message.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
+            None => loading::spinner(" Loading…"),
             Some(Err(e)) => view! { <p class="error" role="alert" id="message-error">{e.shown()}</p> }.into_any(),
             Some(Ok(m)) => {
                 let recipients = m["recipients"].as_array().cloned().unwrap_or_default().into_iter().map(|r| {

@@ -9,6 +9,7 @@ pub mod messages;
 use crate::api;
 use crate::components::chart::{RangePicker, RateMeters, SeriesChart, UsageBar};
 use crate::components::copy::CopyButton;
+use crate::components::loading;
 use crate::components::signin::Gate;
 use crate::components::time;
 use atmos_lexicons::api::SessionInfo;
@@ -64,11 +65,11 @@ fn AccountBody(session: SessionInfo) -> impl IntoView {
             <a href="#suppressions-title">"Suppressions"</a>
         </nav>
         {move || match status.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading your account…"</p> }.into_any(),
+            None => loading::spinner(" Loading your account…"),
             Some(Err(e)) if e.code == "NOT_A_MEMBER" => view! {
                 <section class="card"><p>"You are signed in but have not enrolled a domain yet."</p><p><a href="/enroll">"Enroll a domain"</a></p></section>
             }.into_any(),
-            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+            Some(Err(e)) => loading::failed(&e),
             Some(Ok(s)) => view! {
                 <Standing status=s.clone() />
                 <Usage status=s.clone() />
@@ -153,8 +154,8 @@ fn Usage(status: Value) -> impl IntoView {
             <h3>"Sends over time"</h3>
             <RangePicker range name="account-range" />
             {move || match series.get() {
-                None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+                None => loading::spinner(" Loading…"),
+                Some(Err(e)) => loading::failed(&e),
                 Some(Ok(s)) => view! { <SeriesChart series=s.clone() title="Your sends" /> <RateMeters series=s /> }.into_any(),
             }}
         </section>
@@ -230,8 +231,8 @@ fn Suppressions(csrf: String) -> impl IntoView {
             <p>"Addresses the relay will not mail for you: they bounced, complained, unsubscribed, or you added them. Complaints stay."</p>
             <OutcomeLine outcome id="suppression-outcome" />
             {move || match list.get() {
-                None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+                None => loading::spinner(" Loading…"),
+                Some(Err(e)) => loading::failed(&e),
                 Some(Ok(v)) if v.as_array().is_none_or(|a| a.is_empty()) => view! { <p id="no-suppressions">"No suppressed addresses."</p> }.into_any(),
                 Some(Ok(v)) => {
                     let rows = v.as_array().cloned().unwrap_or_default().into_iter().map(|s| {

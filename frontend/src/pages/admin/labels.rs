@@ -3,6 +3,7 @@
 
 use super::operator_only;
 use crate::api;
+use crate::components::loading;
 use crate::components::signin::Gate;
 use crate::components::time;
 use crate::pages::account::{Outcome, OutcomeLine};
@@ -94,8 +95,8 @@ fn LabelsBody(csrf: String) -> impl IntoView {
             <h2 id="reports-title">"Reports"</h2>
             <OutcomeLine outcome=settled id="report-outcome" />
             {move || match reports.get() {
-                None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+                None => loading::spinner(" Loading…"),
+                Some(Err(e)) => loading::failed(&e),
                 Some(Ok(v)) if v["reports"].as_array().is_none_or(|a| a.is_empty()) => view! { <p>"No reports."</p> }.into_any(),
                 Some(Ok(v)) => v["reports"].as_array().cloned().unwrap_or_default().into_iter().map(|r| {
                     let id = r["id"].as_i64().unwrap_or(0);
@@ -121,8 +122,8 @@ fn LabelsBody(csrf: String) -> impl IntoView {
         <section class="card" aria-labelledby="audit-title">
             <h2 id="audit-title">"Audit trail"</h2>
             {move || match labels.get() {
-                None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+                None => loading::spinner(" Loading…"),
+                Some(Err(e)) => loading::failed(&e),
                 Some(Ok(v)) => {
                     let rows = v["labels"].as_array().cloned().unwrap_or_default().into_iter().map(|l| view! {
                         <tr><td>{l["seq"].as_i64().unwrap_or(0)}</td><td class="mono">{l["label"]["uri"].as_str().unwrap_or_default().to_string()}</td>

@@ -4,6 +4,7 @@
 use super::members::table;
 use super::operator_only;
 use crate::api;
+use crate::components::loading;
 use crate::components::signin::Gate;
 use crate::components::time;
 use leptos::prelude::*;
@@ -62,12 +63,10 @@ fn LogsBody() -> impl IntoView {
     let show = |label: &'static str,
                 s: RwSignal<Option<Result<Value, api::ApiError>>>,
                 cols: &'static [(&'static str, &'static str)]| {
-        move || {
-            match s.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+        move || match s.get() {
+            None => loading::spinner(" Loading…"),
+            Some(Err(e)) => loading::failed(&e),
             Some(Ok(v)) => table(label, &v, cols),
-        }
         }
     };
     view! {
@@ -129,8 +128,8 @@ fn InboundBody() -> impl IntoView {
         </form>
         <section class="card" aria-labelledby="inbound-title"><h2 id="inbound-title">"What arrived, and what was done"</h2>
         {move || match rows.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+            None => loading::spinner(" Loading…"),
+            Some(Err(e)) => loading::failed(&e),
             Some(Ok(v)) => table("Inbound mail", &v, &[("receivedAt", "When"), ("classification", "Kind"), ("mailFrom", "From"), ("recipient", "To"), ("subject", "Subject"), ("did", "Member"), ("action", "Done (verified or not)")]),
         }}
         </section>

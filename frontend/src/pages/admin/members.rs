@@ -5,6 +5,7 @@
 use super::{load, operator_only};
 use crate::api;
 use crate::components::chart::{RangePicker, RateMeters, SeriesChart};
+use crate::components::loading;
 use crate::components::records::RecordList;
 use crate::components::signin::Gate;
 use crate::components::time;
@@ -108,8 +109,8 @@ fn List(csrf: String) -> impl IntoView {
             <div class="row"><button type="submit" id="find-members">"Find"</button></div>
         </form>
         {move || match rows.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+            None => loading::spinner(" Loading…"),
+            Some(Err(e)) => loading::failed(&e),
             Some(Ok(v)) if v.as_array().is_none_or(|a| a.is_empty()) => view! { <p>"No members match."</p> }.into_any(),
             Some(Ok(v)) => v.as_array().cloned().unwrap_or_default().into_iter().map(|m| {
                 let did = m["did"].as_str().unwrap_or_default().to_string();
@@ -161,8 +162,8 @@ fn Detail(csrf: String) -> impl IntoView {
     view! {
         <p><a href="/admin/members">"← All members"</a></p>
         {move || match data.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+            None => loading::spinner(" Loading…"),
+            Some(Err(e)) => loading::failed(&e),
             Some(Ok(d)) => {
                 let m = d["member"].clone();
                 let st = m["state"].as_str().unwrap_or_default().to_string();

@@ -9,6 +9,7 @@ pub mod queue;
 
 use crate::api;
 use crate::components::chart::{RangePicker, SeriesChart};
+use crate::components::loading;
 use crate::components::records::RecordList;
 use crate::components::signin::Gate;
 use crate::components::time;
@@ -66,8 +67,8 @@ fn OverviewBody() -> impl IntoView {
     });
     view! {
         {move || match data.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+            None => loading::spinner(" Loading…"),
+            Some(Err(e)) => loading::failed(&e),
             Some(Ok(o)) => {
                 let oldest = o["queue"]["oldestReceivedAt"].as_i64();
                 let records: Vec<RecordCheck> = serde_json::from_value(o["operatorDkim"]["records"].clone()).unwrap_or_default();

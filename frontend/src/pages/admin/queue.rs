@@ -4,6 +4,7 @@
 
 use super::operator_only;
 use crate::api;
+use crate::components::loading;
 use crate::components::signin::Gate;
 use crate::components::time;
 use crate::pages::account::{Outcome, OutcomeLine};
@@ -131,8 +132,8 @@ fn QueueBody(csrf: String) -> impl IntoView {
         </form>
         <OutcomeLine outcome id="queue-outcome" />
         {move || match data.get() {
-            None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Loading…"</p> }.into_any(),
-            Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+            None => loading::spinner(" Loading…"),
+            Some(Err(e)) => loading::failed(&e),
             Some(Ok(v)) => {
                 let n = v["selected"]["recipients"].as_i64().unwrap_or(0);
                 let m = v["selected"]["messages"].as_i64().unwrap_or(0);

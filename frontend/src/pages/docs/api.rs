@@ -2,6 +2,7 @@
 //! its summary, parameters, request body and responses.
 
 use crate::api;
+use crate::components::loading;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::Value;
@@ -53,10 +54,9 @@ fn operation(path: &str, method: &str, op: &Value) -> impl IntoView + use<> {
 pub fn Reference() -> impl IntoView {
     let spec = RwSignal::new(None::<Result<Value, api::ApiError>>);
     spawn_local(async move { spec.set(Some(api::get("/openapi.json").await)) });
-    move || {
-        match spec.get() {
-        None => view! { <p role="status"><span class="spinner" aria-hidden="true"></span>" Reading /openapi.json…"</p> }.into_any(),
-        Some(Err(e)) => view! { <p class="error" role="alert">{e.shown()}</p> }.into_any(),
+    move || match spec.get() {
+        None => loading::spinner(" Reading /openapi.json…"),
+        Some(Err(e)) => loading::failed(&e),
         Some(Ok(s)) => {
             let mut by_tag: Vec<(String, Vec<(String, String, Value)>)> = Vec::new();
             for (path, item) in s["paths"].as_object().cloned().unwrap_or_default() {
@@ -68,7 +68,10 @@ pub fn Reference() -> impl IntoView {
                     }
                 }
             }
-            let version = s["info"]["version"].as_str().unwrap_or_default().to_string();
+            let version = s["info"]["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             view! {
                 <section class="card">
                     <p>"Every endpoint of this relay (OpenAPI 3.1, version " {version} "). Errors are " <code>"{\"error\": text, \"code\": CODE}"</code> " — see " <a href="/docs/errors">"error codes"</a> ". The machine-readable document is at " <a href="/openapi.json">"/openapi.json"</a> "."</p>
@@ -82,6 +85,5 @@ pub fn Reference() -> impl IntoView {
                 }).collect_view()}
             }.into_any()
         }
-    }
     }
 }
