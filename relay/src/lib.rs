@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod operator;
 pub mod records;
+pub mod reload;
 pub mod rules;
 pub mod secrets;
 pub mod server;

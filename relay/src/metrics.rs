@@ -35,6 +35,19 @@ pub struct Metrics {
     queue_depth: Gauge,
     oldest_age: Gauge<f64, AtomicU64>,
     recipients: Family<StatusLabel, Gauge>,
+    /// Reloads (SIGHUP) by outcome: `ok` or `failed` (something kept its old value).
+    reloads: Family<StatusLabel, Counter>,
+}
+
+/// Counts one reload.
+pub fn reloaded(ok: bool) {
+    let status = if ok { "ok" } else { "failed" };
+    METRICS
+        .reloads
+        .get_or_create(&StatusLabel {
+            status: status.into(),
+        })
+        .inc();
 }
 
 /// The process-wide metrics.
@@ -49,6 +62,7 @@ impl Metrics {
         let queue_depth = Gauge::default();
         let oldest_age = Gauge::<f64, AtomicU64>::default();
         let recipients = Family::<StatusLabel, Gauge>::default();
+        let reloads = Family::<StatusLabel, Counter>::default();
         registry.register(
             "spool_fsync_seconds",
             "Spool commit (WAL fsync) latency per batch",
@@ -79,7 +93,13 @@ impl Metrics {
             "Recipients by delivery status",
             recipients.clone(),
         );
+        registry.register(
+            "reloads",
+            "Reloads of the TLS certificate and rules (SIGHUP), by outcome",
+            reloads.clone(),
+        );
         Self {
+            reloads,
             registry,
             fsync_seconds,
             signing_seconds,

@@ -261,11 +261,12 @@ pub async fn serve_with(
             .unwrap_or(config.smtp.inbound_listen),
         http: http_listener.local_addr().unwrap_or(config.http.listen),
     };
-    let tls = tls::acceptor(&config.tls, &config.server.hostname)?;
+    let certificate = tls::Certificate::load(&config.tls, &config.server.hostname)?;
+    let tls = tls::acceptor(&certificate)?;
     let https = config
         .http
         .tls
-        .then(|| tls::https_acceptor(&config.tls, &config.server.hostname))
+        .then(|| tls::https_acceptor(&certificate))
         .transpose()?;
     let session_settings = |name: &'static str, profile: Profile| SessionSettings {
         name,
@@ -323,6 +324,13 @@ pub async fn serve_with(
         labeler.clone(),
         extras,
     )?);
+    let engine = rules.map(|rules| {
+        Arc::new(crate::rules::Engine::new(
+            store.clone(),
+            rules,
+            labeler.clone(),
+        ))
+    });
     let http_state = Arc::new(crate::http::AppState {
         acceptor,
         auth,
@@ -334,10 +342,7 @@ pub async fn serve_with(
         idempotency: Default::default(),
         web,
         labeler: labeler.clone(),
-        thresholds: rules
-            .as_deref()
-            .map(crate::http::RuleThreshold::of)
-            .unwrap_or_default(),
+        rules: engine.clone(),
     });
 
     let deadline = config.server.shutdown_deadline;
@@ -386,19 +391,27 @@ pub async fn serve_with(
             ));
         }
     }
-    if let Some(rules) = rules {
+    if let Some(engine) = &engine {
+        let rules = engine.rules();
         tracing::info!(
             rules = rules.rules.len(),
             counters = rules.counters.len(),
             "rules engine started"
         );
-        let engine = Arc::new(crate::rules::Engine::new(
-            store.clone(),
-            rules,
-            labeler.clone(),
-        ));
-        background.spawn(engine.run(config.rules.poll_interval, shutdown.clone()));
+        background.spawn(
+            engine
+                .clone()
+                .run(config.rules.poll_interval, shutdown.clone()),
+        );
     }
+    background.spawn(crate::reload::run(
+        crate::reload::Reloadable {
+            certificate: certificate.clone(),
+            rules: engine.clone().map(|e| (e, config.rules.files.clone())),
+        },
+        config.tls.watch_interval,
+        shutdown.clone(),
+    ));
     if !config.kafka.brokers.trim().is_empty() {
         crate::kafka::start(
             &config.kafka,

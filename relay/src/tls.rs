@@ -4,7 +4,10 @@
 use crate::config::TlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::sync::Arc;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 use tokio_rustls::TlsAcceptor;
 
 /// Why TLS could not be set up.
@@ -20,22 +23,104 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// The STARTTLS acceptor for `hostname`.
-pub fn acceptor(config: &TlsConfig, hostname: &str) -> Result<TlsAcceptor, TlsError> {
-    Ok(TlsAcceptor::from(Arc::new(server_config(
-        config, hostname,
-    )?)))
+/// The certificate new handshakes get. `reload` swaps it without touching sessions already
+/// running, so a renewed certificate (certbot) needs no restart.
+pub struct Certificate {
+    config: TlsConfig,
+    hostname: String,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// Modification times of the files the current certificate came from.
+    loaded_from: Mutex<Option<(SystemTime, SystemTime)>>,
 }
 
-/// The HTTPS acceptor for `hostname` (ALPN `http/1.1`: the listener speaks HTTP/1.1 only).
-pub fn https_acceptor(config: &TlsConfig, hostname: &str) -> Result<TlsAcceptor, TlsError> {
-    let mut server = server_config(config, hostname)?;
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("cert_file", &self.config.cert_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Certificate {
+    /// Loads the configured files, else makes a self-signed certificate for `hostname`.
+    pub fn load(config: &TlsConfig, hostname: &str) -> Result<Arc<Self>, TlsError> {
+        let stamp = file_times(config);
+        let key = certified_key(config, hostname)?;
+        Ok(Arc::new(Self {
+            config: config.clone(),
+            hostname: hostname.to_string(),
+            current: RwLock::new(Arc::new(key)),
+            loaded_from: Mutex::new(stamp),
+        }))
+    }
+
+    /// Whether the configured files changed since they were last loaded.
+    pub fn changed_on_disk(&self) -> bool {
+        if self.config.cert_file.as_os_str().is_empty() {
+            return false;
+        }
+        let now = file_times(&self.config);
+        now.is_some() && self.loaded_from.lock().map(|l| *l != now).unwrap_or(true)
+    }
+
+    /// Reads the files again and uses them for new handshakes; on an error the certificate in
+    /// use stays (a half-written renewal must not take TLS down).
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let stamp = file_times(&self.config);
+        let key = certified_key(&self.config, &self.hostname)?;
+        if let Ok(mut c) = self.current.write() {
+            *c = Arc::new(key);
+        }
+        if let Ok(mut l) = self.loaded_from.lock() {
+            *l = stamp;
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The STARTTLS acceptor serving `cert`.
+pub fn acceptor(cert: &Arc<Certificate>) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(cert)?)))
+}
+
+/// The HTTPS acceptor serving `cert` (ALPN `http/1.1`: the listener speaks HTTP/1.1 only).
+pub fn https_acceptor(cert: &Arc<Certificate>) -> Result<TlsAcceptor, TlsError> {
+    let mut server = server_config(cert)?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn server_config(cert: &Arc<Certificate>) -> Result<rustls::ServerConfig, TlsError> {
+    Ok(rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(cert.clone()))
+}
+
+fn file_times(config: &TlsConfig) -> Option<(SystemTime, SystemTime)> {
+    let m = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(&config.cert_file)?, m(&config.key_file)?))
+}
+
 /// Configured files when set, else a fresh self-signed certificate for `hostname`.
-fn server_config(config: &TlsConfig, hostname: &str) -> Result<rustls::ServerConfig, TlsError> {
+fn certified_key(config: &TlsConfig, hostname: &str) -> Result<CertifiedKey, TlsError> {
     let (certs, key) = if config.cert_file.as_os_str().is_empty() {
         tracing::warn!(
             hostname,
@@ -70,11 +155,15 @@ fn server_config(config: &TlsConfig, hostname: &str) -> Result<rustls::ServerCon
         })?;
         (certs, key)
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?)
+    let key_path = config.key_file.display().to_string();
+    CertifiedKey::from_der(certs, key, &provider()).map_err(|e| TlsError::Key {
+        path: if config.key_file.as_os_str().is_empty() {
+            "<self-signed>".into()
+        } else {
+            key_path
+        },
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -83,12 +172,14 @@ mod tests {
 
     #[test]
     fn self_signed_and_bad_files() {
-        acceptor(&TlsConfig::default(), "relay.test").expect("self-signed");
+        acceptor(&Certificate::load(&TlsConfig::default(), "relay.test").expect("self-signed"))
+            .expect("acceptor");
         let bad = TlsConfig {
             cert_file: "/nonexistent.pem".into(),
             key_file: "/nonexistent.key".into(),
+            ..Default::default()
         };
-        let err = acceptor(&bad, "relay.test")
+        let err = Certificate::load(&bad, "relay.test")
             .err()
             .expect("missing files fail");
         assert!(err.to_string().contains("tls.cert_file"));

@@ -289,10 +289,15 @@ allow_private_destinations = true
 
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `signal` (SIGHUP: reload) to the running relay.
+    pub fn signal(&self, signal: i32) {
         if let Some(c) = &self.child {
-            // SAFETY: as above.
+            // SAFETY: kill(2) on our own child's pid, which has not been reaped.
             unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
+                libc::kill(c.id() as i32, signal);
             }
         }
     }

@@ -194,11 +194,24 @@ pub struct HttpConfig {
 }
 
 /// `[tls]`: certificate for STARTTLS; both empty means a self-signed one.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// How often the files are checked for a renewal (SIGHUP reloads at once).
+    #[serde(deserialize_with = "duration")]
+    pub watch_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            watch_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[dns]`: resolvers for MX/TXT lookups.

@@ -197,7 +197,7 @@ pub(super) fn series_answer(
         "range": range,
         "bucketMs": bucket_ms,
         "buckets": buckets,
-        "thresholds": state.thresholds,
+        "thresholds": state.thresholds(),
     }))
 }
 

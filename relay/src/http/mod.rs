@@ -49,8 +49,8 @@ pub struct AppState {
     pub web: Arc<session::Web>,
     /// The co-located labeler (public labels on the pages), when enabled.
     pub labeler: Option<Arc<atmos_labeler::Labeler>>,
-    /// What the active rules suspend at, for the pages' rate charts.
-    pub thresholds: Vec<RuleThreshold>,
+    /// The rules engine (its rules in force give the pages' suspension thresholds).
+    pub rules: Option<Arc<crate::rules::Engine>>,
 }
 
 /// A suspending rule's threshold, as pages show it.
@@ -85,6 +85,14 @@ impl RuleThreshold {
 }
 
 impl AppState {
+    /// What the rules in force suspend at, for the pages' rate charts.
+    pub fn thresholds(&self) -> Vec<RuleThreshold> {
+        self.rules
+            .as_ref()
+            .map(|e| RuleThreshold::of(&e.rules()))
+            .unwrap_or_default()
+    }
+
     /// The lock of one idempotency key.
     pub fn idempotency_gate(&self, did: &str, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = self.idempotency.lock().unwrap_or_else(|p| p.into_inner());

@@ -246,11 +246,9 @@ async fn send_once(
     body: &[u8],
     idempotency: Option<(String, Vec<u8>)>,
 ) -> Result<Response, ApiError> {
-    let req: SendRequest =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
     let id = crate::accept::new_id();
     let hostname = &state.acceptor.settings().hostname;
-    let built = build_message(&req, state.max_recipients, &message_id(&id, hostname))?;
+    let built = parse_request(body, state.max_recipients, &message_id(&id, hostname))?;
     state.acceptor.check_sender(did, &built.from)?;
     let also: Option<crate::accept::AlsoWrite> = idempotency.map(|(key, digest)| {
         let did = did.to_string();
@@ -296,11 +294,24 @@ async fn send_once(
 
 /// A request turned into a message.
 #[derive(Debug)]
-struct Built {
-    raw: Vec<u8>,
+pub struct Built {
+    /// The message as it will be stamped and signed.
+    pub raw: Vec<u8>,
     /// Envelope sender (the From mailbox).
-    from: Mailbox,
-    recipients: Vec<Mailbox>,
+    pub from: Mailbox,
+    pub recipients: Vec<Mailbox>,
+}
+
+/// Reads a `/v1/send` body into the message it asks for: every check made before the member and
+/// the queue are involved (the HTTP fuzz target's entry point).
+pub fn parse_request(
+    body: &[u8],
+    max_recipients: usize,
+    message_id: &str,
+) -> Result<Built, ApiError> {
+    let req: SendRequest =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
+    build_message(&req, max_recipients, message_id)
 }
 
 /// Parses every field into its type and builds the message, with `message_id` as its

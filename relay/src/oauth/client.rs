@@ -311,25 +311,7 @@ impl OAuthClient {
     /// Finishes a sign-in at the callback. `pending` was found by the callback's `state`; this
     /// checks everything else and returns the member's tokens.
     pub async fn finish(&self, pending: &Pending, cb: &Callback) -> Result<Tokens, OAuthError> {
-        if now_s() - pending.created_at > PENDING_TTL_S {
-            return Err(OAuthError::UnknownState);
-        }
-        if let Some(error) = &cb.error {
-            let why = cb.error_description.as_deref().unwrap_or(error);
-            return Err(OAuthError::Denied(
-                why.chars().filter(|c| !c.is_control()).take(200).collect(),
-            ));
-        }
-        if cb.iss.as_deref().map(|i| i.trim_end_matches('/'))
-            != Some(pending.server.issuer.trim_end_matches('/'))
-        {
-            return Err(OAuthError::WrongIssuer);
-        }
-        let code = cb
-            .code
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .ok_or(OAuthError::UnknownState)?;
+        let code = check_callback(pending, cb, now_s())?;
         let key = EsKey::from_bytes(&pending.dpop_key).ok_or(OAuthError::UnknownState)?;
         let mut form = vec![
             ("grant_type", "authorization_code".to_string()),
@@ -341,7 +323,7 @@ impl OAuthClient {
         let answer = self
             .post_form(&key, &pending.server.token_endpoint, &form)
             .await?;
-        let tokens = self.tokens_from(
+        let tokens = tokens_from(
             answer,
             &key,
             &pending.server,
@@ -371,51 +353,6 @@ impl OAuthClient {
         })
     }
 
-    /// Reads a token answer and checks its type, scope and subject.
-    fn tokens_from(
-        &self,
-        answer: dpop::Answer,
-        key: &EsKey,
-        server: &ServerMetadata,
-        pds: &str,
-        client_id: &str,
-    ) -> Result<Tokens, OAuthError> {
-        if !(200..300).contains(&answer.status) {
-            let why = error_text(&answer.body);
-            tracing::info!(issuer = %server.issuer, status = answer.status, %why, "oauth: token request refused");
-            if why.starts_with("invalid_grant") {
-                return Err(OAuthError::SessionEnded);
-            }
-            return Err(OAuthError::Refused(why));
-        }
-        let t: TokenAnswer = serde_json::from_slice(&answer.body)
-            .map_err(|_| OAuthError::BadServer("the token answer could not be read".into()))?;
-        if !t.token_type.eq_ignore_ascii_case("DPoP") {
-            return Err(OAuthError::BadServer(
-                "the tokens are not DPoP-bound".into(),
-            ));
-        }
-        let granted: Vec<&str> = t.scope.split_whitespace().collect();
-        if !granted.contains(&"atproto")
-            || !(granted.contains(&ATTESTATION_SCOPE) || granted.contains(&GENERIC_SCOPE))
-        {
-            return Err(OAuthError::Scope(t.scope.clone()));
-        }
-        let sub = atmos_lexicons::did::parse(&t.sub)
-            .map_err(|_| OAuthError::BadServer("the token names no valid account (sub)".into()))?;
-        Ok(Tokens {
-            client_id: client_id.to_string(),
-            access_token: t.access_token,
-            refresh_token: t.refresh_token,
-            expires_at: now_s() + t.expires_in.unwrap_or(300).clamp(0, 86_400),
-            scope: t.scope,
-            sub: sub.as_str().to_string(),
-            dpop_key: key.to_bytes(),
-            server: server.clone(),
-            pds: pds.to_string(),
-        })
-    }
-
     /// New tokens for `old` (refresh tokens are single-use: the caller stores the new ones and
     /// never refreshes one session twice at once).
     pub async fn refresh(&self, old: &Tokens) -> Result<Tokens, OAuthError> {
@@ -432,7 +369,7 @@ impl OAuthClient {
         let answer = self
             .post_form(&key, &old.server.token_endpoint, &form)
             .await?;
-        let tokens = self.tokens_from(answer, &key, &old.server, &old.pds, &old.client_id)?;
+        let tokens = tokens_from(answer, &key, &old.server, &old.pds, &old.client_id)?;
         if tokens.sub != old.sub {
             return Err(OAuthError::WrongAccount {
                 expected: old.sub.clone(),
@@ -516,6 +453,77 @@ impl OAuthClient {
             body: serde_json::from_slice(&answer.body).unwrap_or_default(),
         })
     }
+}
+
+/// The callback's own checks, before any network: not expired, not an error, the issuer the
+/// sign-in started with; returns the authorization code.
+pub fn check_callback<'a>(
+    pending: &Pending,
+    cb: &'a Callback,
+    now: i64,
+) -> Result<&'a str, OAuthError> {
+    if now - pending.created_at > PENDING_TTL_S {
+        return Err(OAuthError::UnknownState);
+    }
+    if let Some(error) = &cb.error {
+        let why = cb.error_description.as_deref().unwrap_or(error);
+        return Err(OAuthError::Denied(
+            why.chars().filter(|c| !c.is_control()).take(200).collect(),
+        ));
+    }
+    if cb.iss.as_deref().map(|i| i.trim_end_matches('/'))
+        != Some(pending.server.issuer.trim_end_matches('/'))
+    {
+        return Err(OAuthError::WrongIssuer);
+    }
+    cb.code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or(OAuthError::UnknownState)
+}
+
+/// Reads a token answer and checks its type, scope and subject.
+pub fn tokens_from(
+    answer: dpop::Answer,
+    key: &EsKey,
+    server: &ServerMetadata,
+    pds: &str,
+    client_id: &str,
+) -> Result<Tokens, OAuthError> {
+    if !(200..300).contains(&answer.status) {
+        let why = error_text(&answer.body);
+        tracing::info!(issuer = %server.issuer, status = answer.status, %why, "oauth: token request refused");
+        if why.starts_with("invalid_grant") {
+            return Err(OAuthError::SessionEnded);
+        }
+        return Err(OAuthError::Refused(why));
+    }
+    let t: TokenAnswer = serde_json::from_slice(&answer.body)
+        .map_err(|_| OAuthError::BadServer("the token answer could not be read".into()))?;
+    if !t.token_type.eq_ignore_ascii_case("DPoP") {
+        return Err(OAuthError::BadServer(
+            "the tokens are not DPoP-bound".into(),
+        ));
+    }
+    let granted: Vec<&str> = t.scope.split_whitespace().collect();
+    if !granted.contains(&"atproto")
+        || !(granted.contains(&ATTESTATION_SCOPE) || granted.contains(&GENERIC_SCOPE))
+    {
+        return Err(OAuthError::Scope(t.scope.clone()));
+    }
+    let sub = atmos_lexicons::did::parse(&t.sub)
+        .map_err(|_| OAuthError::BadServer("the token names no valid account (sub)".into()))?;
+    Ok(Tokens {
+        client_id: client_id.to_string(),
+        access_token: t.access_token,
+        refresh_token: t.refresh_token,
+        expires_at: now_s() + t.expires_in.unwrap_or(300).clamp(0, 86_400),
+        scope: t.scope,
+        sub: sub.as_str().to_string(),
+        dpop_key: key.to_bytes(),
+        server: server.clone(),
+        pds: pds.to_string(),
+    })
 }
 
 #[cfg(test)]

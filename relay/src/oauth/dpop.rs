@@ -12,11 +12,13 @@ use std::sync::Mutex;
 pub struct Nonces(Mutex<HashMap<String, String>>);
 
 impl Nonces {
-    fn get(&self, origin: &str) -> Option<String> {
+    /// The nonce `origin` gave last.
+    pub fn get(&self, origin: &str) -> Option<String> {
         self.0.lock().ok()?.get(origin).cloned()
     }
 
-    fn set(&self, origin: &str, nonce: &str) {
+    /// Keeps the nonce `origin` gave (when it looks like one).
+    pub fn set(&self, origin: &str, nonce: &str) {
         if let Ok(mut m) = self.0.lock() {
             if m.len() > 10_000 {
                 m.clear();
@@ -58,7 +60,7 @@ pub fn proof(
 }
 
 /// Whether a response asks for a (new) nonce.
-fn wants_nonce(status: u16, www_authenticate: Option<&str>, body: &[u8]) -> bool {
+pub fn wants_nonce(status: u16, www_authenticate: Option<&str>, body: &[u8]) -> bool {
     match status {
         400 => serde_json::from_slice::<serde_json::Value>(body)
             .ok()

@@ -40,7 +40,8 @@ pub(crate) struct Emission {
 /// The engine over the relay's store.
 pub struct Engine {
     store: Arc<Store>,
-    rules: Arc<Rules>,
+    /// Swapped whole by a reload; each batch judges with one snapshot.
+    rules: std::sync::RwLock<Arc<Rules>>,
     labeler: Option<Arc<Labeler>>,
 }
 
@@ -49,8 +50,24 @@ impl Engine {
     pub fn new(store: Arc<Store>, rules: Arc<Rules>, labeler: Option<Arc<Labeler>>) -> Self {
         Self {
             store,
-            rules,
+            rules: std::sync::RwLock::new(rules),
             labeler,
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<Rules> {
+        match self.rules.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Judges with `rules` from the next batch on (a reload; counters keep their buckets by name).
+    pub fn replace(&self, rules: Arc<Rules>) {
+        match self.rules.write() {
+            Ok(mut r) => *r = rules,
+            Err(poisoned) => *poisoned.into_inner() = rules,
         }
     }
 
@@ -74,13 +91,14 @@ impl Engine {
     /// Processes the next batch of events; returns how many there were.
     pub fn step(&self) -> Result<usize, StoreError> {
         let now = now_ms();
+        let rules = self.rules();
         let (count, emissions) = self.store.write(|tx| {
             // On its first run the engine counts the history its windows cover, but judges only
             // what happens from then on (old spikes must not suspend anyone today).
             let (cursor, first_run) = match state::cursor(tx)? {
                 Some(c) => (c, false),
                 None => {
-                    let since = now - self.longest_window_minutes() * 60_000;
+                    let since = now - longest_window_minutes(&rules) * 60_000;
                     (state::initial_cursor(tx, since)?, true)
                 }
             };
@@ -89,7 +107,7 @@ impl Engine {
             eval::with_root(|root| {
                 for event in &batch {
                     let judge = event.id > cursor.judge_from;
-                    self.judge(root, tx, event, judge, now, &mut emissions)?;
+                    self.judge(&rules, root, tx, event, judge, now, &mut emissions)?;
                 }
                 Ok::<_, StoreError>(())
             })?;
@@ -106,7 +124,7 @@ impl Engine {
             if !batch.is_empty() {
                 // Now and then, forget buckets older than the longest window.
                 if last / 1024 != cursor.event / 1024 {
-                    state::prune(tx, now / 60_000 - self.longest_window_minutes())?;
+                    state::prune(tx, now / 60_000 - longest_window_minutes(&rules))?;
                 }
             }
             Ok((batch.len(), emissions))
@@ -117,20 +135,11 @@ impl Engine {
         Ok(count)
     }
 
-    fn longest_window_minutes(&self) -> i64 {
-        self.rules
-            .counters
-            .iter()
-            .flat_map(|c| c.windows.iter().map(|(_, m)| *m))
-            .max()
-            .unwrap_or(0)
-            + 1
-    }
-
     /// Counts one event, and judges it when `judge` (CEL scopes are children of `root`).
     #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
+        rules: &Rules,
         root: &cel::Context<'static, 'static>,
         tx: &rusqlite::Connection,
         e: &Event,
@@ -149,8 +158,7 @@ impl Engine {
             counters: &no_counters,
         };
         let minute = e.at / 60_000;
-        let counting: Vec<_> = self
-            .rules
+        let counting: Vec<_> = rules
             .counters
             .iter()
             .filter(|c| c.on.contains(&e.kind))
@@ -178,8 +186,7 @@ impl Engine {
             }
         }
         let by_rule = e.actor.as_deref().is_some_and(|a| a.starts_with("rule:"));
-        let matching: Vec<_> = self
-            .rules
+        let matching: Vec<_> = rules
             .rules
             .iter()
             .filter(|r| r.on.contains(&e.kind))
@@ -192,7 +199,7 @@ impl Engine {
             None => None,
         };
         let mut counters = BTreeMap::new();
-        for c in &self.rules.counters {
+        for c in &rules.counters {
             let Some(entity) = entity_of(e, c.by) else {
                 continue;
             };
@@ -337,6 +344,17 @@ fn member_view(
         age_days: m.approved_at.map(|a| (at - a).max(0) / DAY_MS).unwrap_or(0),
         labels: labels::active(tx, did, now)?,
     }))
+}
+
+/// The longest counter window, in minutes (plus the current minute).
+fn longest_window_minutes(rules: &Rules) -> i64 {
+    rules
+        .counters
+        .iter()
+        .flat_map(|c| c.windows.iter().map(|(_, m)| *m))
+        .max()
+        .unwrap_or(0)
+        + 1
 }
 
 #[cfg(test)]

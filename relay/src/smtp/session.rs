@@ -137,6 +137,26 @@ pub async fn serve<P: Policy>(
     tracing::info!(listener = name, "smtp listener closed");
 }
 
+/// Runs one plaintext session over any stream, from the greeting until QUIT, STARTTLS or the end
+/// of the input (the fuzz target drives the state machine through this; listeners use `serve`).
+pub async fn converse<P: Policy, S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    peer: SocketAddr,
+    policy: Arc<P>,
+) {
+    let greeting = format!("{} ESMTP Atmosphere Mail", policy.settings().hostname);
+    let mut s = Session {
+        errors: 0,
+        policy,
+        peer,
+        state: SessionState::default(),
+        shutdown: CancellationToken::new(),
+        out: Vec::new(),
+    };
+    s.reply(Reply::plain(220, greeting));
+    let _ = s.run(io).await;
+}
+
 /// How a phase of a session ended.
 enum End {
     Quit,
