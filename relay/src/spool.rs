@@ -179,7 +179,17 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, stats: &SpoolStats
                 done
             })
             .collect();
-        let commit = if sound {
+        let commit = if sound && fault::commit_fails(&tx) {
+            // Test builds only: the batch is rolled back as a failed fsync would leave it.
+            drop(tx);
+            tracing::error!(
+                jobs = n,
+                "spool: injected commit failure; nothing of this batch was accepted"
+            );
+            Err(Arc::new(StoreError::Abandoned(
+                "injected commit failure".into(),
+            )))
+        } else if sound {
             tx.commit().map_err(|e| {
                 tracing::error!(error = %e, jobs = n, "spool: commit failed; nothing of this batch was accepted");
                 Arc::new(StoreError::from(e))
@@ -203,6 +213,26 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, stats: &SpoolStats
         for done in completions {
             done(commit.clone());
         }
+    }
+}
+
+/// A test-only fault hook: in debug builds, a file named [`fault::FAIL_NEXT_COMMIT`] in the
+/// data directory makes the next batch's commit fail (and is removed), as a failed fsync would.
+/// Release builds compile it to `false`.
+pub mod fault {
+    /// The trigger file's name, next to `atmos.sqlite`.
+    pub const FAIL_NEXT_COMMIT: &str = "fault-fail-next-commit";
+
+    /// Whether this batch must fail (consumes the trigger).
+    pub(super) fn commit_fails(conn: &rusqlite::Connection) -> bool {
+        if !cfg!(debug_assertions) {
+            return false;
+        }
+        let Some(db) = conn.path().filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        let trigger = std::path::Path::new(db).with_file_name(FAIL_NEXT_COMMIT);
+        std::fs::remove_file(trigger).is_ok()
     }
 }
 
