@@ -179,9 +179,9 @@ mod tests {
             key_file: "/nonexistent.key".into(),
             ..Default::default()
         };
-        let err = Certificate::load(&bad, "relay.test")
-            .err()
-            .expect("missing files fail");
+        let Err(err) = Certificate::load(&bad, "relay.test") else {
+            panic!("missing files fail");
+        };
         assert!(err.to_string().contains("tls.cert_file"));
     }
 }

@@ -38,8 +38,31 @@ impl Tansu {
             return None;
         };
         let port = free_port();
+        let child = Self::spawn(&bin, port);
+        poll_until(Duration::from_secs(20), "tansu to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Some(Self { child, port })
+    }
+
+    /// Kills the broker (SIGKILL: its in-memory topics go with it).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A fresh broker on the same port, after [`Tansu::kill`].
+    pub fn restart(&mut self) {
+        let bin = tansu_bin().expect("tansu");
+        self.child = Self::spawn(&bin, self.port);
+        poll_until(Duration::from_secs(20), "tansu to listen again", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()
+        });
+    }
+
+    fn spawn(bin: &std::path::Path, port: u16) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(bin)
+        Command::new(bin)
             .args([
                 "broker",
                 "--listener-url",
@@ -51,11 +74,7 @@ impl Tansu {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start tansu");
-        poll_until(Duration::from_secs(20), "tansu to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Some(Self { child, port })
+            .expect("start tansu")
     }
 
     /// `127.0.0.1:port`.

@@ -239,8 +239,14 @@ pub struct DeliveryConfig {
     pub per_destination_concurrency: usize,
     /// Connections at once in all.
     pub global_concurrency: usize,
+    /// Longest wait for any one read or write of a delivery connection.
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// Longest one delivery attempt may take in all, however slowly the MX trickles its
+    /// replies (a tarpit): then it is deferred and the connection dropped (RFC 5321 §4.5.3.2's
+    /// longest wait is 10 min).
+    #[serde(deserialize_with = "duration")]
+    pub attempt_timeout: Duration,
     /// When set (`host:port`), all mail goes there instead of the recipients' MX (dev capture).
     pub smarthost: String,
     /// Deliver to loopback, RFC 1918, link-local and unique-local addresses found in MX or
@@ -365,6 +371,7 @@ impl Default for DeliveryConfig {
             per_destination_concurrency: 20,
             global_concurrency: 200,
             connect_timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(600),
             smarthost: String::new(),
             allow_private_destinations: false,
         }

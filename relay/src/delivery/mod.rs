@@ -64,6 +64,7 @@ pub struct Delivery {
     resolver: TokioResolver,
     policy: RetryPolicy,
     client: ClientConfig,
+    attempt_timeout: Duration,
     mx_port: u16,
     smarthost: Option<SocketAddr>,
     per_destination: usize,
@@ -101,6 +102,7 @@ impl Delivery {
                 timeout: config.delivery.connect_timeout,
                 tls,
             },
+            attempt_timeout: config.delivery.attempt_timeout,
             mx_port: config.delivery.mx_port,
             smarthost: config.delivery.smarthost.parse().ok(),
             per_destination: config.delivery.per_destination_concurrency,
@@ -343,7 +345,24 @@ impl Delivery {
                 },
             };
             let ids: Vec<i64> = job.recipients.iter().map(|r| r.0).collect();
-            let results = self.attempt(&mut conn, &job).await;
+            let results =
+                match tokio::time::timeout(self.attempt_timeout, self.attempt(&mut conn, &job))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // A tarpit: nothing this connection says can be trusted to finish.
+                        conn = None;
+                        let reply = RemoteReply {
+                            code: 451,
+                            text: format!(
+                                "451 4.4.2 the attempt took longer than {}",
+                                humantime::format_duration(self.attempt_timeout)
+                            ),
+                        };
+                        vec![(reply, Outcome::Temporary, None); job.recipients.len()]
+                    }
+                };
             self.record(&job, results).await;
             let _ = done.send(ids);
         }
