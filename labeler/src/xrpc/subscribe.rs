@@ -18,9 +18,11 @@ const PAGE: u32 = 500;
 /// Largest frame a subscriber may send us: the protocol has nothing for them to say.
 const MAX_INCOMING: usize = 1024;
 
+/// `subscribeLabels` query parameters.
 #[derive(serde::Deserialize)]
 pub struct Params {
-    cursor: Option<i64>,
+    /// Replay from after this sequence number.
+    pub cursor: Option<i64>,
 }
 
 /// Frame header; fields in DAG-CBOR key order (`t` before `op`).

@@ -328,6 +328,14 @@ mod tests {
         Config::from_table(table)
     }
 
+    /// The example production configuration in docs/deploy/ loads as shipped.
+    #[test]
+    fn deploy_example_parses() {
+        let c = load(include_str!("../../../docs/deploy/atmos.toml"), &[]).expect("deploy example");
+        assert_eq!(c.server.hostname, "smtp.example.com");
+        assert_eq!(c.tls.watch_interval, std::time::Duration::from_secs(60));
+    }
+
     #[test]
     fn spec_example_parses() {
         let c = load(

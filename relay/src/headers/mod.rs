@@ -134,6 +134,21 @@ pub struct Stamped {
     pub message_id: String,
 }
 
+/// The inside of a well-formed `msg-id` (RFC 5322 §3.6.4): `<left@right>`, visible ASCII, no
+/// brackets, quotes or spaces inside, at most 250 characters.
+fn msg_id(value: &str) -> Option<&str> {
+    let inner = value.trim().strip_prefix('<')?.strip_suffix('>')?;
+    let (left, right) = inner.split_once('@')?;
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'@' | b'\\'))
+    };
+    (inner.len() <= 250 && ok(left) && ok(right.trim_start_matches('[').trim_end_matches(']')))
+        .then_some(inner)
+}
+
 /// Stamps the relay's headers on a message.
 pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
     let (head, body) = split_head(raw);
@@ -156,8 +171,11 @@ pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
         "Received",
         &received(input.trace, input.hostname, input.message_id, input.date),
     );
-    let message_id = match value_of("Message-ID") {
-        Some(existing) => existing.trim_matches(['<', '>', ' ']).to_string(),
+    // A member's Message-ID that is not one `<left@right>` is replaced, not kept: the id is
+    // what reports are matched on, and what logs and pages show.
+    let member_id = value_of("Message-ID").and_then(|v| msg_id(&v).map(str::to_string));
+    let message_id = match member_id.clone() {
+        Some(existing) => existing,
         None => {
             let id = message_id(input.message_id, input.hostname);
             add("Message-ID", &format!("<{id}>"));
@@ -183,7 +201,10 @@ pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
     }
     for f in &fields {
         let lower = f.name.to_ascii_lowercase();
-        if lower == "x-atmos-category" || RELAY_OWNED.contains(&lower.as_str()) {
+        if lower == "x-atmos-category"
+            || RELAY_OWNED.contains(&lower.as_str())
+            || (lower == "message-id" && member_id.is_none())
+        {
             continue;
         }
         out.extend_from_slice(f.raw);
@@ -200,6 +221,34 @@ pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `headers` fuzz target: an unterminated Message-ID with a `<` inside was kept
+    /// as the message's id.
+    #[test]
+    fn a_malformed_member_message_id_is_replaced() {
+        let raw = b"From: App <app@sender.test>\r\nTo: user@rcpt.test\r\nSubject: hi\r\nMessage-ID: <1@From: App <app@sendersender.test.";
+        let trace = Trace::default();
+        let stamped = stamp(
+            raw,
+            &StampInput {
+                did: "did:plc:x",
+                member_domain: "sender.test",
+                message_id: "abc",
+                hostname: "relay.test",
+                unsubscribe_url: None,
+                date: "Tue, 1 Dec 2026 00:00:00 +0000",
+                trace: &trace,
+            },
+        );
+        assert_eq!(stamped.message_id, "abc@relay.test");
+        let text = String::from_utf8_lossy(&stamped.raw);
+        assert_eq!(text.matches("Message-ID").count(), 1, "{text}");
+        assert_eq!(msg_id("<a.b@c.d>"), Some("a.b@c.d"));
+        assert_eq!(msg_id("<a@[1.2.3.4]>"), Some("a@[1.2.3.4]"));
+        for bad in ["a@b", "<a b@c>", "<a@b@c>", "<@b>", "<a@>", "<a<@b>"] {
+            assert_eq!(msg_id(bad), None, "{bad}");
+        }
+    }
 
     static TRACE: std::sync::LazyLock<Trace> = std::sync::LazyLock::new(|| Trace {
         protocol: "ESMTPSA",
