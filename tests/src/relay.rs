@@ -272,6 +272,11 @@ allow_private_destinations = true
         }
     }
 
+    /// How the relay ended, if it has (`None`: still running).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// SIGTERM, then wait for the exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;

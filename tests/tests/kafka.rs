@@ -123,18 +123,21 @@ fn events_flow_out_once_and_verdicts_flow_back() {
 /// outbox resumes from its cursor and every event the relay logged reaches a broker; none is
 /// skipped (at least once: the batch in flight at the kill may arrive twice).
 #[test]
-#[ignore = "open (issue 12 §4): after tansu, whose topics live in memory, is killed and started \
-            again, the outbox does not publish the events logged meanwhile within 90 s; \
-            run with --ignored to reproduce"]
+#[ignore = "blocked (issue 12 §4): after tansu 0.6 restarts, its Produce answer carries a \
+            leader-change tag with a null topic name and librdkafka 2.12.1 (rdkafka-sys 4.10) \
+            dereferences it: the relay dies of SIGSEGV in rd_kafka_metadata_update_op; run with \
+            --ignored to reproduce"]
 fn a_broker_that_dies_and_returns_misses_no_event() {
     let Some(mut broker) = Tansu::start() else {
         return;
     };
-    let world = World::start_with_env(Some(&[]), "", &[("ATMOS_KAFKA_BROKERS", &broker.address())]);
+    let mut world =
+        World::start_with_env(Some(&[]), "", &[("ATMOS_KAFKA_BROKERS", &broker.address())]);
     let http = world.relay.http.expect("http");
+    let key = member_headers(&world.member);
     let send = |n: usize| {
         let body = json!({"from": "app@sender.test", "to": format!("k{n}@{RCPT_DOMAIN}"), "subject": "hi", "text": "hello"});
-        send_ok(http, &member_headers(&world.member), &body);
+        send_ok(http, &key, &body);
     };
     let ids = |b: &Tansu| -> HashSet<i64> {
         b.read(EVENTS)
@@ -142,7 +145,7 @@ fn a_broker_that_dies_and_returns_misses_no_event() {
             .filter_map(|a| a["data"]["action_id"].as_i64())
             .collect()
     };
-    let logged = || -> HashSet<i64> {
+    let logged = |world: &World| -> HashSet<i64> {
         let db = world.relay.db();
         let mut stmt = db.prepare("SELECT id FROM relay_events").expect("events");
         stmt.query_map([], |r| r.get(0))
@@ -154,7 +157,7 @@ fn a_broker_that_dies_and_returns_misses_no_event() {
         send(n);
     }
     let before = poll_until(Duration::from_secs(60), "the first events on Kafka", || {
-        let (seen, all) = (ids(&broker), logged());
+        let (seen, all) = (ids(&broker), logged(&world));
         (!all.is_empty() && all.is_subset(&seen)).then_some(seen)
     });
     broker.kill();
@@ -165,19 +168,25 @@ fn a_broker_that_dies_and_returns_misses_no_event() {
     poll_until(
         Duration::from_secs(60),
         "events logged while the broker is down",
-        || (logged().len() > before.len() + 5).then_some(()),
+        || (logged(&world).len() > before.len() + 5).then_some(()),
     );
     broker.restart();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let after = loop {
         let seen: HashSet<i64> = before.union(&ids(&broker)).copied().collect();
-        let missing: Vec<i64> = logged().difference(&seen).copied().collect();
+        let missing: Vec<i64> = logged(&world).difference(&seen).copied().collect();
         if missing.is_empty() {
             break seen;
         }
+        if let Some(status) = world.relay.exited() {
+            panic!("the relay died while the broker was away: {status:?}");
+        }
         if std::time::Instant::now() > deadline {
             let log = world.relay.log(1);
-            let tail: Vec<&str> = log.lines().filter(|l| l.contains("kafka")).collect();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("outbox") || l.contains("publishing"))
+                .collect();
             panic!(
                 "events never published after the broker returned: {missing:?}\n{}",
                 tail[tail.len().saturating_sub(15)..].join("\n")

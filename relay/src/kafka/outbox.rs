@@ -120,6 +120,11 @@ impl Publisher {
         let Some(last) = batch.last().map(|e| e.id) else {
             return Ok(0);
         };
+        tracing::debug!(
+            events = batch.len(),
+            last,
+            "kafka outbox: publishing a batch"
+        );
         let mut pending = Vec::with_capacity(batch.len());
         for e in &batch {
             let payload = action(e).to_string();
@@ -137,6 +142,7 @@ impl Publisher {
                 .map_err(|_| "delivery cancelled".to_string())?
                 .map_err(|(err, _)| err.to_string())?;
         }
+        tracing::debug!(last, "kafka outbox: batch acknowledged");
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.write(|tx| outbox::advance(tx, last)))
             .await
