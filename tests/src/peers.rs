@@ -86,6 +86,19 @@ impl SmtpSink {
         }
     }
 
+    /// Messages received since the last call with the same `seen` set (cheap on a full dir).
+    pub fn new_messages(&self, seen: &mut std::collections::HashSet<PathBuf>) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| seen.insert(p.clone()))
+            .filter_map(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    }
+
     /// Contents of every message received so far.
     pub fn messages(&self) -> Vec<String> {
         read_messages(&self.dir)
@@ -274,6 +287,19 @@ impl TlsMx {
             dir,
             _temp: temp,
         }
+    }
+
+    /// Messages received since the last call with the same `seen` set (cheap on a full dir).
+    pub fn new_messages(&self, seen: &mut std::collections::HashSet<PathBuf>) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| seen.insert(p.clone()))
+            .filter_map(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
     }
 
     /// Contents of every message received so far.

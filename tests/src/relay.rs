@@ -272,6 +272,11 @@ allow_private_destinations = true
         }
     }
 
+    /// The running relay's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// How the relay ended, if it has (`None`: still running).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.as_mut()?.try_wait().ok().flatten()
