@@ -66,6 +66,10 @@ impl Certificate {
     /// Reads the files again and uses them for new handshakes; on an error the certificate in
     /// use stays (a half-written renewal must not take TLS down).
     pub fn reload(&self) -> Result<(), TlsError> {
+        if self.config.cert_file.as_os_str().is_empty() {
+            // Self-signed (dev, tests): nothing on disk to re-read.
+            return Ok(());
+        }
         let stamp = file_times(&self.config);
         let key = certified_key(&self.config, &self.hostname)?;
         if let Ok(mut c) = self.current.write() {

@@ -35,15 +35,8 @@ impl Tmpfs {
     }
 
     fn available(&self) -> u64 {
-        let path = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).expect("path");
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid C string and a zeroed out-parameter of the right type.
-        assert_eq!(
-            unsafe { libc::statvfs(path.as_ptr(), &mut s) },
-            0,
-            "statvfs"
-        );
-        s.f_bavail as u64 * s.f_frsize as u64
+        let s = rustix::fs::statvfs(&self.0).expect("statvfs");
+        s.f_bavail * s.f_frsize
     }
 }
 

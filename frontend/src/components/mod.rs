@@ -2,6 +2,7 @@
 
 pub mod chart;
 pub mod copy;
+pub mod filters;
 pub mod loading;
 pub mod records;
 pub mod signin;

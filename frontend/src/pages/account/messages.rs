@@ -2,6 +2,7 @@
 //! every recipient and attempt, remote replies verbatim (`GET /v1/messages/{id}`).
 
 use crate::api;
+use crate::components::filters::{PeriodFilter, TextFilter};
 use crate::components::loading;
 use crate::components::signin::Gate;
 use crate::components::time;
@@ -111,16 +112,9 @@ pub fn Messages() -> impl IntoView {
                         <option value="sent">"delivered"</option>
                         <option value="bounced">"bounced"</option>
                     </select></div>
-                <div><label for="f-recipient">"Recipient"</label>
-                    <input type="text" id="f-recipient" spellcheck="false" placeholder="part of an address"
-                        prop:value=move || recipient.get() on:input=move |ev| recipient.set(event_target_value(&ev)) /></div>
-                <div><label for="f-category">"Category"</label>
-                    <input type="text" id="f-category" spellcheck="false" placeholder="e.g. password-reset"
-                        prop:value=move || category.get() on:input=move |ev| category.set(event_target_value(&ev)) /></div>
-                <div><label for="f-since">"From"</label>
-                    <input type="datetime-local" id="f-since" prop:value=move || since.get() on:input=move |ev| since.set(event_target_value(&ev)) /></div>
-                <div><label for="f-until">"Until"</label>
-                    <input type="datetime-local" id="f-until" prop:value=move || until.get() on:input=move |ev| until.set(event_target_value(&ev)) /></div>
+                <TextFilter id="f-recipient" label="Recipient" value=recipient placeholder="part of an address" />
+                <TextFilter id="f-category" label="Category" value=category placeholder="e.g. password-reset" />
+                <PeriodFilter prefix="f" since until />
                 <div class="row"><button type="submit" id="filter-messages">"Filter"</button></div>
             </form>
             {move || failure.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}

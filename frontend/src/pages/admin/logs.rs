@@ -4,6 +4,7 @@
 use super::members::table;
 use super::operator_only;
 use crate::api;
+use crate::components::filters::{PeriodFilter, TextFilter};
 use crate::components::loading;
 use crate::components::signin::Gate;
 use crate::components::time;
@@ -71,21 +72,14 @@ fn LogsBody() -> impl IntoView {
     };
     view! {
         <form class="filters" on:submit=submit aria-label="Filter the logs">
-            <div><label for="log-did">"Member DID"</label>
-                <input type="text" id="log-did" spellcheck="false" prop:value=move || did.get() on:input=move |ev| did.set(event_target_value(&ev)) /></div>
-            <div><label for="log-type">"Event type"</label>
-                <input type="text" id="log-type" spellcheck="false" placeholder="e.g. member_suspended" list="event-types"
-                    prop:value=move || kind.get() on:input=move |ev| kind.set(event_target_value(&ev)) />
+            <TextFilter id="log-did" label="Member DID" value=did />
+            <TextFilter id="log-type" label="Event type" value=kind placeholder="e.g. member_suspended" list="event-types">
                 <datalist id="event-types">
                     {["relay_attempt", "relay_rejected", "delivery_result", "bounce_received", "complaint_received", "report_unverified", "member_pending", "member_approved", "member_suspended", "member_reactivated", "label_applied", "label_removed", "message_deleted"].into_iter().map(|t| view! { <option value=t></option> }).collect_view()}
-                </datalist></div>
-            <div><label for="log-rule">"Rule (verdicts)"</label>
-                <input type="text" id="log-rule" spellcheck="false" placeholder="e.g. complaint_rate"
-                    prop:value=move || rule.get() on:input=move |ev| rule.set(event_target_value(&ev)) /></div>
-            <div><label for="log-since">"From"</label>
-                <input type="datetime-local" id="log-since" prop:value=move || since.get() on:input=move |ev| since.set(event_target_value(&ev)) /></div>
-            <div><label for="log-until">"Until"</label>
-                <input type="datetime-local" id="log-until" prop:value=move || until.get() on:input=move |ev| until.set(event_target_value(&ev)) /></div>
+                </datalist>
+            </TextFilter>
+            <TextFilter id="log-rule" label="Rule (verdicts)" value=rule placeholder="e.g. complaint_rate" />
+            <PeriodFilter prefix="log" since until />
             <div class="row"><button type="submit" id="filter-logs">"Filter"</button></div>
         </form>
         <section class="card" aria-labelledby="events-title"><h2 id="events-title">"Events"</h2>

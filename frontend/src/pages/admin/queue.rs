@@ -4,6 +4,7 @@
 
 use super::operator_only;
 use crate::api;
+use crate::components::filters::TextFilter;
 use crate::components::loading;
 use crate::components::signin::Gate;
 use crate::components::time;
@@ -122,10 +123,8 @@ fn QueueBody(csrf: String) -> impl IntoView {
                 <select id="queue-status" on:change=move |ev| status.set(event_target_value(&ev))>
                     <option value="">"any"</option><option value="accepted">"queued"</option><option value="deferred">"waiting to retry"</option>
                 </select></div>
-            <div><label for="queue-did">"Member DID"</label>
-                <input type="text" id="queue-did" spellcheck="false" prop:value=move || did.get() on:input=move |ev| did.set(event_target_value(&ev)) /></div>
-            <div><label for="queue-domain">"Recipient domain"</label>
-                <input type="text" id="queue-domain" spellcheck="false" prop:value=move || domain.get() on:input=move |ev| domain.set(event_target_value(&ev)) /></div>
+            <TextFilter id="queue-did" label="Member DID" value=did />
+            <TextFilter id="queue-domain" label="Recipient domain" value=domain />
             <div><label for="queue-older">"Older than (minutes)"</label>
                 <input type="number" id="queue-older" min="0" inputmode="numeric" prop:value=move || older.get() on:input=move |ev| older.set(event_target_value(&ev)) /></div>
             <div class="row"><button type="submit" id="filter-queue">"Filter"</button></div>
