@@ -207,9 +207,11 @@ fn recovers(rt: &tokio::runtime::Runtime, s: &Setup, sink: &SmtpSink, id: &str) 
     });
     assert!(ids.values().all(|&c| c == 1), "duplicates: {ids:?}");
     // The MX has it; the relay records the 250 a moment later.
-    poll_until(Duration::from_secs(30), &format!("{id} recorded as sent"), || {
-        (state(&s.relay, id).0 == "sent").then_some(())
-    });
+    poll_until(
+        Duration::from_secs(30),
+        &format!("{id} recorded as sent"),
+        || (state(&s.relay, id).0 == "sent").then_some(()),
+    );
 }
 
 fn broken_mx_then_healthy(mode: Broken, expect_in_reply: &str) {

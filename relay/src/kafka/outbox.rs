@@ -19,11 +19,7 @@ pub struct Publisher {
     producer: FutureProducer,
     topic: String,
     store: Arc<Store>,
-    config: KafkaConfig,
 }
-
-/// Longest wait for one batch's acknowledgements (librdkafka's own message timeout, plus slack).
-const BATCH_DEADLINE: Duration = Duration::from_secs(40);
 
 fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaSetupError> {
     Ok(client_config(config)
@@ -64,38 +60,21 @@ impl Publisher {
             producer: producer(config)?,
             topic: config.events_topic.trim().to_string(),
             store,
-            config: config.clone(),
         })
     }
 
-    /// Publishes until `shutdown`. After a failed batch the producer is made anew and the topics
-    /// ensured again: a broker that came back empty, or an idempotent producer whose state the
-    /// broker no longer knows, must not stop the outbox for good.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Publishes until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(500);
         loop {
-            let step = tokio::time::timeout(BATCH_DEADLINE, self.step()).await;
-            let wait = match step {
-                Ok(Ok(n)) if n > 0 => {
+            let wait = match self.step().await {
+                Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(500);
                     continue;
                 }
-                Ok(Ok(_)) => Duration::from_millis(500),
-                failed => {
-                    let e = match failed {
-                        Ok(Err(e)) => e,
-                        _ => format!("no acknowledgement within {BATCH_DEADLINE:?}"),
-                    };
-                    tracing::warn!(error = %e, "kafka: publishing failed; retrying with a new producer");
-                    super::ensure_topics(&self.config).await.ok();
-                    match producer(&self.config) {
-                        Ok(p) => {
-                            // Destroying a producer waits for what it still holds: not here.
-                            let old = std::mem::replace(&mut self.producer, p);
-                            tokio::task::spawn_blocking(move || drop(old));
-                        }
-                        Err(e) => tracing::error!(error = %e, "kafka: cannot make a producer"),
-                    }
+                Ok(_) => Duration::from_millis(500),
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka: publishing failed; retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     backoff
                 }
