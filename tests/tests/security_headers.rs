@@ -174,3 +174,50 @@ fn the_client_address_is_traced_only_when_configured() {
         "{copy}"
     );
 }
+
+/// Found by the `headers` fuzz target: a member's Message-ID that is not one `<left@right>`
+/// leaves replaced by the relay's (reports are matched on it), and a message whose header
+/// block never ends is checked as it is sent — a From that only parses without the line end is
+/// refused with `550 5.7.1`, nothing queued.
+#[test]
+fn malformed_message_ids_are_replaced_and_unterminated_headers_checked_as_sent() {
+    let world = World::start(Some(&[]), "");
+    let to = format!("mid@{RCPT_DOMAIN}");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut s = client::connect(world.submission, &world.member.did, &world.member.api_key)
+            .await
+            .expect("session");
+        let body = format!(
+            "From: <app@sender.test>\r\nTo: <{to}>\r\nX-Test-Id: bad-mid\r\nMessage-ID: <1@From: App <app@x\r\n\r\nhi\r\n"
+        );
+        client::send(&mut s, "app@sender.test", &[&to], body.as_bytes())
+            .await
+            .expect("accepted with the relay's Message-ID");
+        let body = "From: App <app@sender.test>tMessagApp?= <Fromapp@s:e =?n";
+        let err = client::send(&mut s, "app@sender.test", &[&to], body.as_bytes())
+            .await
+            .expect_err("an unterminated From that reads two ways");
+        let mail_send::Error::UnexpectedReply(r) = err else {
+            panic!("{err}")
+        };
+        assert_eq!((r.code, r.esc[0], r.esc[1], r.esc[2]), (550, 5, 7, 1), "{}", r.message);
+    });
+    let copy = poll_until(Duration::from_secs(20), "message delivered", || {
+        world
+            .sink
+            .messages_with("X-Test-Id: bad-mid")
+            .into_iter()
+            .next()
+    });
+    let ids: Vec<&str> = copy
+        .lines()
+        .filter(|l| l.starts_with("Message-ID:"))
+        .collect();
+    assert_eq!(ids.len(), 1, "{copy}");
+    assert!(
+        ids[0].ends_with("@relay.test>"),
+        "the relay's own id: {copy}"
+    );
+    assert_eq!(world.relay.count("SELECT count(*) FROM messages"), 1);
+}

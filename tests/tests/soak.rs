@@ -265,20 +265,23 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
     let mut samples: Vec<(f64, u64, usize, i64, f64, usize)> = Vec::new();
     let mut next_sample = soak_start + SAMPLE;
     let mut next_complaint = soak_start + Duration::from_secs(2);
-    let mut bait: Vec<String> = Vec::new();
+    let mut bait: Vec<(String, String, String)> = Vec::new();
     while soak_start.elapsed() < Duration::from_secs(seconds) {
         let now = Instant::now();
         if now >= next_complaint {
             next_complaint += Duration::from_secs(2);
-            bait.extend(fbl.new_messages(&mut seen));
-            if let Some(original) = bait.pop() {
-                let verp = mx::envelope_sender(&original);
-                let rcpt = original
+            // A file smtp-sink is still writing may lack its envelope or headers: skip those.
+            bait.extend(fbl.new_messages(&mut seen).into_iter().filter_map(|m| {
+                let verp = mx::envelope_sender(&m);
+                let rcpt = m
                     .lines()
                     .find_map(|l| l.strip_prefix("To: <"))
                     .and_then(|l| l.strip_suffix('>'))
                     .unwrap_or_default()
                     .to_string();
+                (!verp.is_empty() && !rcpt.is_empty()).then_some((verp, rcpt, m))
+            }));
+            if let Some((verp, rcpt, original)) = bait.pop() {
                 let report = mx::arf(&verp, &rcpt, &original);
                 let v = mx::send(inbound, "fbl@provider.test", &[&verp], &report, false);
                 assert_eq!(mx::code(&v["data"]), 250, "complaint refused: {v}");
@@ -290,6 +293,13 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
             let window = std::mem::take(&mut *load.window.lock().expect("lock"));
             let queue = relay
                 .count("SELECT COUNT(*) FROM recipients WHERE status IN ('accepted', 'deferred')");
+            eprintln!(
+                "sample t={:.0}s rss={} KiB fds={} queue={queue} accepted={}",
+                soak_start.elapsed().as_secs_f64(),
+                rss_kib(pid),
+                fds(pid),
+                load.acked.load(Ordering::Relaxed)
+            );
             samples.push((
                 soak_start.elapsed().as_secs_f64(),
                 rss_kib(pid),
@@ -311,13 +321,6 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
         }
         bad.await.expect("bad input");
     });
-    poll_until(Duration::from_secs(180), "the queue to drain", || {
-        (relay.count("SELECT COUNT(*) FROM recipients WHERE status IN ('accepted', 'deferred')")
-            == 0)
-            .then_some(())
-    });
-    let (rss_end, fds_end) = (rss_kib(pid), fds(pid));
-
     let dir = workspace_root().join("target/soak");
     std::fs::create_dir_all(&dir).expect("target/soak");
     let mut csv = String::from("t,rss_kib,fds,queue,p99_ms,sent\n");
@@ -332,6 +335,24 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
         .status()
         .expect("plot");
     assert!(plotted.success(), "plotting failed");
+
+    // What was queued at the end drains at the delivery rate: allow for it.
+    let left =
+        relay.count("SELECT COUNT(*) FROM recipients WHERE status IN ('accepted', 'deferred')");
+    let drain_start = Instant::now();
+    poll_until(
+        Duration::from_secs(180 + left as u64 / 50),
+        "the queue to drain",
+        || {
+            (relay
+                .count("SELECT COUNT(*) FROM recipients WHERE status IN ('accepted', 'deferred')")
+                == 0)
+                .then_some(())
+        },
+    );
+    let drained_in = drain_start.elapsed();
+    let (rss_end, fds_end) = (rss_kib(pid), fds(pid));
+    eprintln!("{left} recipients queued when the load stopped, drained in {drained_in:?}");
 
     let acked = load.acked.load(Ordering::Relaxed) - warm_acked;
     eprintln!(
@@ -350,6 +371,12 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
     let rss_max = after.iter().map(|s| s.1).max().unwrap_or(0);
     let fds_max = after.iter().map(|s| s.2).max().unwrap_or(0);
     let p99_last = after.last().map(|s| s.4).unwrap_or(0.0);
+    // Delivery keeps up: the queue after the warm-up stays within 30 s of offered mail.
+    let queue_max = after.iter().map(|s| s.3).max().unwrap_or(0);
+    assert!(
+        (queue_max as f64) <= rate * 30.0 + 100.0,
+        "the queue grew to {queue_max} recipients (offered {rate:.0}/s)"
+    );
     // Sessions come and go (16 senders, bad input, reports): a leak grows past them.
     assert!(
         fds_max <= fds0 + 32,
