@@ -182,7 +182,9 @@ fn check_local(local: &str) -> Result<&str, AddressError> {
         let mut bytes = inner.bytes();
         while let Some(b) = bytes.next() {
             match b {
+                // A quoted pair may not smuggle a bracket in either.
                 b'\\' => match bytes.next() {
+                    Some(b'<' | b'>') => return Err(AddressError::Quoted),
                     Some(32..=126) => {}
                     _ => return Err(AddressError::Quoted),
                 },
@@ -343,6 +345,9 @@ mod tests {
             ("a..b@x.test", AddressError::LocalSyntax),
             ("@x.test", AddressError::EmptyLocal),
             ("\"a>b\"@x.test", AddressError::Quoted),
+            // Found by the address fuzzer: a quoted pair smuggled the bracket past the check.
+            ("\"a\\>b\"@x.test", AddressError::Quoted),
+            ("\"a\\<b\"@x.test", AddressError::Quoted),
             ("\"open@x.test", AddressError::Quoted),
             ("ü@x.test", AddressError::NonAscii),
             ("a@[300.1.1.1]", AddressError::Literal),

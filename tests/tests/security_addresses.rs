@@ -17,6 +17,7 @@ fn hostile() -> Vec<String> {
         "owner@rcpt.test\rX".into(),
         "own\0er@rcpt.test".into(),
         "owner@rcpt.test>".into(),
+        "\"own\\>er\"@rcpt.test".into(),
         format!("{}@rcpt.test", "l".repeat(65)),
         format!("owner@{}.test", "d".repeat(64)),
     ]
@@ -143,6 +144,7 @@ fn send_fields_and_smtp_envelope_refuse_bad_addresses() {
         for bad in [
             "app\0x@sender.test",
             "\"a>b\"@sender.test",
+            "\"a\\>b\"@sender.test",
             long_local.as_str(),
         ] {
             let r = c
@@ -165,6 +167,7 @@ fn send_fields_and_smtp_envelope_refuse_bad_addresses() {
         for bad in [
             "a\0b@rcpt.test",
             "\"x>y\"@rcpt.test",
+            "\"x\\<y\"@rcpt.test",
             long_domain.as_str(),
             "nodomain",
         ] {
