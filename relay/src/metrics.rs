@@ -37,6 +37,8 @@ pub struct Metrics {
     recipients: Family<StatusLabel, Gauge>,
     /// Reloads (SIGHUP) by outcome: `ok` or `failed` (something kept its old value).
     reloads: Family<StatusLabel, Counter>,
+    /// Times the Kafka bridge process died and was started again.
+    kafka_bridge_restarts: Counter,
 }
 
 /// Counts one reload.
@@ -48,6 +50,11 @@ pub fn reloaded(ok: bool) {
             status: status.into(),
         })
         .inc();
+}
+
+/// Counts one death of the Kafka bridge process.
+pub fn kafka_bridge_restarted() {
+    METRICS.kafka_bridge_restarts.inc();
 }
 
 /// The process-wide metrics.
@@ -98,8 +105,15 @@ impl Metrics {
             "Reloads of the TLS certificate and rules (SIGHUP), by outcome",
             reloads.clone(),
         );
+        let kafka_bridge_restarts = Counter::default();
+        registry.register(
+            "kafka_bridge_restarts",
+            "Times the Kafka bridge process died and was restarted",
+            kafka_bridge_restarts.clone(),
+        );
         Self {
             reloads,
+            kafka_bridge_restarts,
             registry,
             fsync_seconds,
             signing_seconds,

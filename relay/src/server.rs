@@ -46,8 +46,6 @@ pub enum ServeError {
     Labeler(#[from] crate::labeler::LabelerSetupError),
     #[error("rules: {0}")]
     Rules(#[from] crate::rules::spec::RulesError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] crate::kafka::KafkaSetupError),
     #[error("web: {0}")]
     Web(String),
 }
@@ -415,12 +413,12 @@ pub async fn serve_with(
     if !config.kafka.brokers.trim().is_empty() {
         crate::kafka::start(
             &config.kafka,
+            &config.server.data_dir,
             store.clone(),
             labeler.clone(),
             &background,
             shutdown.clone(),
-        )
-        .await?;
+        );
     }
     background.close();
     let http_task = tokio::spawn(crate::http::serve(

@@ -264,6 +264,39 @@ allow_private_destinations = true
         std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
     }
 
+    /// The value of one series on `/metrics` (`name{labels}` exactly as rendered); `None`: absent.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let http = self.http?;
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("http://{http}/metrics")])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The log of the n-th start without its ANSI colour sequences (`ESC [ ... m`), for parsing.
+    pub fn plain_log(&self, n: u32) -> String {
+        let text = self.log(n);
+        let mut out = String::with_capacity(text.len());
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -46,24 +46,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The text without ANSI colour sequences (`ESC [ ... m`).
-fn strip_colour(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -294,7 +276,7 @@ fn an_injected_commit_failure_fails_exactly_its_batch() {
         .map(|(id, _)| id)
         .collect();
     // The log is coloured; the batch size is the number after `jobs` on the failure's line.
-    let log = strip_colour(&world.relay.log(1));
+    let log = world.relay.plain_log(1);
     let batch: usize = log
         .lines()
         .find(|l| l.contains("injected commit failure"))

@@ -122,11 +122,12 @@ fn events_flow_out_once_and_verdicts_flow_back() {
 /// Issue 12 §4: the broker dies (SIGKILL) and a new one comes back on the same address: the
 /// outbox resumes from its cursor and every event the relay logged reaches a broker; none is
 /// skipped (at least once: the batch in flight at the kill may arrive twice).
+///
+/// After tansu 0.6 restarts, its answers carry a leader-change tag with a null topic name that
+/// librdkafka 2.12.1 dereferences (SIGSEGV in `rd_kafka_metadata_update_op`). Before the bridge
+/// moved into its own process this killed the relay; now only the bridge may die, and the relay
+/// must stay up, restart it, and lose nothing. Then a SIGKILLed relay leaves no bridge behind.
 #[test]
-#[ignore = "blocked (issue 12 §4): after tansu 0.6 restarts, its Produce answer carries a \
-            leader-change tag with a null topic name and librdkafka 2.12.1 (rdkafka-sys 4.10) \
-            dereferences it: the relay dies of SIGSEGV in rd_kafka_metadata_update_op; run with \
-            --ignored to reproduce"]
 fn a_broker_that_dies_and_returns_misses_no_event() {
     let Some(mut broker) = Tansu::start() else {
         return;
@@ -199,5 +200,50 @@ fn a_broker_that_dies_and_returns_misses_no_event() {
         "{} events after, {} before",
         after.len(),
         before.len()
+    );
+    // The bridge process never outlives the relay: its stdin closes when the relay dies.
+    let log = world.relay.plain_log(1);
+    let bridges: Vec<u32> = log
+        .lines()
+        .filter(|l| l.contains("kafka bridge process started"))
+        .filter_map(|l| {
+            l.rsplit("pid=")
+                .next()?
+                .split_whitespace()
+                .next()?
+                .trim_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .collect();
+    let last = *bridges.last().expect("the log names the bridge process");
+    let deaths = log.matches("kafka bridge process died").count();
+    assert_eq!(
+        bridges.len(),
+        deaths + 1,
+        "one start per death, plus the first"
+    );
+    assert_eq!(
+        world.relay.metric("atmos_kafka_bridge_restarts_total"),
+        Some(deaths as f64),
+        "/metrics counts the bridge's deaths"
+    );
+    eprintln!("the bridge died {deaths} time(s) and was restarted");
+    world.relay.kill();
+    poll_until(
+        Duration::from_secs(20),
+        "the bridge to exit after its relay",
+        || {
+            let state = std::fs::read_to_string(format!("/proc/{last}/stat")).unwrap_or_default();
+            // Gone, or a zombie waiting for init to reap it.
+            let field = state
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            (state.is_empty() || field == "Z").then_some(())
+        },
     );
 }

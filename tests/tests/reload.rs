@@ -59,19 +59,9 @@ async fn send_held(w: &World, held: &mut client::Session, id: &str) {
 }
 
 fn reloads(w: &World, status: &str) -> u64 {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            &format!("http://{}/metrics", w.relay.http.expect("http")),
-        ])
-        .output()
-        .expect("curl metrics");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = format!("atmos_reloads_total{{status=\"{status}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    w.relay
+        .metric(&format!("atmos_reloads_total{{status=\"{status}\"}}"))
+        .unwrap_or(0.0) as u64
 }
 
 fn bounce_threshold(w: &World) -> f64 {

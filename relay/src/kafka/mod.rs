@@ -4,6 +4,7 @@
 //! writes to the results topic are applied like the embedded engine's.
 
 pub mod outbox;
+pub mod process;
 pub mod results;
 
 use crate::config::KafkaConfig;
@@ -64,21 +65,22 @@ async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaSetupError> {
     Ok(())
 }
 
-/// Starts the outbox publisher and, when a results topic is set, the verdict consumer.
-pub async fn start(
+/// Starts the bridge process (see [`process`]): the outbox publisher and, when a results topic
+/// is set, the verdict consumer, whose verdicts this process applies.
+pub fn start(
     config: &KafkaConfig,
+    data_dir: &std::path::Path,
     store: Arc<Store>,
     labeler: Option<Arc<Labeler>>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
-) -> Result<(), KafkaSetupError> {
-    ensure_topics(config).await?;
-    let publisher = outbox::Publisher::new(config, store.clone())?;
-    tasks.spawn(publisher.run(shutdown.clone()));
-    if !config.results_topic.trim().is_empty() {
-        let reader = results::Reader::new(config, store, labeler)?;
-        tasks.spawn(reader.run(shutdown));
-    }
+) {
+    let supervisor = process::Supervisor {
+        config: config.clone(),
+        data_dir: data_dir.to_path_buf(),
+        store,
+        labeler,
+    };
+    tasks.spawn(supervisor.run(shutdown));
     tracing::info!(brokers = %config.brokers, events = %config.events_topic, results = %config.results_topic, "kafka bridge started");
-    Ok(())
 }

@@ -95,35 +95,38 @@ pub fn verdict(text: &str) -> Result<Effect, ResultError> {
     Effect::add_label(name, expires).ok_or_else(bad)
 }
 
-/// Reads the results topic and applies its verdicts.
+/// Whether a result message is done with (its offset may be committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied, or skipped as unreadable: commit.
+    Done,
+    /// The store failed: leave it uncommitted, so it is read again after a restart.
+    Failed,
+}
+
+/// Reads the results topic (in the bridge process) and hands each message to `apply`.
 pub struct Reader {
     consumer: StreamConsumer,
-    store: Arc<Store>,
-    labeler: Option<Arc<Labeler>>,
 }
 
 impl Reader {
     /// A reader subscribed to `config.results_topic`.
-    pub fn new(
-        config: &KafkaConfig,
-        store: Arc<Store>,
-        labeler: Option<Arc<Labeler>>,
-    ) -> Result<Self, KafkaSetupError> {
+    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaSetupError> {
         let consumer: StreamConsumer = client_config(config)
             .set("group.id", config.group_id.trim())
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .create()?;
         consumer.subscribe(&[config.results_topic.trim()])?;
-        Ok(Self {
-            consumer,
-            store,
-            labeler,
-        })
+        Ok(Self { consumer })
     }
 
-    /// Applies verdicts until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Reads until `shutdown`, committing each message `apply` is done with.
+    pub async fn run<F, Fut>(self, mut apply: F, shutdown: CancellationToken)
+    where
+        F: FnMut(Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = Outcome>,
+    {
         loop {
             let message = tokio::select! {
                 m = self.consumer.recv() => m,
@@ -138,18 +141,13 @@ impl Reader {
                 }
             };
             let payload = message.payload().unwrap_or_default().to_vec();
-            match parse(&payload) {
-                Ok(result) => {
-                    if let Err(e) = self.apply(result).await {
-                        // Not committed: the message is read again after a restart.
-                        tracing::error!(error = %e, "kafka: cannot apply verdicts");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(offset = message.offset(), error = %e, "kafka: result skipped")
-                }
+            let outcome = tokio::select! {
+                o = apply(payload) => o,
+                _ = shutdown.cancelled() => break,
+            };
+            if outcome == Outcome::Failed {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
             if let Err(e) = self.consumer.commit_message(&message, CommitMode::Async) {
                 tracing::warn!(error = %e, "kafka: cannot commit offset");
@@ -157,22 +155,43 @@ impl Reader {
         }
         tracing::info!("kafka results reader stopped");
     }
+}
 
-    async fn apply(&self, result: ExternalResult) -> Result<(), StoreError> {
-        if result.verdicts.is_empty() {
-            return Ok(());
+/// Parses one result message and applies its verdicts (in the relay process, which owns the
+/// labeler).
+pub async fn apply_payload(
+    store: &Arc<Store>,
+    labeler: Option<&Arc<Labeler>>,
+    payload: &[u8],
+) -> Outcome {
+    let result = match parse(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "kafka: result skipped");
+            return Outcome::Done;
         }
-        let store = self.store.clone();
-        let publishes = self.labeler.is_some();
-        let emissions = tokio::task::spawn_blocking(move || {
-            apply_verdicts(&store, &result, publishes, now_ms())
-        })
-        .await
-        .map_err(|e| StoreError::Invalid(e.to_string()))??;
-        for e in emissions {
-            publish(self.labeler.as_deref(), e);
+    };
+    if result.verdicts.is_empty() {
+        return Outcome::Done;
+    }
+    let store = store.clone();
+    let publishes = labeler.is_some();
+    let applied =
+        tokio::task::spawn_blocking(move || apply_verdicts(&store, &result, publishes, now_ms()))
+            .await
+            .map_err(|e| StoreError::Invalid(e.to_string()))
+            .and_then(|r| r);
+    match applied {
+        Ok(emissions) => {
+            for e in emissions {
+                publish(labeler.map(|l| l.as_ref()), e);
+            }
+            Outcome::Done
         }
-        Ok(())
+        Err(e) => {
+            tracing::error!(error = %e, "kafka: cannot apply verdicts");
+            Outcome::Failed
+        }
     }
 }
 
