@@ -5,10 +5,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$(mktemp -d /tmp/atmos-bench.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
+STOP_POSTFIX=()
 cleanup() {
+  for c in "${STOP_POSTFIX[@]:-}"; do [ -n "$c" ] && postfix -c "$c" stop >/dev/null 2>&1 || true; done
   for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/pf/etc/main.cf" ] && postfix -c "$WORK/pf/etc" stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -59,6 +60,8 @@ global_per_minute = 0
 nameservers = ["127.0.0.1:$DNS"]
 [delivery]
 mx_port = $SINK
+# The sink is on loopback, which a production relay refuses to deliver to.
+allow_private_destinations = true
 CONF
 KEY=$("$ATMOS" member add --config "$WORK/atmos.toml" --did did:plc:benchbenchbenchbenchbenc --domain sender.bench --approve \
   | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
@@ -67,4 +70,25 @@ ATMOS_LOG=warn "$ATMOS" serve --config "$WORK/atmos.toml" > "$WORK/atmos.out" 2>
 for _ in $(seq 100); do grep -q listening "$WORK/atmos.out" 2>/dev/null && break; sleep 0.1; done
 ATMOS_ADDR=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["listening"]["submission"])' "$WORK/atmos.out")
 ATMOS_HTTP=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["listening"]["http"])' "$WORK/atmos.out")
+
+
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+
+# run_atmos SESSIONS MESSAGES: one load; prints the load generator's JSON plus drain time (until
+# the queue is empty), CPU ms per message (accepting and delivering) and peak RSS.
+run_atmos() {
+  local c0 c1 out t0 left
+  c0=$(cpu_s "$ATMOS_PID")
+  out=$("$LOADGEN" --server "$ATMOS_ADDR" --user did:plc:benchbenchbenchbenchbenc --password "$KEY" \
+    --from app@sender.bench --to user@rcpt.test --sessions "$1" --messages "$2" --size 2048)
+  t0=$(date +%s.%N)
+  for _ in $(seq 6000); do
+    left=$(python3 -c 'import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(c.execute("select count(*) from recipients where status in (\"accepted\",\"deferred\")").fetchone()[0])' "$WORK/atmos-data/atmos.sqlite")
+    [ "$left" = 0 ] && break; sleep 0.01
+  done
+  c1=$(cpu_s "$ATMOS_PID")
+  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=round($(date +%s.%N)-$t0,2);d['cpu_ms_per_msg']=round(($c1-$c0)*1000/$2,3);d['memory_kb']=int(sys.argv[2]);d['memory']='VmHWM';print(json.dumps(d))" \
+    "$out" "$(peak_rss_kb /proc/$ATMOS_PID/status)"
+}
 
