@@ -3,5 +3,6 @@
 //! that a message coming back in a report was signed by the relay.
 
 pub mod keys;
+pub mod pool;
 pub mod signer;
 pub mod verify;
