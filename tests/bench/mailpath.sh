@@ -47,7 +47,7 @@ print("| system | msgs/s accepted | p50 accept ms | p99 accept ms | errors | que
 print("|---|---|---|---|---|---|---|---|")
 for name, r in [("atmos (4 signatures)", a), ("Postfix + OpenDKIM (4 signatures)", d), ("Postfix (unsigned)", p)]:
     mem = f"{r['memory_kb']/1024:.1f} MiB ({'VmHWM' if r['memory']=='VmHWM' else 'PSS, all processes'})"
-    cpu = r.get('cpu_ms_per_msg', '—')
+    cpu = r.get('cpu_ms_per_msg') or (f"{r['milter_cpu_ms_per_msg']} (milters)" if 'milter_cpu_ms_per_msg' in r else '—')
     print(f"| {name} | {r['msgs_per_sec']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {r['drain_s']} s | {mem} | {cpu} |")
 ratio = lambda x, y: x['msgs_per_sec'] / y['msgs_per_sec'] if y['msgs_per_sec'] else float('inf')
 print(f"\n{n} messages of 2 KiB over {s} sessions; Postfix + OpenDKIM signed {sys.argv[8]} per message ({sys.argv[9]})")

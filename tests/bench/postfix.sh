@@ -104,16 +104,20 @@ postfix_pss_kb() {
   for p in $pids; do cat /proc/$p/smaps_rollup 2>/dev/null; done | awk '/^Pss:/ {s+=$2} END {print s+0}'
 }
 
-# run_postfix NAME SESSIONS MESSAGES: one load; prints the load generator's JSON plus drain time
-# and memory (PSS of the instance's processes and milters).
+# run_postfix NAME SESSIONS MESSAGES: one load; prints the load generator's JSON plus drain time,
+# memory (PSS of the instance's processes and milters) and the milters' CPU ms per message.
 run_postfix() {
-  local out drain mem
+  local out drain mem c0=0 c1=0 p
+  for p in ${PF_MILTER_PID[$1]:-}; do c0=$(python3 -c "print($c0+$(cpu_s "$p"))"); done
   out=$("$LOADGEN" --server "127.0.0.1:${PF_SUB[$1]}" --user bench@baseline.test --password benchpass \
     --from app@sender.bench --to user@rcpt.test --sessions "$2" --messages "$3" --size 2048)
   # Right after the load, while every smtpd is still alive.
   mem=$(postfix_pss_kb "$1")
   drain=$(postfix_drain "$1")
-  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=$drain;d['memory_kb']=$mem;d['memory']='PSS';print(json.dumps(d))" "$out"
+  for p in ${PF_MILTER_PID[$1]:-}; do c1=$(python3 -c "print($c1+$(cpu_s "$p"))"); done
+  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=$drain;d['memory_kb']=$mem;d['memory']='PSS'
+if $c1 > 0: d['milter_cpu_ms_per_msg']=round(($c1-$c0)*1000/$3,3)
+print(json.dumps(d))" "$out"
 }
 
 # probe_opendkim NAME: one message through Postfix + OpenDKIM to a dumping sink, to say exactly
