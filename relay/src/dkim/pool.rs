@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 type Job = Box<dyn FnOnce() + Send>;
 
 struct Pool {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
 }
 
 static POOL: LazyLock<Pool> = LazyLock::new(|| {
@@ -27,9 +27,7 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| {
             tracing::error!(error = %e, "dkim: cannot start a signing thread");
         }
     }
-    Pool {
-        jobs: Mutex::new(tx),
-    }
+    Pool { jobs: tx }
 });
 
 fn work(rx: &Mutex<Receiver<Job>>) {
@@ -62,11 +60,8 @@ pub async fn run<T: Send + 'static>(
             let _ = done.send(v);
         }
     });
-    POOL.jobs
-        .lock()
-        .map_err(|_| PoolError)?
-        .send(job)
-        .map_err(|_| PoolError)?;
+    // `Sender` is `Sync`: every session sends without a lock.
+    POOL.jobs.send(job).map_err(|_| PoolError)?;
     result.await.map_err(|_| PoolError)
 }
 
