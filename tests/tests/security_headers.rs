@@ -221,3 +221,122 @@ fn malformed_message_ids_are_replaced_and_unterminated_headers_checked_as_sent()
     );
     assert_eq!(world.relay.count("SELECT count(*) FROM messages"), 1);
 }
+
+/// Issue 12 (found by the `headers` fuzz target): a header line that RFC 5322 does not allow —
+/// a bare LF or CR, a colon-less line, a space in a field name, a fold of only white space, a
+/// control byte — is read differently by different parsers, so it could carry a second author
+/// past the one-From check. Over SMTP each is refused with 550 5.6.0 and nothing is queued; the
+/// HTTP builder only ever makes lines the check accepts, and its edge refuses the rest.
+#[test]
+fn header_lines_outside_rfc_5322_are_refused_over_smtp_and_http() {
+    let mut world = World::start(Some(&[]), "");
+    world
+        .relay
+        .add_member("did:plc:rrrrrrrrrrrrrrrrrrrrrrrr", "rival.test", true);
+    let to = format!("reader@{RCPT_DOMAIN}");
+    let fuzzed: &[u8] = include_bytes!("../fuzz/corpus/headers/folded-bare-lf");
+    let cases: [(&str, Vec<u8>); 7] = [
+        ("the fuzzer's folded bare LF", fuzzed.to_vec()),
+        (
+            "a space in a second From's name",
+            b"From: <app@sender.test>\r\nFr om: <ceo@rival.test>\r\n\r\nhi\r\n".to_vec(),
+        ),
+        (
+            "a bare LF hiding a Sender",
+            b"From: <app@sender.test>\nSender: <ceo@rival.test>\r\n\r\nhi\r\n".to_vec(),
+        ),
+        (
+            "a fold of only white space before a second From",
+            b"From: <app@sender.test>\r\nX-A: a\r\n \r\nFrom: <ceo@rival.test>\r\n\r\nhi\r\n"
+                .to_vec(),
+        ),
+        (
+            "a line without a colon",
+            b"From: <app@sender.test>\r\nFrom <ceo@rival.test>\r\n\r\nhi\r\n".to_vec(),
+        ),
+        (
+            "a NUL in a Sender",
+            b"From: <app@sender.test>\r\nSender: <app@sender.test\0>\r\n\r\nhi\r\n".to_vec(),
+        ),
+        (
+            "a bare LF before the blank line",
+            b"From: <app@sender.test>\r\nX-A: a\n\r\nFrom: <ceo@rival.test>\r\n\r\nhi\r\n".to_vec(),
+        ),
+    ];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut s = client::connect(world.submission, &world.member.did, &world.member.api_key)
+            .await
+            .expect("session");
+        for (what, body) in &cases {
+            let err = client::send(&mut s, "app@sender.test", &[&to], body)
+                .await
+                .expect_err(what);
+            let mail_send::Error::UnexpectedReply(r) = err else {
+                panic!("{what}: {err}")
+            };
+            assert_eq!(
+                (r.code, r.esc[0], r.esc[1], r.esc[2]),
+                (550, 5, 6, 0),
+                "{what}: {}",
+                r.message
+            );
+            assert!(r.message.contains("malformed"), "{what}: {}", r.message);
+        }
+        // The session survives, and well-formed folds are fine.
+        let body = format!(
+            "From: <app@sender.test>\r\nTo: <{to}>\r\nSubject: a\r\n\tfolded\r\n subject\r\nX-Test-Id: smtp-ok\r\n\r\nhi\r\n"
+        );
+        client::send(&mut s, "app@sender.test", &[&to], body.as_bytes())
+            .await
+            .expect("a folded subject is accepted");
+    });
+    assert_eq!(world.relay.count("SELECT count(*) FROM messages"), 1);
+
+    let http = world.relay.http.expect("http");
+    let member = member_headers(&world.member);
+    let post = |body: serde_json::Value| {
+        curl(
+            "POST",
+            &format!("http://{http}/v1/send"),
+            &member,
+            Some(body.to_string().as_bytes()),
+        )
+    };
+    // What mail-builder folds or leaves blank passes the strict check.
+    let subject = "Grüße aus Köln, ".repeat(12);
+    let long = "word ".repeat(60);
+    let (status, v, _) = post(
+        json!({"from": "app@sender.test", "to": to, "subject": subject,
+        "text": "t", "headers": {"X-Test-Id": "http-ok", "X-Blank": "   ", "X-Long": long}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    for (what, headers) in [
+        ("a space in a name", json!({"Fr om": "<ceo@rival.test>"})),
+        (
+            "a C1 control",
+            json!({"X-A": "a\u{85}Sender: <ceo@rival.test>"}),
+        ),
+        ("a bare LF", json!({"X-A": "a\nFrom: <ceo@rival.test>"})),
+    ] {
+        let (status, v, _) =
+            post(json!({"from": "app@sender.test", "to": to, "text": "t", "headers": headers}));
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (400, Some("INVALID_REQUEST")),
+            "{what}: {v}"
+        );
+    }
+    for id in ["smtp-ok", "http-ok"] {
+        let copy = poll_until(Duration::from_secs(20), "message delivered", || {
+            world
+                .sink
+                .messages_with(&format!("X-Test-Id: {id}"))
+                .into_iter()
+                .next()
+        });
+        let froms = copy.lines().filter(|l| l.starts_with("From:")).count();
+        assert_eq!(froms, 1, "{copy}");
+    }
+    assert_eq!(world.relay.count("SELECT count(*) FROM messages"), 2);
+}

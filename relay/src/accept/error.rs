@@ -127,7 +127,14 @@ impl From<StoreError> for SubmitError {
 
 impl From<crate::headers::HeaderError> for SubmitError {
     fn from(e: crate::headers::HeaderError) -> Self {
-        Self::Refused(e.to_string())
+        use crate::headers::HeaderError;
+        match e {
+            // Syntax, not policy: 550 5.6.0.
+            HeaderError::Malformed { .. } | HeaderError::Unreadable => {
+                Self::InvalidRequest(e.to_string())
+            }
+            _ => Self::Refused(e.to_string()),
+        }
     }
 }
 

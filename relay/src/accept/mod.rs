@@ -313,7 +313,7 @@ impl Acceptor {
                     date: &date,
                     trace: &trace,
                 },
-            );
+            )?;
             stamped.push((copy, out));
         }
         let signer = self.signer.clone();

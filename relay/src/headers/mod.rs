@@ -149,10 +149,10 @@ fn msg_id(value: &str) -> Option<&str> {
         .then_some(inner)
 }
 
-/// Stamps the relay's headers on a message.
-pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
+/// Stamps the relay's headers on a message whose header block passed [`check`].
+pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Result<Stamped, HeaderError> {
     let (head, body) = split_head(raw);
-    let fields = fields(head);
+    let fields = fields(head)?;
     let value_of = |name: &str| {
         fields
             .iter()
@@ -211,11 +211,11 @@ pub fn stamp(raw: &[u8], input: &StampInput<'_>) -> Stamped {
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
-    Stamped {
+    Ok(Stamped {
         raw: out,
         category,
         message_id,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -239,7 +239,8 @@ mod tests {
                 date: "Tue, 1 Dec 2026 00:00:00 +0000",
                 trace: &trace,
             },
-        );
+        )
+        .expect("stamped");
         assert_eq!(stamped.message_id, "abc@relay.test");
         let text = String::from_utf8_lossy(&stamped.raw);
         assert_eq!(text.matches("Message-ID").count(), 1, "{text}");
@@ -290,7 +291,7 @@ mod tests {
                 raw: out,
                 category: cat,
                 ..
-            } = stamp(raw.as_bytes(), &input(Some("https://relay.test/u/t")));
+            } = stamp(raw.as_bytes(), &input(Some("https://relay.test/u/t"))).expect("stamped");
             let h = headers_of(&out);
             assert_eq!(
                 h.contains("List-Unsubscribe: <https://relay.test/u/t>"),
@@ -309,14 +310,16 @@ mod tests {
             )));
         }
         // No category at all is bulk.
-        let cat = stamp(b"From: a@member.test\r\n\r\nb", &input(None)).category;
+        let cat = stamp(b"From: a@member.test\r\n\r\nb", &input(None))
+            .expect("stamped")
+            .category;
         assert_eq!(cat, Category::Bulk);
     }
 
     #[test]
     fn adds_missing_ids_keeps_existing_and_removes_forged_relay_headers() {
         let raw = b"From: a@member.test\r\nSubject: long\r\n folded\r\nX-Atmos-Member-Did: did:plc:forged\r\n\r\n.body\r\n";
-        let stamped = stamp(raw, &input(None));
+        let stamped = stamp(raw, &input(None)).expect("stamped");
         assert_eq!(stamped.message_id, "abc@relay.test");
         let text = String::from_utf8(stamped.raw).unwrap();
         assert!(text.contains("Message-ID: <abc@relay.test>\r\n"));
@@ -333,7 +336,7 @@ mod tests {
         assert_eq!(text.matches("X-Atmos-Member-Did: did:plc:x").count(), 1);
         assert!(text.ends_with("\r\n\r\n.body\r\n"));
         let raw = b"Message-ID: <mine@x>\r\nDate: Tue, 1 Dec 2026 00:00:00 +0000\r\nFrom: a@member.test\r\n\r\nb";
-        let stamped = stamp(raw, &input(None));
+        let stamped = stamp(raw, &input(None)).expect("stamped");
         assert_eq!(stamped.message_id, "mine@x");
         let out = stamped.raw;
         let text = String::from_utf8(out).unwrap();

@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
             date: "Tue, 1 Dec 2026 12:00:00 +0000",
             trace: &trace,
         },
-    );
+    )
+    .expect("a checked message cannot be stamped");
     let again = check(&stamped.raw).expect("a stamped message fails the header check");
     assert!(again.author().same_as(facts.author()), "stamping changed the author");
     assert!(!stamped.message_id.contains(['\r', '\n', '<', '>']));
