@@ -76,8 +76,9 @@ pub fn well_formed_key(key: &str) -> bool {
 /// cores. An unknown DID, a malformed key and a wrong key all cost one bcrypt at the real cost.
 pub struct Authenticator {
     verified: Mutex<HashMap<[u8; 32], String>>,
-    /// One lock per key being verified, so concurrent logins with one key pay bcrypt once.
-    verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    /// One gate per key being verified, holding its verdict once known, so concurrent logins
+    /// with one key pay bcrypt once.
+    verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<Option<bool>>>>>,
     throttle: AuthThrottle,
     /// bcrypt runs at most this many at once.
     slots: tokio::sync::Semaphore,
@@ -144,27 +145,26 @@ impl Authenticator {
             _ => false,
         };
         if !cached {
-            self.throttle.reserve(net).map_err(AuthError::Throttled)?;
             let verified = match (&member, digest) {
                 (Some(m), Some(digest)) if well_formed_key(key) => {
                     self.verify_once(digest, key, &m.api_key_hash, net).await
                 }
                 // Unknown users and malformed keys cost the same as a wrong key.
                 _ => {
+                    self.throttle.reserve(net).map_err(AuthError::Throttled)?;
                     let _ = self
                         .bcrypt(net, key.to_string(), dummy_hash().to_string())
                         .await;
                     Err(AuthError::InvalidCredentials)
                 }
             };
-            match verified {
-                Ok(()) => self.throttle.succeeded(net),
-                Err(e) => {
-                    let delay = self.throttle.failed(net);
+            if let Err(e) = verified {
+                // Every error but a refusal up front ends a reserved attempt.
+                if !matches!(e, AuthError::Throttled(_)) {
                     // A deliberate tarpit for repeated failures from one network.
-                    tokio::time::sleep(delay).await;
-                    return Err(e);
+                    tokio::time::sleep(self.throttle.failed(net)).await;
                 }
+                return Err(e);
             }
         }
         let Some(member) = member else {
@@ -185,7 +185,11 @@ impl Authenticator {
             .is_some_and(|h| bool::from(h.as_bytes().ct_eq(current_hash.as_bytes())))
     }
 
-    /// Verifies `key` against `hash`, paying bcrypt once for concurrent logins with one key.
+    /// Verifies `key` against `hash`, paying bcrypt once for concurrent logins with one key:
+    /// the first reserves an attempt and runs bcrypt; the others wait for its verdict without
+    /// reserving, so an application's pool of connections logging in at once after a restart is
+    /// not taken for a flood. A wrong key's followers still count one failure each. Returns with
+    /// the attempt ended as a success, or reserved and still to be ended as a failure.
     async fn verify_once(
         &self,
         digest: [u8; 32],
@@ -193,32 +197,71 @@ impl Authenticator {
         hash: &str,
         net: ClientNet,
     ) -> Result<(), AuthError> {
-        let gate = self
+        let (gate, follower) = self
             .verifying
             .lock()
-            .map(|mut m| m.entry(digest).or_default().clone())
+            .map(|mut m| {
+                let follower = m.contains_key(&digest);
+                (m.entry(digest).or_default().clone(), follower)
+            })
             .unwrap_or_default();
-        let _turn = gate.lock().await;
-        let verified = if self.is_cached(&digest, hash) {
+        if !follower {
+            if let Err(secs) = self.throttle.reserve(net) {
+                self.forget_gate(&digest, &gate);
+                return Err(AuthError::Throttled(secs));
+            }
+        }
+        let mut verdict = gate.lock().await;
+        // A follower trusts only the cache, which checks the stored hash: a key regenerated
+        // meanwhile stops working at once.
+        let result = if self.is_cached(&digest, hash) {
+            if !follower {
+                self.throttle.succeeded(net);
+            }
             Ok(())
+        } else if follower && *verdict == Some(false) {
+            // The leader just proved this very key wrong: no second bcrypt, one more failure.
+            self.throttle.reserve(net).map_err(AuthError::Throttled)?;
+            Err(AuthError::InvalidCredentials)
         } else {
-            match self.bcrypt(net, key.to_string(), hash.to_string()).await? {
-                true => {
-                    if let Ok(mut cache) = self.verified.lock() {
-                        if cache.len() >= CACHE_CAPACITY {
-                            cache.clear();
-                        }
-                        cache.insert(digest, hash.to_string());
-                    }
-                    Ok(())
+            // The leader, or a follower whose leader gave up before a verdict.
+            if follower {
+                self.throttle.reserve(net).map_err(AuthError::Throttled)?;
+            }
+            let ok = match self.bcrypt(net, key.to_string(), hash.to_string()).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    self.forget_gate(&digest, &gate);
+                    return Err(e);
                 }
-                false => Err(AuthError::InvalidCredentials),
+            };
+            *verdict = Some(ok);
+            if ok {
+                if let Ok(mut cache) = self.verified.lock() {
+                    if cache.len() >= CACHE_CAPACITY {
+                        cache.clear();
+                    }
+                    cache.insert(digest, hash.to_string());
+                }
+                self.throttle.succeeded(net);
+                Ok(())
+            } else {
+                Err(AuthError::InvalidCredentials)
             }
         };
+        drop(verdict);
+        self.forget_gate(&digest, &gate);
+        result
+    }
+
+    /// Drops the gate of `digest` once no login waits on it any more.
+    fn forget_gate(&self, digest: &[u8; 32], gate: &Arc<tokio::sync::Mutex<Option<bool>>>) {
         if let Ok(mut m) = self.verifying.lock() {
-            m.remove(&digest);
+            // Ours plus the map's: nobody else holds it.
+            if m.get(digest).is_some_and(|g| Arc::ptr_eq(g, gate)) && Arc::strong_count(gate) <= 2 {
+                m.remove(digest);
+            }
         }
-        verified
     }
 
     /// One bcrypt verification, queued behind this client network's previous one and behind the
@@ -391,6 +434,84 @@ mod tests {
                 )
             })
             .unwrap();
+    }
+
+    /// A member's pool of 50 connections logging in at once on a cold cache (after a restart)
+    /// is one bcrypt and 50 successes, not a flood; 50 logins with one wrong key are one bcrypt
+    /// and 50 failures, so the network is blocked; distinct wrong keys still meet the cap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pool_of_logins_with_one_key_pays_bcrypt_once() {
+        let (_d, store) = test_store();
+        let store = Arc::new(store);
+        let key = generate_api_key();
+        add(&store, "did:plc:a", &key, MemberState::Active);
+        let auth = Arc::new(Authenticator::default());
+        let at = |ip: [u8; 4]| IpAddr::from(ip);
+        let logins = |key: String, ip: IpAddr, n: usize| {
+            let (auth, store) = (auth.clone(), store.clone());
+            async move {
+                let tasks: Vec<_> = (0..n)
+                    .map(|_| {
+                        let (auth, store, key) = (auth.clone(), store.clone(), key.clone());
+                        tokio::spawn(async move {
+                            auth.authenticate(&store, "did:plc:a", &key, ip)
+                                .await
+                                .map(|_| ())
+                        })
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                for t in tasks {
+                    out.push(t.await.expect("login task"));
+                }
+                out
+            }
+        };
+        let ok = logins(key.clone(), at([10, 0, 0, 1]), 50).await;
+        assert!(ok.iter().all(|r| r.is_ok()), "{ok:?}");
+        assert_eq!(auth.bcrypt_runs(), 1);
+
+        let wrong = generate_api_key();
+        let bad = logins(wrong.clone(), at([10, 0, 0, 2]), 50).await;
+        assert!(bad.iter().all(|r| r.is_err()), "{bad:?}");
+        assert!(
+            bad.iter().all(|r| matches!(
+                r,
+                Err(AuthError::InvalidCredentials | AuthError::Throttled(_))
+            )),
+            "{bad:?}"
+        );
+        assert_eq!(
+            auth.bcrypt_runs(),
+            2,
+            "one bcrypt for 50 tries of one wrong key"
+        );
+        assert!(
+            auth.throttle().is_blocked(at([10, 0, 0, 2])),
+            "the failures counted"
+        );
+        assert!(!auth.throttle().is_blocked(at([10, 0, 0, 1])));
+
+        // 40 different wrong keys at once: the cap (20) refuses the rest before bcrypt.
+        let before = auth.bcrypt_runs();
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let (auth, store) = (auth.clone(), store.clone());
+                tokio::spawn(async move {
+                    auth.authenticate(&store, "did:plc:a", &generate_api_key(), at([10, 0, 0, 3]))
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        let mut throttled = 0;
+        for t in tasks {
+            if matches!(t.await.expect("task"), Err(AuthError::Throttled(_))) {
+                throttled += 1;
+            }
+        }
+        assert!(throttled >= 20, "{throttled} throttled");
+        assert!(auth.bcrypt_runs() - before <= 20);
     }
 
     #[tokio::test]

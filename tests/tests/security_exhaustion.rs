@@ -220,6 +220,43 @@ fn a_credential_flood_is_refused_and_does_not_slow_others() {
     assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
 }
 
+/// The other side of the credential cap: a member's pool of 40 SMTP connections logging in at
+/// once on a fresh relay (nothing cached yet) all get in, one bcrypt for all. Before, logins in
+/// flight counted as failures and the pool's own network was blocked for ten minutes.
+#[test]
+fn a_member_pool_logging_in_at_once_is_not_a_flood() {
+    let world = World::start(Some(&[]), "");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let results = rt.block_on(async {
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let (addr, did, key) = (
+                    world.submission,
+                    world.member.did.clone(),
+                    world.member.api_key.clone(),
+                );
+                tokio::spawn(async move {
+                    atmos_tests::client::connect(addr, &did, &key)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        refused.is_empty(),
+        "{} of 40 refused: {refused:?}",
+        refused.len()
+    );
+}
+
 #[test]
 fn trickling_and_non_reading_clients_are_cut_off() {
     let world = World::start_with_env(
