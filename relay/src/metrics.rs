@@ -39,6 +39,8 @@ pub struct Metrics {
     reloads: Family<StatusLabel, Counter>,
     /// Times the Kafka bridge process died and was started again.
     kafka_bridge_restarts: Counter,
+    /// Rule or counter conditions that could not be evaluated (a rule file bug).
+    rule_condition_errors: Counter,
 }
 
 /// Counts one reload.
@@ -55,6 +57,11 @@ pub fn reloaded(ok: bool) {
 /// Counts one death of the Kafka bridge process.
 pub fn kafka_bridge_restarted() {
     METRICS.kafka_bridge_restarts.inc();
+}
+
+/// Counts one rule or counter condition that could not be evaluated.
+pub fn rule_condition_failed() {
+    METRICS.rule_condition_errors.inc();
 }
 
 /// The process-wide metrics.
@@ -111,9 +118,16 @@ impl Metrics {
             "Times the Kafka bridge process died and was restarted",
             kafka_bridge_restarts.clone(),
         );
+        let rule_condition_errors = Counter::default();
+        registry.register(
+            "rule_condition_errors",
+            "Rule and counter conditions that failed to evaluate (the event was not judged by them)",
+            rule_condition_errors.clone(),
+        );
         Self {
             reloads,
             kafka_bridge_restarts,
+            rule_condition_errors,
             registry,
             fsync_seconds,
             signing_seconds,

@@ -43,6 +43,8 @@ pub struct Engine {
     /// Swapped whole by a reload; each batch judges with one snapshot.
     rules: std::sync::RwLock<Arc<Rules>>,
     labeler: Option<Arc<Labeler>>,
+    /// Conditions that failed to evaluate so far (also `atmos_rule_condition_errors_total`).
+    condition_errors: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -51,6 +53,7 @@ impl Engine {
         Self {
             store,
             rules: std::sync::RwLock::new(rules),
+            condition_errors: Default::default(),
             labeler,
         }
     }
@@ -135,6 +138,18 @@ impl Engine {
         Ok(count)
     }
 
+    /// Conditions that failed to evaluate so far.
+    pub fn condition_errors(&self) -> u64 {
+        self.condition_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn condition_failed(&self) {
+        self.condition_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::rule_condition_failed();
+    }
+
     /// Counts one event, and judges it when `judge` (CEL scopes are children of `root`).
     #[allow(clippy::too_many_arguments)]
     fn judge(
@@ -179,6 +194,7 @@ impl Engine {
             }
             .unwrap_or_else(|err| {
                 tracing::warn!(counter = %c.name, event = e.id, error = %err, "rules: counter condition failed");
+                self.condition_failed();
                 false
             });
             if counts {
@@ -194,9 +210,15 @@ impl Engine {
         if !judge || by_rule || matching.is_empty() {
             return Ok(());
         }
+        // Rules judge members. A stranger's refused attempt (no DID, or a DID that is no
+        // member) is counted above, but there is no one to act on, and `member.*` would not
+        // evaluate.
         let member = match &e.did {
             Some(did) => member_view(tx, did, e.at, now)?,
             None => None,
+        };
+        let Some(member) = member else {
+            return Ok(());
         };
         let mut counters = BTreeMap::new();
         for c in &rules.counters {
@@ -210,7 +232,7 @@ impl Engine {
         }
         let scope = Scope {
             event: &event,
-            member: member.as_ref(),
+            member: Some(&member),
             counters: &counters,
         };
         let prepared = eval::Prepared::new(root, &scope);
@@ -221,6 +243,7 @@ impl Engine {
             }
             .unwrap_or_else(|err| {
                 tracing::warn!(rule = %rule.name, event = e.id, error = %err, "rules: condition failed");
+                self.condition_failed();
                 false
             });
             let (true, Some(did)) = (fired, e.did.as_deref()) else {
@@ -421,5 +444,47 @@ mod tests {
             .expect("verdicts");
         assert_eq!(verdicts.len(), 1);
         assert_eq!(verdicts[0].rule, "suspend_on_bounce_rate");
+    }
+
+    /// Found by the many-sessions benchmark: every refused login (`relay_rejected`,
+    /// `RATE_LIMITED`, no member) made the shipped `burst_warming` rule fail on `member.tier`
+    /// and log a warning. Events with no member are counted, not judged.
+    #[test]
+    fn events_without_a_member_are_counted_not_judged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        store
+            .write(|tx| {
+                for did in [None, Some("did:plc:nomembernomembernomember")] {
+                    events::append(
+                        tx,
+                        now_ms(),
+                        &NewEvent {
+                            kind: "relay_rejected",
+                            did,
+                            actor: Some("relay"),
+                            data: serde_json::json!({"reject_reason": "RATE_LIMITED"}),
+                            ..Default::default()
+                        },
+                    )?;
+                }
+                Ok(())
+            })
+            .expect("append");
+        let engine = Engine::new(
+            store.clone(),
+            Arc::new(Rules::builtin().expect("rules")),
+            None,
+        );
+        // The first step only sets the cursor; judge what comes after it.
+        while engine.step().expect("step") > 0 {}
+        append(
+            &store,
+            "relay_rejected",
+            serde_json::json!({"reject_reason": "RATE_LIMITED"}),
+            3,
+        );
+        while engine.step().expect("step") > 0 {}
+        assert_eq!(engine.condition_errors(), 0);
     }
 }
