@@ -1,15 +1,37 @@
 #!/usr/bin/env bash
-# /v1/send throughput: wrk posts ~2 KiB JSON messages over CONNECTIONS keep-alive connections for
-# SECONDS; every 200 means durable (fsynced) and signed four times.
+# /v1/send (issue 13 §3): the maximum rate with wrk (closed loop: CONNECTIONS keep-alive
+# connections posting ~2 KiB JSON messages for SECONDS; every 200 means signed four times and
+# fsynced), that rate as a fraction of the box's signing limit (relay/benches/signing.rs, same
+# run), then open-loop loads at 80 % and 50 % of the maximum (tests/src/bin/httpload.rs: constant
+# arrival rate, latency counted from when each request was due).
 #
 # usage: tests/bench/http_send.sh [SECONDS] [CONNECTIONS]     (run as root; see docs/benchmarks.md)
 set -euo pipefail
 SECONDS_RUN=${1:-10}
 CONNECTIONS=${2:-20}
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
+(cd "$(dirname "$0")/../.." && cargo build --release -q -p atmos-tests --bin httpload)
 source "$(dirname "$0")/lib.sh"
+echo "signing cost (same box, same run)..." >&2
+SIGN=$(cd "$ROOT" && cargo bench -q -p atmos-relay --bench signing 2>/dev/null | tee "$WORK/signing.txt")
+SIGN_CPU_US=$(echo "$SIGN" | awk -F'|' '/four DKIM signatures/ {gsub(/ /,"",$4); print $4}')
+export BENCH_DID=did:plc:benchbenchbenchbenchbenc BENCH_KEY="$KEY"
+URL="http://$ATMOS_HTTP/v1/send"
+# Warm-up (first login, page cache), not reported.
+wrk -t2 -c"$CONNECTIONS" -d3s -s "$ROOT/tests/bench/send.lua" "$URL" >/dev/null
 echo "wrk: ${SECONDS_RUN}s, $CONNECTIONS connections, POST /v1/send..." >&2
-BENCH_DID=did:plc:benchbenchbenchbenchbenc BENCH_KEY="$KEY" \
-  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency -s "$ROOT/tests/bench/send.lua" "http://$ATMOS_HTTP/v1/send" \
-  | tee "$WORK/wrk.txt"
+wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency -s "$ROOT/tests/bench/send.lua" "$URL" | tee "$WORK/wrk.txt"
+MAX=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+for pct in 80 50; do
+  rate=$(python3 -c "print(round($MAX*$pct/100))")
+  echo "open loop at $pct % of the maximum: $rate requests/s for $((SECONDS_RUN * 2))s..." >&2
+  "$ROOT/target/release/httpload" --url "$URL" --did "$BENCH_DID" --key "$KEY" --rate "$rate" \
+    --seconds $((SECONDS_RUN * 2)) | tee "$WORK/open-$pct.json"
+done
+python3 - "$MAX" "$SIGN_CPU_US" "$(nproc)" <<'PY'
+import sys
+mx, us, cores = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+limit = cores * 1e6 / us
+print(f"signing limit: {cores} cores / {us:.0f} us per message = {limit:.0f}/s; /v1/send reaches {mx:.0f}/s = {100*mx/limit:.0f} %")
+PY
 echo "atmos peak RSS: $(peak_rss_kb /proc/$ATMOS_PID/status) kB"

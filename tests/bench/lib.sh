@@ -66,14 +66,25 @@ CONF
 KEY=$("$ATMOS" member add --config "$WORK/atmos.toml" --did did:plc:benchbenchbenchbenchbenc --domain sender.bench --approve \
   | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
 "$ATMOS" member label --config "$WORK/atmos.toml" did:plc:benchbenchbenchbenchbenc --add highly_trusted >/dev/null
-ATMOS_LOG=warn "$ATMOS" serve --config "$WORK/atmos.toml" > "$WORK/atmos.out" 2> "$WORK/atmos.err" & ATMOS_PID=$!; PIDS+=($ATMOS_PID)
-for _ in $(seq 100); do grep -q listening "$WORK/atmos.out" 2>/dev/null && break; sleep 0.1; done
-ATMOS_ADDR=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["listening"]["submission"])' "$WORK/atmos.out")
-ATMOS_HTTP=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["listening"]["http"])' "$WORK/atmos.out")
+# start_atmos: `atmos serve` on $WORK/atmos.toml; sets ATMOS_PID, ATMOS_ADDR, ATMOS_HTTP once it
+# listens.
+start_atmos() {
+  rm -f "$WORK/atmos.out"
+  ATMOS_LOG=warn "$ATMOS" serve --config "$WORK/atmos.toml" > "$WORK/atmos.out" 2>> "$WORK/atmos.err" & ATMOS_PID=$!; PIDS+=($ATMOS_PID)
+  for _ in $(seq 300); do grep -q listening "$WORK/atmos.out" 2>/dev/null && break; sleep 0.02; done
+  ATMOS_ADDR=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["listening"]["submission"])' "$WORK/atmos.out")
+  ATMOS_HTTP=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["listening"]["http"])' "$WORK/atmos.out")
+}
+start_atmos
 
 
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+
+# Recipients still to deliver in atmos's queue.
+atmos_queued() {
+  python3 -c 'import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(c.execute("select count(*) from recipients where status in (\"accepted\",\"deferred\")").fetchone()[0])' "$WORK/atmos-data/atmos.sqlite"
+}
 
 # run_atmos SESSIONS MESSAGES: one load; prints the load generator's JSON plus drain time (until
 # the queue is empty), CPU ms per message (accepting and delivering) and peak RSS.
@@ -84,8 +95,7 @@ run_atmos() {
     --from app@sender.bench --to user@rcpt.test --sessions "$1" --messages "$2" --size 2048)
   t0=$(date +%s.%N)
   for _ in $(seq 6000); do
-    left=$(python3 -c 'import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(c.execute("select count(*) from recipients where status in (\"accepted\",\"deferred\")").fetchone()[0])' "$WORK/atmos-data/atmos.sqlite")
-    [ "$left" = 0 ] && break; sleep 0.01
+    [ "$(atmos_queued)" = 0 ] && break; sleep 0.01
   done
   c1=$(cpu_s "$ATMOS_PID")
   python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=round($(date +%s.%N)-$t0,2);d['cpu_ms_per_msg']=round(($c1-$c0)*1000/$2,3);d['memory_kb']=int(sys.argv[2]);d['memory']='VmHWM';print(json.dumps(d))" \

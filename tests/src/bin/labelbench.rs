@@ -25,6 +25,10 @@ struct Args {
     /// Admin requests in flight while publishing.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Only the replay from cursor 0, against any labeler already holding `labels` labels (the
+    /// peer labeler of tests/bench/labeler_peer.sh, which has no admin API to publish through).
+    #[arg(long)]
+    replay_only: bool,
 }
 
 /// Connects `n` subscribers; each counts frames until it has `want`. Returns when all connected.
@@ -75,6 +79,19 @@ async fn finish(handles: Vec<tokio::task::JoinHandle<Result<Instant>>>) -> Resul
 async fn main() -> Result<()> {
     let a = Args::parse();
     let ws_base = format!("ws://{}/xrpc/com.atproto.label.subscribeLabels", a.http);
+    if a.replay_only {
+        let (replay_events_per_s, replay_seconds) = replay(&ws_base, &a).await?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "subscribers": a.subscribers,
+                "labels": a.labels,
+                "replay_events_per_s": replay_events_per_s,
+                "replay_seconds": replay_seconds,
+            })
+        );
+        return Ok(());
+    }
     let client = reqwest::Client::new();
     let before: serde_json::Value = client
         .get(format!(
@@ -130,11 +147,7 @@ async fn main() -> Result<()> {
     let published = start.elapsed();
     let live_done = finish(handles).await?.duration_since(start);
 
-    // Replay fan-out: everyone from cursor 0 at once.
-    let replay_start = Instant::now();
-    let (handles, _) = subscribers(&format!("{ws_base}?cursor=0"), a.subscribers, a.labels).await?;
-    let replay_done = finish(handles).await?.duration_since(replay_start);
-
+    let (replay_events_per_s, replay_seconds) = replay(&ws_base, &a).await?;
     let events = (a.subscribers * a.labels) as f64;
     println!(
         "{}",
@@ -144,9 +157,18 @@ async fn main() -> Result<()> {
             "publish_labels_per_s": (a.labels as f64 / published.as_secs_f64()).round(),
             "live_events_per_s": (events / live_done.as_secs_f64()).round(),
             "live_seconds": live_done.as_secs_f64(),
-            "replay_events_per_s": (events / replay_done.as_secs_f64()).round(),
-            "replay_seconds": replay_done.as_secs_f64(),
+            "replay_events_per_s": replay_events_per_s,
+            "replay_seconds": replay_seconds,
         })
     );
     Ok(())
+}
+
+/// Replay fan-out: every subscriber from cursor 0 at once; (events/s, seconds).
+async fn replay(ws_base: &str, a: &Args) -> Result<(f64, f64)> {
+    let start = Instant::now();
+    let (handles, _) = subscribers(&format!("{ws_base}?cursor=0"), a.subscribers, a.labels).await?;
+    let done = finish(handles).await?.duration_since(start).as_secs_f64();
+    let events = (a.subscribers * a.labels) as f64;
+    Ok(((events / done).round(), done))
 }
