@@ -396,11 +396,11 @@ pub async fn serve_with(
             counters = rules.counters.len(),
             "rules engine started"
         );
-        background.spawn(
-            engine
-                .clone()
-                .run(config.rules.poll_interval, shutdown.clone()),
-        );
+        background.spawn(engine.clone().run(
+            config.rules.poll_interval,
+            spool.clone(),
+            shutdown.clone(),
+        ));
     }
     background.spawn(crate::reload::run(
         crate::reload::Reloadable {

@@ -2,7 +2,7 @@
 # /v1/send (issue 13 §3): the maximum rate with wrk (closed loop: CONNECTIONS keep-alive
 # connections posting ~2 KiB JSON messages for SECONDS; every 200 means signed four times and
 # fsynced), that rate as a fraction of the box's signing limit (relay/benches/signing.rs, same
-# run), then open-loop loads at 80 % and 50 % of the maximum (tests/src/bin/httpload.rs: constant
+# run), then open-loop loads at 50, 60, 70 and 80 % of the maximum (tests/src/bin/httpload.rs: constant
 # arrival rate, latency counted from when each request was due).
 #
 # usage: tests/bench/http_send.sh [SECONDS] [CONNECTIONS]     (run as root; see docs/benchmarks.md)
@@ -22,7 +22,14 @@ wrk -t2 -c"$CONNECTIONS" -d3s -s "$ROOT/tests/bench/send.lua" "$URL" >/dev/null
 echo "wrk: ${SECONDS_RUN}s, $CONNECTIONS connections, POST /v1/send..." >&2
 wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency -s "$ROOT/tests/bench/send.lua" "$URL" | tee "$WORK/wrk.txt"
 MAX=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
-for pct in 80 50; do
+# What the burst left to deliver: wrk's rate is accepting only, deliveries catch up after.
+t0=$(date +%s.%N); left=$(atmos_queued)
+for _ in $(seq 3000); do [ "$(atmos_queued)" = 0 ] && break; sleep 0.02; done
+echo "after wrk: $left recipients still to deliver, delivered in $(python3 -c "print(round($(date +%s.%N)-$t0,2))") s"
+for pct in 50 60 70 80; do
+  # Each load starts with the queue delivered, so it measures its own rate and not the last
+  # load's deliveries.
+  for _ in $(seq 3000); do [ "$(atmos_queued)" = 0 ] && break; sleep 0.02; done
   rate=$(python3 -c "print(round($MAX*$pct/100))")
   echo "open loop at $pct % of the maximum: $rate requests/s for $((SECONDS_RUN * 2))s..." >&2
   "$ROOT/target/release/httpload" --url "$URL" --did "$BENCH_DID" --key "$KEY" --rate "$rate" \

@@ -124,14 +124,25 @@ impl Store {
     }
 }
 
+/// Waits for a lock another connection holds: 1 ms at a time, for up to 10 s. SQLite's own
+/// busy timeout backs off to 100 ms sleeps, so a writer could sleep long after the lock was
+/// free, and an acceptance commit behind it with it.
+fn busy_wait(attempt: i32) -> bool {
+    if attempt >= 10_000 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    true
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_handler(Some(busy_wait))?;
     // FULL: in WAL mode the log is fsynced at every commit, which is what "accepted" promises.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
