@@ -64,6 +64,9 @@ pub fn well_formed_key(key: &str) -> bool {
     })
 }
 
+/// Where concurrent logins with one key wait for its verdict (`Some(valid)` once known).
+type Gate = Arc<tokio::sync::Mutex<Option<bool>>>;
+
 /// Verifies member credentials for SMTP and HTTP alike.
 ///
 /// A successful bcrypt check is cached: a SHA-256 of (DID, key) maps to the bcrypt hash that key
@@ -78,7 +81,7 @@ pub struct Authenticator {
     verified: Mutex<HashMap<[u8; 32], String>>,
     /// One gate per key being verified, holding its verdict once known, so concurrent logins
     /// with one key pay bcrypt once.
-    verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<Option<bool>>>>>,
+    verifying: Mutex<HashMap<[u8; 32], Gate>>,
     throttle: AuthThrottle,
     /// bcrypt runs at most this many at once.
     slots: tokio::sync::Semaphore,
@@ -205,11 +208,9 @@ impl Authenticator {
                 (m.entry(digest).or_default().clone(), follower)
             })
             .unwrap_or_default();
-        if !follower {
-            if let Err(secs) = self.throttle.reserve(net) {
-                self.forget_gate(&digest, &gate);
-                return Err(AuthError::Throttled(secs));
-            }
+        if !follower && let Err(secs) = self.throttle.reserve(net) {
+            self.forget_gate(&digest, &gate);
+            return Err(AuthError::Throttled(secs));
         }
         let mut verdict = gate.lock().await;
         // A follower trusts only the cache, which checks the stored hash: a key regenerated
@@ -255,7 +256,7 @@ impl Authenticator {
     }
 
     /// Drops the gate of `digest` once no login waits on it any more.
-    fn forget_gate(&self, digest: &[u8; 32], gate: &Arc<tokio::sync::Mutex<Option<bool>>>) {
+    fn forget_gate(&self, digest: &[u8; 32], gate: &Gate) {
         if let Ok(mut m) = self.verifying.lock() {
             // Ours plus the map's: nobody else holds it.
             if m.get(digest).is_some_and(|g| Arc::ptr_eq(g, gate)) && Arc::strong_count(gate) <= 2 {

@@ -229,7 +229,7 @@ fn malformed_message_ids_are_replaced_and_unterminated_headers_checked_as_sent()
 /// HTTP builder only ever makes lines the check accepts, and its edge refuses the rest.
 #[test]
 fn header_lines_outside_rfc_5322_are_refused_over_smtp_and_http() {
-    let mut world = World::start(Some(&[]), "");
+    let world = World::start(Some(&[]), "");
     world
         .relay
         .add_member("did:plc:rrrrrrrrrrrrrrrrrrrrrrrr", "rival.test", true);
