@@ -25,6 +25,7 @@ pub fn body(topic: &str) -> AnyView {
                     <li>"Submission on port 587 with STARTTLS; the relay refuses AUTH and MAIL before TLS (" <code>"530 5.7.0 Must issue a STARTTLS command first"</code> ")."</li>
                     <li>"AUTH PLAIN (or LOGIN) with your DID or handle and your API key. Many clients default to LOGIN; with swaks pass " <code>"--auth PLAIN"</code> "."</li>
                     <li>"The envelope sender and the " <code>"From:"</code> " header must be at one of your sending domains (" <code>"550 5.7.1 DOMAIN_MISMATCH"</code> "). One " <code>"From:"</code> " header only."</li>
+                    <li>"Header lines follow RFC 5322: each ends in CRLF, field names have no spaces, and no control characters but tab appear. Anything else is refused with " <code>"550 5.6.0"</code> ", because mail programs would read it differently."</li>
                     <li><code>"250 2.0.0 queued as <id>"</code> " comes after the message is on disk. Look the id up in " <a href="/account">"your account"</a> " or at " <code>"GET /v1/messages/<id>"</code> "."</li>
                     <li>"Set " <code>"X-Atmos-Category"</code> " to " <code>"login-link"</code> ", " <code>"password-reset"</code> ", " <code>"mfa-otp"</code> " or " <code>"verification"</code> " for auth mail (one recipient, no unsubscribe link, delivered even to people who unsubscribed), " <code>"transactional"</code> " for other one-to-one mail. Anything else is bulk and gets a one-click unsubscribe link per recipient."</li>
                 </ul>
