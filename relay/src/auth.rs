@@ -67,6 +67,19 @@ pub fn well_formed_key(key: &str) -> bool {
 /// Where concurrent logins with one key wait for its verdict (`Some(valid)` once known).
 type Gate = Arc<tokio::sync::Mutex<Option<bool>>>;
 
+/// Forgets a login's gate when the login ends, however it ends.
+struct ForgetGate<'a> {
+    auth: &'a Authenticator,
+    digest: [u8; 32],
+    gate: Gate,
+}
+
+impl Drop for ForgetGate<'_> {
+    fn drop(&mut self) {
+        self.auth.forget_gate(&self.digest, &self.gate);
+    }
+}
+
 /// Verifies member credentials for SMTP and HTTP alike.
 ///
 /// A successful bcrypt check is cached: a SHA-256 of (DID, key) maps to the bcrypt hash that key
@@ -208,8 +221,14 @@ impl Authenticator {
                 (m.entry(digest).or_default().clone(), follower)
             })
             .unwrap_or_default();
+        // Whatever way this returns (an error, a throttle, the caller dropping the future),
+        // the gate leaves the map once nobody waits on it: no entry outlives its logins.
+        let _forget = ForgetGate {
+            auth: self,
+            digest,
+            gate: gate.clone(),
+        };
         if !follower && let Err(secs) = self.throttle.reserve(net) {
-            self.forget_gate(&digest, &gate);
             return Err(AuthError::Throttled(secs));
         }
         let mut verdict = gate.lock().await;
@@ -229,13 +248,7 @@ impl Authenticator {
             if follower {
                 self.throttle.reserve(net).map_err(AuthError::Throttled)?;
             }
-            let ok = match self.bcrypt(net, key.to_string(), hash.to_string()).await {
-                Ok(ok) => ok,
-                Err(e) => {
-                    self.forget_gate(&digest, &gate);
-                    return Err(e);
-                }
-            };
+            let ok = self.bcrypt(net, key.to_string(), hash.to_string()).await?;
             *verdict = Some(ok);
             if ok {
                 if let Ok(mut cache) = self.verified.lock() {
@@ -251,15 +264,14 @@ impl Authenticator {
             }
         };
         drop(verdict);
-        self.forget_gate(&digest, &gate);
         result
     }
 
     /// Drops the gate of `digest` once no login waits on it any more.
     fn forget_gate(&self, digest: &[u8; 32], gate: &Gate) {
         if let Ok(mut m) = self.verifying.lock() {
-            // Ours plus the map's: nobody else holds it.
-            if m.get(digest).is_some_and(|g| Arc::ptr_eq(g, gate)) && Arc::strong_count(gate) <= 2 {
+            // The map's, the caller's and its ticket's: nobody else holds it.
+            if m.get(digest).is_some_and(|g| Arc::ptr_eq(g, gate)) && Arc::strong_count(gate) <= 3 {
                 m.remove(digest);
             }
         }
@@ -515,6 +527,8 @@ mod tests {
         }
         assert!(throttled >= 20, "{throttled} throttled");
         assert!(auth.bcrypt_runs() - before <= 20);
+        // Every way a login ended (success, failure, throttled while waiting) left its gate.
+        assert_eq!(auth.verifying.lock().map(|m| m.len()).unwrap_or(1), 0);
     }
 
     #[tokio::test]
