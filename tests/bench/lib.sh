@@ -50,6 +50,8 @@ data_dir = "$WORK/atmos-data"
 [smtp]
 submission_listen = "127.0.0.1:0"
 inbound_listen = "127.0.0.1:0"
+# The load generator is one loopback client; the scaling curve goes past the default 50.
+max_sessions_per_client = ${BENCH_SESSIONS_PER_CLIENT:-50}
 [http]
 listen = "127.0.0.1:0"
 [limits]

@@ -10,6 +10,10 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 
 rows = [json.loads(line) for line in sys.stdin if line.strip()]
+# A point where sessions were refused or failed measured fewer sessions than its label says.
+failed = [(r["sessions"], k) for r in rows for k in ("atmos", "opendkim") if r[k].get("errors")]
+if failed:
+    sys.exit(f"sessions failed at {failed}: the curve would be wrong")
 print("| sessions | atmos msgs/s | atmos p99 ms | Postfix + OpenDKIM msgs/s | Postfix + OpenDKIM p99 ms | ratio |")
 print("|---|---|---|---|---|---|")
 for r in rows:
