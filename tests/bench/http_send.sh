@@ -20,8 +20,15 @@ URL="http://$ATMOS_HTTP/v1/send"
 # Warm-up (first login, page cache), not reported.
 wrk -t2 -c"$CONNECTIONS" -d3s -s "$ROOT/tests/bench/send.lua" "$URL" >/dev/null
 echo "wrk: ${SECONDS_RUN}s, $CONNECTIONS connections, POST /v1/send..." >&2
-wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency -s "$ROOT/tests/bench/send.lua" "$URL" | tee "$WORK/wrk.txt"
+c0=$(cpu_s "$ATMOS_PID")
+/usr/bin/time -f '%U %S' -o "$WORK/wrk.cpu" \
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency -s "$ROOT/tests/bench/send.lua" "$URL" | tee "$WORK/wrk.txt"
 MAX=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+# Where the two cores went: the relay's and the client's CPU per request (the client shares the box).
+cpu_split() { # LABEL REQUESTS RELAY_CPU_S TIME_FILE
+  python3 -c "import sys;u,s=map(float,open(sys.argv[4]).read().split()[-2:]);n=float(sys.argv[2]);print(f'{sys.argv[1]}: relay {float(sys.argv[3])*1e3/n:.3f} ms CPU per request, client {(u+s)*1e3/n:.3f} ms')" "$@"
+}
+cpu_split wrk "$(python3 -c "print(int($MAX*$SECONDS_RUN))")" "$(python3 -c "print($(cpu_s "$ATMOS_PID")-$c0)")" "$WORK/wrk.cpu"
 # What the burst left to deliver: wrk's rate is accepting only, deliveries catch up after.
 t0=$(date +%s.%N); left=$(atmos_queued)
 for _ in $(seq 3000); do [ "$(atmos_queued)" = 0 ] && break; sleep 0.02; done
@@ -32,8 +39,13 @@ for pct in 50 60 70 80; do
   for _ in $(seq 3000); do [ "$(atmos_queued)" = 0 ] && break; sleep 0.02; done
   rate=$(python3 -c "print(round($MAX*$pct/100))")
   echo "open loop at $pct % of the maximum: $rate requests/s for $((SECONDS_RUN * 2))s..." >&2
-  "$ROOT/target/release/httpload" --url "$URL" --did "$BENCH_DID" --key "$KEY" --rate "$rate" \
+  c0=$(cpu_s "$ATMOS_PID")
+  /usr/bin/time -f '%U %S' -o "$WORK/open-$pct.cpu" \
+    "$ROOT/target/release/httpload" --url "$URL" --did "$BENCH_DID" --key "$KEY" --rate "$rate" \
     --seconds $((SECONDS_RUN * 2)) | tee "$WORK/open-$pct.json"
+  # The relay's CPU here includes delivering what it accepted (wrk's figure above does not all).
+  cpu_split "open loop $pct %" "$((rate * SECONDS_RUN * 2))" "$(python3 -c "print($(cpu_s "$ATMOS_PID")-$c0)")" "$WORK/open-$pct.cpu"
+  echo "left to deliver when the load ended: $(atmos_queued)"
 done
 python3 - "$MAX" "$SIGN_CPU_US" "$(nproc)" <<'PY'
 import sys

@@ -19,7 +19,8 @@ peak_rss_kb() { awk '/VmHWM/ {s+=$2} END {print s+0}' "$@" 2>/dev/null; }
 
 echo "building release binaries..." >&2
 (cd "$ROOT" && cargo build --release -q -p atmos-relay -p atmos-tests --bin atmos --bin loadgen)
-ATMOS=$ROOT/target/release/atmos
+# BENCH_ATMOS: another build of the relay, for an A/B against this tree.
+ATMOS=${BENCH_ATMOS:-$ROOT/target/release/atmos}
 LOADGEN=$ROOT/target/release/loadgen
 
 # The recipient MX for both.

@@ -3,9 +3,9 @@
 //! the event's entity). Whole numbers are CEL `int`s throughout, so `counters.x * 100` and
 //! `event.data.code >= 500` both work.
 
-use cel::{Context, Program, Value};
+use cel::{Context, IdedExpr, Program, Value};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The member as rules see it.
 #[derive(Debug, Clone, Serialize)]
@@ -77,19 +77,38 @@ pub struct Prepared<'a>(Context<'a, 'static>);
 impl<'a> Prepared<'a> {
     /// Converts `scope` into CEL variables in a child of `root`.
     pub fn new(root: &'a Context<'static, 'static>, scope: &Scope<'_>) -> Result<Self, EvalError> {
-        let err = |e: &dyn std::fmt::Display| EvalError(e.to_string());
         let mut ctx = root.new_inner_scope();
         ctx.add_variable("event", IntJson(scope.event))
             .map_err(|e| err(&e))?;
-        let member = match scope.member {
-            Some(m) => serde_json::to_value(m).map_err(|e| err(&e))?,
-            None => serde_json::Value::Null,
-        };
-        ctx.add_variable("member", IntJson(&member))
-            .map_err(|e| err(&e))?;
-        ctx.add_variable("counters", scope.counters.clone())
-            .map_err(|e| err(&e))?;
+        add_member(&mut ctx, scope.member, scope.counters)?;
         Ok(Self(ctx))
+    }
+
+    /// The event alone (`member` null, no counters), as counter conditions see it.
+    pub fn event(
+        root: &'a Context<'static, 'static>,
+        event: &serde_json::Value,
+    ) -> Result<Self, EvalError> {
+        Self::new(
+            root,
+            &Scope {
+                event,
+                member: None,
+                counters: &BTreeMap::new(),
+            },
+        )
+    }
+
+    /// This event's scope with the member and its counters on top, as rules see it; the event
+    /// is converted once for both.
+    pub fn with_member(
+        &self,
+        member: &MemberView,
+        counters: &BTreeMap<String, i64>,
+    ) -> Result<Prepared<'_>, EvalError> {
+        let mut ctx = self.0.new_inner_scope();
+        add_member(&mut ctx, Some(member), counters)?;
+        Ok(Prepared(ctx))
     }
 
     /// Evaluates `program` to a boolean; anything but `true` or `false` is an error.
@@ -100,6 +119,74 @@ impl<'a> Prepared<'a> {
             Err(e) => Err(EvalError(e.to_string())),
         }
     }
+}
+
+fn err(e: &dyn std::fmt::Display) -> EvalError {
+    EvalError(e.to_string())
+}
+
+fn add_member(
+    ctx: &mut Context<'_, 'static>,
+    member: Option<&MemberView>,
+    counters: &BTreeMap<String, i64>,
+) -> Result<(), EvalError> {
+    let member = match member {
+        Some(m) => serde_json::to_value(m).map_err(|e| err(&e))?,
+        None => serde_json::Value::Null,
+    };
+    ctx.add_variable("member", IntJson(&member))
+        .map_err(|e| err(&e))?;
+    ctx.add_variable("counters", counters.clone())
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The `counters.<name>` keys `program` reads, or `None` when it may read any (it uses
+/// `counters` other than as `counters.<name>`), so the engine sums only what a rule can see.
+pub fn counters_read(program: &Program) -> Option<BTreeSet<String>> {
+    use cel::common::ast::{EntryExpr, Expr};
+    // False when `counters` is used whole (`size(counters)`, `counters[k]`, a shadowing name).
+    fn walk(e: &IdedExpr, out: &mut BTreeSet<String>) -> bool {
+        match &e.expr {
+            Expr::Select(s) => match &s.operand.expr {
+                Expr::Ident(n) if n == "counters" => {
+                    out.insert(s.field.clone());
+                    true
+                }
+                _ => walk(&s.operand, out),
+            },
+            Expr::Ident(n) => n != "counters",
+            Expr::Call(c) => {
+                c.target.iter().all(|t| walk(t, out)) && c.args.iter().all(|a| walk(a, out))
+            }
+            Expr::List(l) => l.elements.iter().all(|a| walk(a, out)),
+            Expr::Map(m) => m.entries.iter().all(|en| entry(&en.expr, out)),
+            Expr::Struct(st) => st.entries.iter().all(|en| entry(&en.expr, out)),
+            Expr::Comprehension(c) => {
+                c.iter_var != "counters"
+                    && c.accu_var != "counters"
+                    && c.iter_var2.as_deref() != Some("counters")
+                    && [
+                        &c.iter_range,
+                        &c.accu_init,
+                        &c.loop_cond,
+                        &c.loop_step,
+                        &c.result,
+                    ]
+                    .into_iter()
+                    .all(|a| walk(a, out))
+            }
+            Expr::Literal(_) | Expr::Unspecified => true,
+        }
+    }
+    fn entry(e: &EntryExpr, out: &mut BTreeSet<String>) -> bool {
+        match e {
+            EntryExpr::StructField(f) => walk(&f.value, out),
+            EntryExpr::MapEntry(m) => walk(&m.key, out) && walk(&m.value, out),
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(program.expression(), &mut out).then_some(out)
 }
 
 /// Evaluates one `program` over `scope`.
@@ -137,5 +224,56 @@ mod tests {
         assert!(!t("has(event.data.nope)").unwrap());
         assert!(t("event.data.nope == 1").is_err());
         assert!(t("counters.bounced_24h").is_err(), "not a boolean");
+    }
+
+    #[test]
+    fn the_counters_a_condition_reads_are_found_or_it_reads_all() {
+        let reads = |e: &str| counters_read(&Program::compile(e).expect("compiles"));
+        let set = |keys: &[&str]| Some(keys.iter().map(|k| k.to_string()).collect::<BTreeSet<_>>());
+        assert_eq!(
+            reads(
+                "member.state == 'active' && counters.a_24h * 100 > counters.b_24h && has(counters.c_1h)"
+            ),
+            set(&["a_24h", "b_24h", "c_1h"])
+        );
+        assert_eq!(
+            reads("event.data.x in [counters.a_1h, {'k': counters.b_1h}]"),
+            set(&["a_1h", "b_1h"])
+        );
+        assert_eq!(reads("true"), set(&[]));
+        assert_eq!(reads("size(counters) > 0"), None);
+        assert_eq!(reads("counters['a_24h'] > 0"), None);
+        assert_eq!(reads("[1].exists(counters, counters > 0)"), None);
+    }
+
+    #[test]
+    fn a_member_scope_on_an_event_scope_sees_both() {
+        let event = serde_json::json!({"type": "delivery_result", "data": {"code": 250}});
+        let member = MemberView {
+            state: "active".into(),
+            tier: "warming".into(),
+            age_days: 3,
+            labels: vec![],
+        };
+        let counters = BTreeMap::from([("sent_24h".to_string(), 7)]);
+        with_root(|root| {
+            let base = Prepared::event(root, &event).expect("event");
+            let p = |e: &str| Program::compile(e).expect("compiles");
+            assert!(
+                base.test(&p("event.data.code == 250 && member == null"))
+                    .unwrap()
+            );
+            assert!(
+                base.test(&p("counters.sent_24h == 7")).is_err(),
+                "no counters yet"
+            );
+            let full = base.with_member(&member, &counters).expect("member");
+            assert!(
+                full.test(&p(
+                    "event.data.code == 250 && member.tier == 'warming' && counters.sent_24h == 7"
+                ))
+                .unwrap()
+            );
+        });
     }
 }

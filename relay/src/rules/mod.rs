@@ -19,7 +19,7 @@ use crate::store::rules::{self as state, NewVerdict};
 use crate::store::{Store, StoreError, labels, members as member_rows, now_ms};
 use crate::warming::Tier;
 use atmos_labeler::Labeler;
-use eval::{MemberView, Scope};
+use eval::MemberView;
 use spec::{Effect, Entity, Rules};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -196,31 +196,22 @@ impl Engine {
             "id": e.id, "at": e.at, "type": e.kind, "did": e.did, "message_id": e.message_id,
             "actor": e.actor, "data": e.data,
         });
-        let no_counters = BTreeMap::new();
-        let bare = Scope {
-            event: &event,
-            member: None,
-            counters: &no_counters,
-        };
+        // The event becomes CEL variables once, for counter conditions and rules alike.
+        let base = std::cell::OnceCell::new();
+        let base = || base.get_or_init(|| eval::Prepared::event(root, &event));
         let minute = e.at / 60_000;
         let counting: Vec<_> = rules
             .counters
             .iter()
             .filter(|c| c.on.contains(&e.kind))
             .collect();
-        let bare = counting
-            .iter()
-            .any(|c| c.condition.is_some())
-            .then(|| eval::Prepared::new(root, &bare));
         for c in counting {
             let Some(entity) = entity_of(e, c.by) else {
                 continue;
             };
-            let counts = match (&c.condition, &bare) {
-                (None, _) => Ok(true),
-                (Some(p), Some(Ok(ctx))) => ctx.test(p),
-                (Some(_), Some(Err(err))) => Err(err.clone()),
-                (Some(_), None) => Ok(false),
+            let counts = match &c.condition {
+                None => Ok(true),
+                Some(p) => base().as_ref().map_err(Clone::clone).and_then(|ctx| ctx.test(p)),
             }
             .unwrap_or_else(|err| {
                 tracing::warn!(counter = %c.name, event = e.id, error = %err, "rules: counter condition failed");
@@ -250,22 +241,30 @@ impl Engine {
         let Some(member) = member else {
             return Ok(());
         };
+        // Only the totals some matching rule reads: each is a query.
+        let any = matching.iter().any(|r| r.reads.is_none());
+        let read = |key: &str| {
+            any || matching
+                .iter()
+                .any(|r| r.reads.as_ref().is_some_and(|keys| keys.contains(key)))
+        };
         let mut counters = BTreeMap::new();
         for c in &rules.counters {
             let Some(entity) = entity_of(e, c.by) else {
                 continue;
             };
             for (suffix, minutes) in &c.windows {
-                let total = state::sum(tx, &c.name, &entity, minute - minutes + 1)?;
-                counters.insert(format!("{}_{suffix}", c.name), total);
+                let key = format!("{}_{suffix}", c.name);
+                if read(&key) {
+                    let total = state::sum(tx, &c.name, &entity, minute - minutes + 1)?;
+                    counters.insert(key, total);
+                }
             }
         }
-        let scope = Scope {
-            event: &event,
-            member: Some(&member),
-            counters: &counters,
-        };
-        let prepared = eval::Prepared::new(root, &scope);
+        let prepared = base()
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|ctx| ctx.with_member(&member, &counters));
         for rule in matching {
             let fired = match &prepared {
                 Ok(ctx) => ctx.test(&rule.when),

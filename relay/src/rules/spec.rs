@@ -230,6 +230,8 @@ pub struct Rule {
     pub name: String,
     pub on: Vec<String>,
     pub when: Program,
+    /// The `counters.<key>`s `when` reads (`None`: it may read any); only these are summed.
+    pub reads: Option<std::collections::BTreeSet<String>>,
     /// Every effect of a shadow rule is recorded, not enforced.
     pub shadow: bool,
     pub effects: Vec<Effect>,
@@ -346,6 +348,7 @@ impl Rules {
                 out.rules.push(Rule {
                     name: r.name,
                     on: r.on,
+                    reads: super::eval::counters_read(&when),
                     when,
                     shadow: r.shadow,
                     effects,
