@@ -28,7 +28,7 @@ MAX=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
 cpu_split() { # LABEL REQUESTS RELAY_CPU_S TIME_FILE
   python3 -c "import sys;u,s=map(float,open(sys.argv[4]).read().split()[-2:]);n=float(sys.argv[2]);print(f'{sys.argv[1]}: relay {float(sys.argv[3])*1e3/n:.3f} ms CPU per request, client {(u+s)*1e3/n:.3f} ms')" "$@"
 }
-cpu_split wrk "$(python3 -c "print(int($MAX*$SECONDS_RUN))")" "$(python3 -c "print($(cpu_s "$ATMOS_PID")-$c0)")" "$WORK/wrk.cpu"
+cpu_split wrk "$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")" "$(python3 -c "print($(cpu_s "$ATMOS_PID")-$c0)")" "$WORK/wrk.cpu"
 # What the burst left to deliver: wrk's rate is accepting only, deliveries catch up after.
 t0=$(date +%s.%N); left=$(atmos_queued)
 for _ in $(seq 3000); do [ "$(atmos_queued)" = 0 ] && break; sleep 0.02; done
