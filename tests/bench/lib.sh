@@ -81,6 +81,16 @@ start_atmos() {
 start_atmos
 
 
+# signing_cost: the CPU cost of atmos's four signatures on this box now (relay/benches/signing.rs);
+# sets SIGN_CPU_US (one thread) and SIGN_ALL_CORES (msgs/s with every core signing at once). The
+# box's speed drifts by tens of percent within minutes, so a run measures it next to each load.
+signing_cost() {
+  local out
+  out=$(cd "$ROOT" && cargo bench -q -p atmos-relay --bench signing 2>/dev/null | tee -a "$WORK/signing.txt")
+  SIGN_CPU_US=$(echo "$out" | awk -F'|' '/four DKIM signatures/ {gsub(/ /,"",$4); print $4}')
+  SIGN_ALL_CORES=$(echo "$out" | sed -n 's/^signing limit: .* at once: \([0-9]*\) messages.*/\1/p')
+}
+
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 

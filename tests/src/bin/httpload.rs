@@ -64,16 +64,20 @@ async fn main() -> Result<()> {
         );
         tasks.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
-            let ok = client
+            let sent = client
                 .post(url)
                 .header("Content-Type", "application/json")
                 .header("X-Atmos-DID", did)
                 .bearer_auth(key)
                 .body(body)
                 .send()
-                .await
-                .map(|r| r.status().as_u16() == 200)
-                .unwrap_or(false);
+                .await;
+            // The answer is read to its end: a body left unread closes the connection instead
+            // of returning it to the pool, and every request would then pay a new one.
+            let ok = match sent {
+                Ok(r) => r.status().as_u16() == 200 && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
             (due.elapsed(), ok)
         }));
     }
