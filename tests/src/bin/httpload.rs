@@ -72,8 +72,8 @@ async fn main() -> Result<()> {
                 .body(body)
                 .send()
                 .await;
-            // The answer is read to its end: a body left unread closes the connection instead
-            // of returning it to the pool, and every request would then pay a new one.
+            // Read to its end so the connection always returns to the pool (measured: the old
+            // status-only client pooled too, so this changes no figure).
             let ok = match sent {
                 Ok(r) => r.status().as_u16() == 200 && r.bytes().await.is_ok(),
                 Err(_) => false,
