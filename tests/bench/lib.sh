@@ -94,24 +94,58 @@ signing_cost() {
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 
+# CPU seconds per thread kind of a process (the thread name without its index), as JSON.
+thread_cpu() {
+  python3 - "$1" "$(getconf CLK_TCK)" <<'PY'
+import json, os, re, sys
+pid, hz, out = sys.argv[1], int(sys.argv[2]), {}
+for tid in os.listdir(f"/proc/{pid}/task"):
+    try:
+        name = open(f"/proc/{pid}/task/{tid}/comm").read().strip()
+        f = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    kind = re.sub(r"-\d+$", "", name)
+    out[kind] = out.get(kind, 0) + (int(f[11]) + int(f[12])) / hz
+print(json.dumps(out))
+PY
+}
+
+# thread_split BEFORE AFTER N: CPU ms per message of each thread kind between two thread_cpu
+# samples, and each against the signers' own CPU (the box's speed drifts between runs; the
+# ratio to the fixed signing work drifts less).
+thread_split() {
+  python3 - "$@" <<'PY'
+import json, sys
+a, b, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+d = {k: b[k] - a.get(k, 0) for k in sorted(b) if b[k] - a.get(k, 0) > 0}
+line = "  CPU ms per message by thread: " + ", ".join(f"{k} {v * 1e3 / n:.3f}" for k, v in d.items())
+s = d.get("dkim-signer", 0)
+if s > 0:
+    line += "; per unit of signing: " + ", ".join(f"{k} {v / s:.3f}" for k, v in d.items() if k != "dkim-signer")
+print(line)
+PY
+}
+
 # Recipients still to deliver in atmos's queue.
 atmos_queued() {
   python3 -c 'import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(c.execute("select count(*) from recipients where status in (\"accepted\",\"deferred\")").fetchone()[0])' "$WORK/atmos-data/atmos.sqlite"
 }
 
 # run_atmos SESSIONS MESSAGES: one load; prints the load generator's JSON plus drain time (until
-# the queue is empty), CPU ms per message (accepting and delivering) and peak RSS.
+# the queue is empty), CPU ms per message (accepting and delivering), peak RSS, and the load
+# generator's own CPU ms per message (it shares the cores).
 run_atmos() {
   local c0 c1 out t0 left
   c0=$(cpu_s "$ATMOS_PID")
-  out=$("$LOADGEN" --server "$ATMOS_ADDR" --user did:plc:benchbenchbenchbenchbenc --password "$KEY" \
+  out=$(/usr/bin/time -f "%U %S" -o "$WORK/loadgen.cpu" "$LOADGEN" --server "$ATMOS_ADDR" --user did:plc:benchbenchbenchbenchbenc --password "$KEY" \
     --from app@sender.bench --to user@rcpt.test --sessions "$1" --messages "$2" --size 2048)
   t0=$(date +%s.%N)
   for _ in $(seq 6000); do
     [ "$(atmos_queued)" = 0 ] && break; sleep 0.01
   done
   c1=$(cpu_s "$ATMOS_PID")
-  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=round($(date +%s.%N)-$t0,2);d['cpu_ms_per_msg']=round(($c1-$c0)*1000/$2,3);d['memory_kb']=int(sys.argv[2]);d['memory']='VmHWM';print(json.dumps(d))" \
-    "$out" "$(peak_rss_kb /proc/$ATMOS_PID/status)"
+  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=round($(date +%s.%N)-$t0,2);d['cpu_ms_per_msg']=round(($c1-$c0)*1000/$2,3);d['memory_kb']=int(sys.argv[2]);d['memory']='VmHWM';d['loadgen_cpu_ms_per_msg']=round(sum(map(float,open(sys.argv[3]).read().split()[-2:]))*1000/$2,3);print(json.dumps(d))" \
+    "$out" "$(peak_rss_kb /proc/$ATMOS_PID/status)" "$WORK/loadgen.cpu"
 }
 
