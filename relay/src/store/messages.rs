@@ -165,14 +165,15 @@ pub struct DueRecipient {
     pub received_at: i64,
 }
 
-/// Up to `limit` recipients not final and due at `now`, oldest due first.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<DueRecipient>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, coalesce(r.return_path, m.return_path, m.mail_from), m.received_at
+/// The delivery queue's poll (a const, so a test can read its statement's counters).
+pub(crate) const DUE: &str = "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, coalesce(r.return_path, m.return_path, m.mail_from), m.received_at
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.status IN ('accepted', 'deferred') AND r.next_attempt_at <= ?1
-         ORDER BY r.next_attempt_at, r.id LIMIT ?2",
-    )?;
+         ORDER BY r.next_attempt_at, r.id LIMIT ?2";
+
+/// Up to `limit` recipients not final and due at `now`, oldest due first.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<DueRecipient>, StoreError> {
+    let mut stmt = conn.prepare_cached(DUE)?;
     let rows = stmt.query_map(params![now, limit as i64], |r| {
         Ok(DueRecipient {
             id: r.get(0)?,
