@@ -20,10 +20,11 @@ wrk -t2 -c"$CONNECTIONS" -d3s -s "$ROOT/tests/bench/send.lua" "$URL" >/dev/null
 echo "signing cost (same box, before wrk)..." >&2
 signing_cost; SIGN_BEFORE=$SIGN_CPU_US
 echo "wrk: ${SECONDS_RUN}s, $CONNECTIONS connections, POST /v1/send..." >&2
-c0=$(cpu_s "$ATMOS_PID")
+c0=$(cpu_s "$ATMOS_PID"); k0=$(cpu_ticks)
 /usr/bin/time -f '%U %S' -o "$WORK/wrk.cpu" \
   wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency -s "$ROOT/tests/bench/send.lua" "$URL" | tee "$WORK/wrk.txt"
 MAX=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+echo "wrk: the host took $(steal_since "$k0") % of the cores (steal)"
 # Where the two cores went: the relay's and the client's CPU per request (the client shares the box).
 cpu_split() { # LABEL REQUESTS RELAY_CPU_S TIME_FILE
   python3 -c "import sys;u,s=map(float,open(sys.argv[4]).read().split()[-2:]);n=float(sys.argv[2]);print(f'{sys.argv[1]}: relay {float(sys.argv[3])*1e3/n:.3f} ms CPU per request, client {(u+s)*1e3/n:.3f} ms')" "$@"
@@ -42,13 +43,14 @@ for pct in 50 60 70 80; do
   for _ in $(seq 3000); do [ "$(atmos_queued)" = 0 ] && break; sleep 0.02; done
   rate=$(python3 -c "print(round($MAX*$pct/100))")
   echo "open loop at $pct % of the maximum: $rate requests/s for $((SECONDS_RUN * 2))s..." >&2
-  c0=$(cpu_s "$ATMOS_PID"); t0=$(thread_cpu "$ATMOS_PID")
+  c0=$(cpu_s "$ATMOS_PID"); t0=$(thread_cpu "$ATMOS_PID"); k0=$(cpu_ticks)
   /usr/bin/time -f '%U %S' -o "$WORK/open-$pct.cpu" \
     "$ROOT/target/release/httpload" --url "$URL" --did "$BENCH_DID" --key "$KEY" --rate "$rate" \
     --seconds $((SECONDS_RUN * 2)) | tee "$WORK/open-$pct.json"
   # The relay's CPU here includes delivering what it accepted (wrk's figure above does not all).
   cpu_split "open loop $pct %" "$((rate * SECONDS_RUN * 2))" "$(python3 -c "print($(cpu_s "$ATMOS_PID")-$c0)")" "$WORK/open-$pct.cpu"
   thread_split "$t0" "$(thread_cpu "$ATMOS_PID")" "$((rate * SECONDS_RUN * 2))"
+  echo "  the host took $(steal_since "$k0") % of the cores (steal)"
   echo "left to deliver when the load ended: $(atmos_queued)"
 done
 python3 - "$MAX" "$SIGN_BEFORE" "$SIGN_AFTER" "$(nproc)" <<'PY'

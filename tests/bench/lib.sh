@@ -91,6 +91,14 @@ signing_cost() {
   SIGN_ALL_CORES=$(echo "$out" | sed -n 's/^signing limit: .* at once: \([0-9]*\) messages.*/\1/p')
 }
 
+# The box's CPU ticks so far as "STEAL TOTAL" (/proc/stat): steal is time the hypervisor gave this
+# VM's cores to someone else, which is why two runs of one build differ.
+cpu_ticks() { awk '/^cpu / {print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+# steal_since "STEAL TOTAL": the share of the cores the host took since that cpu_ticks sample.
+steal_since() {
+  python3 -c 'import sys;a,b,c,d=map(float,sys.argv[1:5]);print(f"{100*(c-a)/max(d-b,1):.1f}")' $1 $(cpu_ticks)
+}
+
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 

@@ -29,15 +29,15 @@ run_atmos "$SESSIONS" 200 >/dev/null; run_postfix dkim "$SESSIONS" 200 >/dev/nul
 echo "signing cost (same box, before atmos's load)..." >&2
 signing_cost; SIGN_BEFORE=$SIGN_CPU_US; ALL_BEFORE=$SIGN_ALL_CORES
 echo "atmos: $MESSAGES messages over $SESSIONS sessions..." >&2
-A=$(run_atmos "$SESSIONS" "$MESSAGES")
+k0=$(cpu_ticks); A=$(run_atmos "$SESSIONS" "$MESSAGES"); STEAL_A=$(steal_since "$k0")
 echo "signing cost (after atmos's load)..." >&2
 signing_cost; SIGN_AFTER=$SIGN_CPU_US; ALL_AFTER=$SIGN_ALL_CORES
 echo "postfix + opendkim..." >&2
-D=$(run_postfix dkim "$SESSIONS" "$MESSAGES")
+k0=$(cpu_ticks); D=$(run_postfix dkim "$SESSIONS" "$MESSAGES"); STEAL_D=$(steal_since "$k0")
 echo "postfix (unsigned)..." >&2
 P=$(run_postfix plain "$SESSIONS" "$MESSAGES")
 
-python3 - "$A" "$D" "$P" "$MESSAGES" "$SESSIONS" "$SIGN_BEFORE $SIGN_AFTER" "$CORES" "$PROBE_SIGS" "$PROBE_ALGS" "${ALL_BEFORE:-0} ${ALL_AFTER:-0}" <<'PY'
+python3 - "$A" "$D" "$P" "$MESSAGES" "$SESSIONS" "$SIGN_BEFORE $SIGN_AFTER" "$CORES" "$PROBE_SIGS" "$PROBE_ALGS" "${ALL_BEFORE:-0} ${ALL_AFTER:-0}" "$STEAL_A $STEAL_D" <<'PY'
 import json, sys
 a, d, p = (json.loads(x) for x in sys.argv[1:4])
 n, s = int(sys.argv[4]), int(sys.argv[5])
@@ -62,8 +62,11 @@ print(f"signing cost: {before:.0f} us before atmos's load, {after:.0f} us after;
 print(f"signing limit: {cores} cores / {sign_us:.0f} us CPU per message = {limit:.0f} msgs/s;"
       f" atmos reaches {100*a['msgs_per_sec']/limit:.0f} % (target >= 75 %),"
       f" Postfix + OpenDKIM {100*d['msgs_per_sec']/limit:.0f} %")
+steal_a, steal_d = (float(x) for x in sys.argv[11].split())
+print(f"the host took (steal) {steal_a} % of the cores during atmos's load, {steal_d} % during Postfix + OpenDKIM's")
 if measured:
     print(f"measured with every core signing at once: {measured:.0f} msgs/s; atmos reaches {100*a['msgs_per_sec']/measured:.0f} %")
 print(json.dumps({"atmos": a, "postfix_opendkim": d, "postfix": p, "signing_cpu_us": sign_us, "signing_cpu_us_before": before, "signing_cpu_us_after": after,
-                  "signing_limit": round(limit), "signing_all_cores": measured, "fraction": round(a['msgs_per_sec']/limit, 3)}))
+                  "signing_limit": round(limit), "signing_all_cores": measured, "fraction": round(a['msgs_per_sec']/limit, 3),
+                  "steal_pct": {"atmos": steal_a, "postfix_opendkim": steal_d}}))
 PY
