@@ -116,20 +116,22 @@ fn main() {
     let all_cores = (cores * per_thread) as f64 / start.elapsed().as_secs_f64();
     // Hot against woken: rounds of signing back to back, then with the core idle 1 ms before each
     // message (a signer thread at part load), interleaved so the box's drift hits both alike.
-    let (mut hot, mut woken) = (0.0, 0.0);
-    for _ in 0..20 {
-        for gap in [false, true] {
-            for _ in 0..25 {
-                if gap {
+    const ROUNDS: u32 = 20;
+    const PER_ROUND: u32 = 25;
+    let mut cpu = [0.0; 2]; // [hot, woken]
+    for _ in 0..ROUNDS {
+        for woken in [false, true] {
+            for _ in 0..PER_ROUND {
+                if woken {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
                 let c = cpu_time();
                 signer.sign("member.bench", &message).expect("sign");
-                *(if gap { &mut woken } else { &mut hot }) += cpu_time() - c;
+                cpu[usize::from(woken)] += cpu_time() - c;
             }
         }
     }
-    let (hot, woken) = (hot * 1e6 / 500.0, woken * 1e6 / 500.0);
+    let [hot, woken] = cpu.map(|s| s * 1e6 / f64::from(ROUNDS * PER_ROUND));
     println!("| operation | µs wall per op | µs CPU per op |");
     println!("|---|---|---|");
     println!("| raw RSA-2048 sign (aws-lc-rs) | {rsa_w:.1} | {rsa_c:.1} |");
