@@ -8,6 +8,11 @@ use std::time::Duration;
 /// A running smtp-sink that keeps each message as a file.
 pub struct SmtpSink {
     child: Option<Child>,
+    /// While a [`SmtpSink::stopped`] sink is down, its port bound but not listening: connections
+    /// are refused, and no other test's listener (a relay binding port 0) can take the port. CI
+    /// once failed on that: another relay's submission port answered `530` and the relay
+    /// bounced mail it had accepted.
+    reserved: Option<socket2::Socket>,
     /// The loopback address it listens on (127.0.0.1 unless started with [`SmtpSink::start_at`]).
     pub ip: String,
     pub port: u16,
@@ -32,6 +37,7 @@ impl SmtpSink {
         set_mode(temp.path(), 0o755);
         let mut sink = Self {
             child: None,
+            reserved: None,
             ip: ip.to_string(),
             port,
             dir,
@@ -48,10 +54,12 @@ impl SmtpSink {
         std::fs::create_dir_all(&dir).expect("mail dir");
         set_mode(&dir, 0o777);
         set_mode(temp.path(), 0o755);
+        let (reserved, port) = reserve_port();
         Self {
             child: None,
+            reserved: Some(reserved),
             ip: "127.0.0.1".into(),
-            port: free_port(),
+            port,
             dir,
             _temp: temp,
         }
@@ -61,6 +69,8 @@ impl SmtpSink {
     pub fn restart(&mut self, flags: &[&str]) {
         self.stop();
         require_program("/usr/sbin/smtp-sink", "apt-get install postfix");
+        // Let go of the port only now: smtp-sink binds it a few milliseconds later.
+        self.reserved = None;
         let template = format!("{}/%H%M%S.", self.dir.display());
         let child = Command::new("/usr/sbin/smtp-sink")
             .args(["-u", "nobody", "-d", &template])
@@ -128,6 +138,23 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A loopback port held bound without listening (no `SO_REUSEADDR`, so nothing else binds it).
+fn reserve_port() -> (socket2::Socket, u16) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket
+        .bind(&SockAddr::from(any))
+        .expect("bind a loopback port");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .expect("the bound port");
+    (socket, port)
 }
 
 /// A running dnsmasq serving fixed records on a loopback port (UDP and TCP).
@@ -476,4 +503,28 @@ pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         .expect("run openssl");
     assert!(status.success(), "openssl req failed");
     (cert, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SmtpSink;
+
+    #[test]
+    fn a_stopped_sink_keeps_its_port_refused_and_its_own() {
+        let mut sink = SmtpSink::stopped();
+        let addr = ("127.0.0.1", sink.port);
+        assert!(
+            std::net::TcpListener::bind(addr).is_err(),
+            "another listener took the port of a stopped sink"
+        );
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "a stopped sink accepted a connection"
+        );
+        sink.restart(&[]);
+        assert!(
+            std::net::TcpStream::connect(addr).is_ok(),
+            "the sink is not up"
+        );
+    }
 }
