@@ -5,7 +5,7 @@
 
 use crate::config::LimitsConfig;
 use crate::store::members::Member;
-use crate::store::{StoreError, labels, messages};
+use crate::store::{StoreError, labels, send_counts};
 use rusqlite::Connection;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -86,8 +86,8 @@ pub fn usage(
 ) -> Result<(Caps, Vec<String>, i64, i64), StoreError> {
     let member_labels = labels::active(conn, &member.did, now)?;
     let caps = caps(member, &member_labels, limits, now);
-    let (hour, _) = messages::recipients_since(conn, Some(&member.did), now - HOUR_MS)?;
-    let (day, _) = messages::recipients_since(conn, Some(&member.did), now - DAY_MS)?;
+    let hour = send_counts::recipients_since(conn, Some(&member.did), now - HOUR_MS)?;
+    let day = send_counts::recipients_since(conn, Some(&member.did), now - DAY_MS)?;
     Ok((caps, member_labels, hour, day))
 }
 
@@ -113,16 +113,18 @@ pub fn check(
     let member_labels = labels::active(conn, &member.did, now)?;
     let caps = caps(member, &member_labels, limits, now);
     for (cap, window) in [(caps.hourly, HOUR_MS), (caps.daily, DAY_MS)] {
-        let (used, oldest) = messages::recipients_since(conn, Some(&member.did), now - window)?;
+        let used = send_counts::recipients_since(conn, Some(&member.did), now - window)?;
         if used + i64::from(adding) > i64::from(cap) {
+            let oldest = send_counts::oldest_since(conn, Some(&member.did), now - window)?;
             return Ok(Err(OverLimit {
                 retry_after_secs: retry_after(oldest, window, now),
             }));
         }
     }
     if limits.global_per_minute > 0 {
-        let (used, oldest) = messages::recipients_since(conn, None, now - MINUTE_MS)?;
+        let used = send_counts::recipients_since(conn, None, now - MINUTE_MS)?;
         if used + i64::from(adding) > i64::from(limits.global_per_minute) {
+            let oldest = send_counts::oldest_since(conn, None, now - MINUTE_MS)?;
             return Ok(Err(OverLimit {
                 retry_after_secs: retry_after(oldest, MINUTE_MS, now),
             }));

@@ -256,7 +256,7 @@ impl Engine {
             for (suffix, minutes) in &c.windows {
                 let key = format!("{}_{suffix}", c.name);
                 if read(&key) {
-                    let total = state::sum(tx, &c.name, &entity, minute - minutes + 1)?;
+                    let total = state::sum(tx, &c.name, &entity, *minutes, minute)?;
                     counters.insert(key, total);
                 }
             }

@@ -97,7 +97,7 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
         m.header_message_id
     ])?;
     if counted > 0 {
-        count_recipients(conn, m.did, m.received_at, counted)?;
+        super::send_counts::add(conn, m.did, m.received_at, counted)?;
     }
     conn.prepare_cached("INSERT INTO message_bodies (message_id, data) VALUES (?1, ?2)")?
         .execute(params![m.id, m.body])?;
@@ -450,39 +450,6 @@ pub fn attempts_of(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Recipients of member mail (DSNs excluded) received after `since`, for one DID or (None) the
-/// whole relay, at minute granularity. Returns the count and the start of the oldest counted
-/// minute.
-pub fn recipients_since(
-    conn: &Connection,
-    did: Option<&str>,
-    since: i64,
-) -> Result<(i64, Option<i64>), StoreError> {
-    let (n, oldest): (i64, Option<i64>) = conn
-        .prepare_cached(
-            "SELECT coalesce(sum(n), 0), min(minute) FROM send_counts WHERE did = ?1 AND minute > ?2",
-        )?
-        .query_row(params![did.unwrap_or("*"), since.div_euclid(60_000)], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok((n, oldest.map(|m| m * 60_000)))
-}
-
-/// Adds `n` recipients at `at` to the member's and the relay's minute buckets, dropping buckets
-/// older than two days.
-fn count_recipients(conn: &Connection, did: &str, at: i64, n: i64) -> Result<(), StoreError> {
-    let minute = at.div_euclid(60_000);
-    let mut up = conn.prepare_cached(
-        "INSERT INTO send_counts (did, minute, n) VALUES (?1, ?2, ?3)
-         ON CONFLICT (did, minute) DO UPDATE SET n = n + excluded.n",
-    )?;
-    let mut prune =
-        conn.prepare_cached("DELETE FROM send_counts WHERE did = ?1 AND minute < ?2")?;
-    for key in [did, "*"] {
-        up.execute(params![key, minute, n])?;
-        prune.execute(params![key, minute - 2 * 1440])?;
-    }
-    Ok(())
 }
 
 /// A member's recipient counts by status for mail received since `since` (DSNs excluded).

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod queue;
 pub mod rules;
 mod schema;
+pub mod send_counts;
 pub mod series;
 pub mod sessions;
 pub mod suppressions;

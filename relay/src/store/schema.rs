@@ -248,6 +248,30 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX web_sessions_did ON web_sessions(did, created_at);
     ",
+    "
+    -- Running totals of the rules' windows: `total` is the sum of a counter's buckets after
+    -- minute `through`. Reading a window subtracts only the buckets that left it since the last
+    -- read, so a 30-day window costs a lookup, not a scan of 43,200 minute buckets.
+    CREATE TABLE rule_windows (
+        counter  TEXT NOT NULL,
+        entity   TEXT NOT NULL,
+        minutes  INTEGER NOT NULL,
+        through  INTEGER NOT NULL,
+        total    INTEGER NOT NULL,
+        PRIMARY KEY (counter, entity, minutes)
+    ) WITHOUT ROWID;
+    -- Recipient counts per hour beside the per-minute ones: a day's window reads at most 59
+    -- minute buckets and 25 hour buckets, not 1,440 minutes (the warming check runs twice a
+    -- message).
+    CREATE TABLE send_counts_hourly (
+        did   TEXT NOT NULL,
+        hour  INTEGER NOT NULL,
+        n     INTEGER NOT NULL,
+        PRIMARY KEY (did, hour)
+    ) WITHOUT ROWID;
+    INSERT INTO send_counts_hourly (did, hour, n)
+        SELECT did, minute / 60, sum(n) FROM send_counts GROUP BY did, minute / 60;
+    ",
 ];
 
 /// Number of migrations this binary knows.
