@@ -117,7 +117,12 @@ fn run_in_savepoint<R>(
     tx: &Transaction<'_>,
     f: impl FnOnce(&Transaction<'_>) -> Result<R, StoreError>,
 ) -> (Result<R, StoreError>, bool) {
-    if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+    // Cached: parsed once per connection, not twice per job.
+    let run = |sql: &str| {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]).map(drop))
+    };
+    if let Err(e) = run("SAVEPOINT job") {
         return (Err(e.into()), false);
     }
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx)));
@@ -134,7 +139,7 @@ fn run_in_savepoint<R>(
         }
     };
     match outcome {
-        Ok(r) => match tx.execute_batch("RELEASE job") {
+        Ok(r) => match run("RELEASE job") {
             Ok(()) => (Ok(r), true),
             Err(e) => {
                 tracing::error!(error = %e, "spool: cannot release a job's savepoint; abandoning the batch");
@@ -143,7 +148,9 @@ fn run_in_savepoint<R>(
         },
         Err(e) => {
             // Undo only this job; the others in the batch still commit.
-            let usable = tx.execute_batch("ROLLBACK TO job; RELEASE job").is_ok();
+            let usable = run("ROLLBACK TO job")
+                .and_then(|()| run("RELEASE job"))
+                .is_ok();
             (Err(e), usable)
         }
     }

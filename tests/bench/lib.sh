@@ -69,6 +69,29 @@ CONF
 KEY=$("$ATMOS" member add --config "$WORK/atmos.toml" --did did:plc:benchbenchbenchbenchbenc --domain sender.bench --approve \
   | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
 "$ATMOS" member label --config "$WORK/atmos.toml" did:plc:benchbenchbenchbenchbenc --add highly_trusted >/dev/null
+# A member that has been sending for a while, not one on its first day: BENCH_HISTORY_DAYS (30)
+# days of one message a minute in the rules' counters and the send caps' buckets, as the relay
+# would have written them (0: a fresh relay). Windows that scan their buckets show up here and
+# not on an empty database.
+seed_history() {
+  python3 - "$WORK/atmos-data/atmos.sqlite" "${BENCH_HISTORY_DAYS:-30}" <<'PY'
+import sqlite3, sys, time
+db, days = sys.argv[1], int(sys.argv[2])
+did, now = "did:plc:benchbenchbenchbenchbenc", int(time.time()) // 60
+c = sqlite3.connect(db)
+mins = range(now - days * 1440, now)
+for counter in ("recipients", "member_mail"):
+    c.executemany("INSERT INTO rule_counters (counter, entity, minute, n) VALUES (?, ?, ?, 1)",
+                  ((counter, did, m) for m in mins))
+recent = [m for m in mins if m >= now - 2 * 1440]
+for key in (did, "*"):
+    c.executemany("INSERT INTO send_counts (did, minute, n) VALUES (?, ?, 1)", ((key, m) for m in recent))
+if c.execute("SELECT 1 FROM sqlite_master WHERE name = 'send_counts_hourly'").fetchone():
+    c.execute("INSERT INTO send_counts_hourly (did, hour, n) SELECT did, minute / 60, sum(n) FROM send_counts GROUP BY 1, 2")
+c.commit()
+PY
+}
+seed_history
 # start_atmos: `atmos serve` on $WORK/atmos.toml; sets ATMOS_PID, ATMOS_ADDR, ATMOS_HTTP once it
 # listens.
 start_atmos() {
