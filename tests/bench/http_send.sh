@@ -43,14 +43,14 @@ for pct in 50 60 70 80; do
   for _ in $(seq 3000); do [ "$(atmos_queued)" = 0 ] && break; sleep 0.02; done
   rate=$(python3 -c "print(round($MAX*$pct/100))")
   echo "open loop at $pct % of the maximum: $rate requests/s for $((SECONDS_RUN * 2))s..." >&2
-  c0=$(cpu_s "$ATMOS_PID"); t0=$(thread_cpu "$ATMOS_PID"); k0=$(cpu_ticks)
+  c0=$(cpu_s "$ATMOS_PID"); t0=$(thread_cpu "$ATMOS_PID"); k0=$(cpu_ticks); f0=$(spool_commits)
   /usr/bin/time -f '%U %S' -o "$WORK/open-$pct.cpu" \
     "$ROOT/target/release/httpload" --url "$URL" --did "$BENCH_DID" --key "$KEY" --rate "$rate" \
     --seconds $((SECONDS_RUN * 2)) | tee "$WORK/open-$pct.json"
   # The relay's CPU here includes delivering what it accepted (wrk's figure above does not all).
   cpu_split "open loop $pct %" "$((rate * SECONDS_RUN * 2))" "$(python3 -c "print($(cpu_s "$ATMOS_PID")-$c0)")" "$WORK/open-$pct.cpu"
   thread_split "$t0" "$(thread_cpu "$ATMOS_PID")" "$((rate * SECONDS_RUN * 2))"
-  echo "  the host took $(steal_since "$k0") % of the cores (steal)"
+  echo "  the host took $(steal_since "$k0") % of the cores (steal); spool commits per request: $(python3 -c "print(round(($(spool_commits)-$f0)/($rate*$SECONDS_RUN*2),2))")"
   echo "left to deliver when the load ended: $(atmos_queued)"
 done
 python3 - "$MAX" "$SIGN_BEFORE" "$SIGN_AFTER" "$(nproc)" <<'PY'

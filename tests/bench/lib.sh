@@ -122,6 +122,12 @@ steal_since() {
   python3 -c 'import sys;a,b,c,d=map(float,sys.argv[1:5]);print(f"{100*(c-a)/max(d-b,1):.1f}")' $1 $(cpu_ticks)
 }
 
+# Busy CPU ticks of the whole box so far (user, nice, system, irq, softirq; not idle, iowait or
+# steal): every process of a load, the load generator and the sink included.
+box_busy() { awk '/^cpu / {print $2+$3+$4+$7+$8}' /proc/stat; }
+# box_ms_per_msg BUSY0 MESSAGES: the box's busy CPU ms per message since that box_busy sample.
+box_ms_per_msg() { python3 -c "import sys;print(round(($(box_busy)-$1)*1000/$(getconf CLK_TCK)/$2,3))"; }
+
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 
@@ -158,6 +164,9 @@ print(line)
 PY
 }
 
+# Spool commits (each one fsync) so far, from atmos's metrics.
+spool_commits() { curl -s "http://$ATMOS_HTTP/metrics" | awk '/^atmos_spool_fsync_seconds_count/ {print $2}'; }
+
 # Recipients still to deliver in atmos's queue.
 atmos_queued() {
   python3 -c 'import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(c.execute("select count(*) from recipients where status in (\"accepted\",\"deferred\")").fetchone()[0])' "$WORK/atmos-data/atmos.sqlite"
@@ -167,16 +176,17 @@ atmos_queued() {
 # the queue is empty), CPU ms per message (accepting and delivering), peak RSS, and the load
 # generator's own CPU ms per message (it shares the cores).
 run_atmos() {
-  local c0 c1 out t0 left
-  c0=$(cpu_s "$ATMOS_PID")
+  local c0 c1 out t0 left b0 box
+  c0=$(cpu_s "$ATMOS_PID"); b0=$(box_busy)
   out=$(/usr/bin/time -f "%U %S" -o "$WORK/loadgen.cpu" "$LOADGEN" --server "$ATMOS_ADDR" --user did:plc:benchbenchbenchbenchbenc --password "$KEY" \
     --from app@sender.bench --to user@rcpt.test --sessions "$1" --messages "$2" --size 2048)
+  box=$(box_ms_per_msg "$b0" "$2")
   t0=$(date +%s.%N)
   for _ in $(seq 6000); do
     [ "$(atmos_queued)" = 0 ] && break; sleep 0.01
   done
   c1=$(cpu_s "$ATMOS_PID")
-  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=round($(date +%s.%N)-$t0,2);d['cpu_ms_per_msg']=round(($c1-$c0)*1000/$2,3);d['memory_kb']=int(sys.argv[2]);d['memory']='VmHWM';d['loadgen_cpu_ms_per_msg']=round(sum(map(float,open(sys.argv[3]).read().split()[-2:]))*1000/$2,3);print(json.dumps(d))" \
+  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=round($(date +%s.%N)-$t0,2);d['cpu_ms_per_msg']=round(($c1-$c0)*1000/$2,3);d['memory_kb']=int(sys.argv[2]);d['memory']='VmHWM';d['box_cpu_ms_per_msg']=$box;d['loadgen_cpu_ms_per_msg']=round(sum(map(float,open(sys.argv[3]).read().split()[-2:]))*1000/$2,3);print(json.dumps(d))" \
     "$out" "$(peak_rss_kb /proc/$ATMOS_PID/status)" "$WORK/loadgen.cpu"
 }
 

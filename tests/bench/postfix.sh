@@ -107,15 +107,17 @@ postfix_pss_kb() {
 # run_postfix NAME SESSIONS MESSAGES: one load; prints the load generator's JSON plus drain time,
 # memory (PSS of the instance's processes and milters) and the milters' CPU ms per message.
 run_postfix() {
-  local out drain mem c0=0 c1=0 p
+  local out drain mem c0=0 c1=0 p b0 box
   for p in ${PF_MILTER_PID[$1]:-}; do c0=$(python3 -c "print($c0+$(cpu_s "$p"))"); done
+  b0=$(box_busy)
   out=$("$LOADGEN" --server "127.0.0.1:${PF_SUB[$1]}" --user bench@baseline.test --password benchpass \
     --from app@sender.bench --to user@rcpt.test --sessions "$2" --messages "$3" --size 2048)
+  box=$(box_ms_per_msg "$b0" "$3")
   # Right after the load, while every smtpd is still alive.
   mem=$(postfix_pss_kb "$1")
   drain=$(postfix_drain "$1")
   for p in ${PF_MILTER_PID[$1]:-}; do c1=$(python3 -c "print($c1+$(cpu_s "$p"))"); done
-  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=$drain;d['memory_kb']=$mem;d['memory']='PSS'
+  python3 -c "import json,sys;d=json.loads(sys.argv[1]);d['drain_s']=$drain;d['memory_kb']=$mem;d['memory']='PSS';d['box_cpu_ms_per_msg']=$box
 if $c1 > 0: d['milter_cpu_ms_per_msg']=round(($c1-$c0)*1000/$3,3)
 print(json.dumps(d))" "$out"
 }

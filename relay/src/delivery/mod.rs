@@ -274,7 +274,7 @@ impl Delivery {
             let reply = format!("553 5.1.3 stored address is not a valid mailbox: {error}");
             let id = r.id;
             let _ = spool
-                .write(move |tx| {
+                .write_lazy(move |tx| {
                     messages::record_attempt(
                         tx,
                         &AttemptRecord {
@@ -557,7 +557,7 @@ impl Delivery {
         let job_for_write = job.clone();
         let write = self
             .spool
-            .write(move |tx| {
+            .write_lazy(move |tx| {
                 let job = job_for_write;
                 let mut finished = None;
                 // Who sent it, so rules can count results per member and leave the relay's own

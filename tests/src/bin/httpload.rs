@@ -38,14 +38,19 @@ fn body() -> String {
     .to_string()
 }
 
-#[tokio::main]
+// One thread: the client shares the two cores with the relay, and a second runtime thread only
+// added wake-ups between threads (client CPU per request 0.09-0.14 ms on two threads).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let a = Args::parse();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(a.connections)
         .tcp_nodelay(true)
         .build()?;
-    let body = body();
+    // One copy for every request (a &'static str body is not copied per request).
+    let body: &'static str = Box::leak(body().into_boxed_str());
+    let url = reqwest::Url::parse(&a.url)?;
+    let auth = format!("Bearer {}", a.key);
     let slots = Arc::new(tokio::sync::Semaphore::new(a.connections));
     let total = (a.rate * a.seconds as f64) as usize;
     let interval = Duration::from_secs_f64(1.0 / a.rate);
@@ -54,13 +59,13 @@ async fn main() -> Result<()> {
     for i in 0..total {
         let due = start + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
-        let (client, slots, body, url, did, key) = (
+        let (client, slots, body, url, did, auth) = (
             client.clone(),
             slots.clone(),
-            body.clone(),
-            a.url.clone(),
+            body,
+            url.clone(),
             a.did.clone(),
-            a.key.clone(),
+            auth.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
@@ -68,7 +73,7 @@ async fn main() -> Result<()> {
                 .post(url)
                 .header("Content-Type", "application/json")
                 .header("X-Atmos-DID", did)
-                .bearer_auth(key)
+                .header("Authorization", auth)
                 .body(body)
                 .send()
                 .await;
