@@ -19,14 +19,15 @@ fn did(i: usize) -> String {
     format!("did:plc:bench{i:019}")
 }
 
-fn main() {
+/// A fresh store with `members` warmed members (approved 40 days ago, so nobody is suspended
+/// and every rule is evaluated on every event) and an engine that has run once.
+fn setup(members: usize) -> (tempfile::TempDir, Arc<Store>, Engine) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path()).expect("store"));
-    // Old members (warmed) so nobody is suspended and every rule is evaluated on every event.
     let approved = now_ms() - 40 * 86_400_000;
     store
         .write(|tx| {
-            for i in 0..MEMBERS {
+            for i in 0..members {
                 members::insert(tx, &Member::active(&did(i), approved))?;
             }
             Ok(())
@@ -38,14 +39,17 @@ fn main() {
         None,
     );
     engine.step().expect("first run");
+    (dir, store, engine)
+}
 
-    let started = Instant::now();
+/// Appends `n` `delivery_result` events spread over `members` members.
+fn append(store: &Store, n: usize, members: usize) {
     store
         .write(|tx| {
             let data =
                 serde_json::json!({"status": "sent", "source": "smtp", "recipient": "r@x.test"});
-            for i in 0..EVENTS {
-                let d = did(i % MEMBERS);
+            for i in 0..n {
+                let d = did(i % members);
                 events::append(
                     tx,
                     now_ms(),
@@ -61,17 +65,28 @@ fn main() {
             Ok(())
         })
         .expect("append");
-    let append = started.elapsed().as_secs_f64();
+}
 
-    let started = Instant::now();
+/// Steps the engine until it has judged `n` events (or runs dry); returns how many it judged.
+fn judge_all(engine: &Engine, n: usize) -> usize {
     let mut judged = 0;
-    loop {
-        let n = engine.step().expect("step");
-        if n == 0 {
+    while judged < n {
+        let step = engine.step().expect("step");
+        if step == 0 {
             break;
         }
-        judged += n;
+        judged += step;
     }
+    judged
+}
+
+fn main() {
+    let (_dir, store, engine) = setup(MEMBERS);
+    let started = Instant::now();
+    append(&store, EVENTS, MEMBERS);
+    let append_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let judged = judge_all(&engine, usize::MAX);
     let judge = started.elapsed().as_secs_f64();
     // The events, plus one `label_applied` per member (highly_trusted fires once each).
     assert_eq!(judged, EVENTS + MEMBERS);
@@ -80,10 +95,10 @@ fn main() {
         "rules: {EVENTS} delivery_result events, {MEMBERS} members, built-in rules\n\
          append to the event log: {:>9.0} events/s\n\
          count + judge + verdicts: {:>9.0} events/s ({:.1} µs/event, {:.2}× the append rate)",
-        EVENTS as f64 / append,
+        EVENTS as f64 / append_s,
         EVENTS as f64 / judge,
         judge * 1e6 / EVENTS as f64,
-        append / judge,
+        append_s / judge,
     );
     println!(
         "after 30 days of sending (a bucket per minute for every counter): {steady:>9.0} events/s ({:.1} µs/event)",
@@ -96,25 +111,8 @@ fn main() {
 fn steady_state() -> f64 {
     const SENDERS: usize = 10;
     const STEADY_EVENTS: usize = 5_000;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(dir.path()).expect("store"));
-    let now = now_ms();
-    let approved = now - 40 * 86_400_000;
-    store
-        .write(|tx| {
-            for i in 0..SENDERS {
-                members::insert(tx, &Member::active(&did(i), approved))?;
-            }
-            Ok(())
-        })
-        .expect("members");
-    let engine = Engine::new(
-        store.clone(),
-        Arc::new(Rules::builtin().expect("rules")),
-        None,
-    );
-    engine.step().expect("first run");
-    let minute = now / 60_000;
+    let (_dir, store, engine) = setup(SENDERS);
+    let minute = now_ms() / 60_000;
     store
         .write(|tx| {
             let mut put = tx.prepare(
@@ -131,35 +129,8 @@ fn steady_state() -> f64 {
             Ok(())
         })
         .expect("history");
-    store
-        .write(|tx| {
-            let data =
-                serde_json::json!({"status": "sent", "source": "smtp", "recipient": "r@x.test"});
-            for i in 0..STEADY_EVENTS {
-                let d = did(i % SENDERS);
-                events::append(
-                    tx,
-                    now_ms(),
-                    &NewEvent {
-                        kind: "delivery_result",
-                        did: Some(&d),
-                        actor: Some("relay"),
-                        data: data.clone(),
-                        ..Default::default()
-                    },
-                )?;
-            }
-            Ok(())
-        })
-        .expect("append");
+    append(&store, STEADY_EVENTS, SENDERS);
     let started = Instant::now();
-    let mut judged = 0;
-    while judged < STEADY_EVENTS {
-        let n = engine.step().expect("step");
-        if n == 0 {
-            break;
-        }
-        judged += n;
-    }
+    let judged = judge_all(&engine, STEADY_EVENTS);
     judged as f64 / started.elapsed().as_secs_f64()
 }

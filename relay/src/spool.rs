@@ -44,6 +44,14 @@ struct Job {
     lazy: Option<Instant>,
 }
 
+/// A durable write: runs inside the batch transaction.
+pub trait Write<R>: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static {}
+impl<R, F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static> Write<R> for F {}
+
+/// Resolves once the commit that holds a queued write is done.
+pub type Written<R> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, SpoolError>> + Send>>;
+
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct Spool {
@@ -83,11 +91,7 @@ impl Spool {
     }
 
     /// Runs `f` in the next group transaction; resolves after the commit's fsync.
-    pub async fn write<R, F>(&self, f: F) -> Result<R, SpoolError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
-    {
+    pub async fn write<R: Send + 'static>(&self, f: impl Write<R>) -> Result<R, SpoolError> {
         self.enqueue(f)?.await
     }
 
@@ -95,47 +99,28 @@ impl Spool {
     /// with the next commit, and commits alone only after [`LINGER`] with no other write, or
     /// once [`LAZY_BATCH`] such writes wait. At part load a delivery result otherwise cost a
     /// commit and an fsync of its own (1.46 commits per message at half the maximum rate).
-    pub async fn write_lazy<R, F>(&self, f: F) -> Result<R, SpoolError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
-    {
+    pub async fn write_lazy<R: Send + 'static>(&self, f: impl Write<R>) -> Result<R, SpoolError> {
         self.enqueue_lazy(f)?.await
     }
 
     /// Queues `f` now as a lazy write ([`Spool::write_lazy`]).
-    pub fn enqueue_lazy<R, F>(
+    pub fn enqueue_lazy<R: Send + 'static>(
         &self,
-        f: F,
-    ) -> Result<impl std::future::Future<Output = Result<R, SpoolError>> + use<R, F>, SpoolError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
-    {
+        f: impl Write<R>,
+    ) -> Result<Written<R>, SpoolError> {
         self.queue(f, Some(Instant::now()))
     }
 
     /// Queues `f` now; the returned future resolves after the commit that includes it.
-    pub fn enqueue<R, F>(
-        &self,
-        f: F,
-    ) -> Result<impl std::future::Future<Output = Result<R, SpoolError>> + use<R, F>, SpoolError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
-    {
+    pub fn enqueue<R: Send + 'static>(&self, f: impl Write<R>) -> Result<Written<R>, SpoolError> {
         self.queue(f, None)
     }
 
-    fn queue<R, F>(
+    fn queue<R: Send + 'static>(
         &self,
-        f: F,
+        f: impl Write<R>,
         lazy: Option<Instant>,
-    ) -> Result<impl std::future::Future<Output = Result<R, SpoolError>> + use<R, F>, SpoolError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
-    {
+    ) -> Result<Written<R>, SpoolError> {
         let (done, result) = oneshot::channel::<Result<R, SpoolError>>();
         let work: Work = Box::new(move |tx: &Transaction<'_>| -> (Completion, bool) {
             let (outcome, usable) = run_in_savepoint(tx, f);
@@ -153,7 +138,9 @@ impl Spool {
         self.jobs
             .send(Job { work, lazy })
             .map_err(|_| SpoolError::Closed)?;
-        Ok(async move { result.await.map_err(|_| SpoolError::Closed)? })
+        Ok(Box::pin(async move {
+            result.await.map_err(|_| SpoolError::Closed)?
+        }))
     }
 
     /// Writer counters.
