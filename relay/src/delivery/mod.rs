@@ -317,19 +317,28 @@ impl Delivery {
         shutdown: &CancellationToken,
     ) {
         dest.workers.fetch_add(1, Ordering::Relaxed);
-        let (this, dest, done, shutdown) =
-            (self.clone(), dest.clone(), done.clone(), shutdown.clone());
+        let (this, dest, done, shutdown, tracker) = (
+            self.clone(),
+            dest.clone(),
+            done.clone(),
+            shutdown.clone(),
+            workers.clone(),
+        );
         workers.spawn(async move {
-            this.worker(&dest, &done, &shutdown).await;
+            this.worker(&dest, &done, &shutdown, &tracker).await;
             dest.workers.fetch_sub(1, Ordering::Relaxed);
         });
     }
 
+    /// Takes the destination's jobs on one reused connection. Each result is recorded by a
+    /// task of its own (tracked, so shutdown waits for it): the connection goes on to the next
+    /// job instead of idling through the commit, and results waiting together share one.
     async fn worker(
-        &self,
+        self: &Arc<Self>,
         dest: &Destination,
         done: &mpsc::UnboundedSender<Vec<i64>>,
         shutdown: &CancellationToken,
+        tracker: &TaskTracker,
     ) {
         let Ok(_permit) = self.global.acquire().await else {
             return;
@@ -363,8 +372,11 @@ impl Delivery {
                         vec![(reply, Outcome::Temporary, None); job.recipients.len()]
                     }
                 };
-            self.record(&job, results).await;
-            let _ = done.send(ids);
+            let (this, done) = (self.clone(), done.clone());
+            tracker.spawn(async move {
+                this.record(&job, results).await;
+                let _ = done.send(ids);
+            });
         }
         if let Some(c) = conn {
             c.quit().await;
