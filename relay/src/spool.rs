@@ -65,6 +65,8 @@ pub struct SpoolStats {
     pub commits: std::sync::atomic::AtomicU64,
     pub jobs: std::sync::atomic::AtomicU64,
     pub commit_micros: std::sync::atomic::AtomicU64,
+    /// Batches of only lazy writes that waited for company.
+    pub lingered: std::sync::atomic::AtomicU64,
 }
 
 impl Spool {
@@ -204,7 +206,7 @@ fn writer_loop(
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     while let Ok(first) = rx.recv() {
-        let batch = gather(first, &rx, linger);
+        let batch = gather(first, &rx, linger, stats);
         let started = Instant::now();
         let n = batch.len();
         let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
@@ -265,9 +267,14 @@ fn writer_loop(
 /// The jobs of the next batch: `first` and everything queued behind it; a batch of only lazy
 /// jobs waits for an urgent one until the oldest has lingered `linger`, or until
 /// [`LAZY_BATCH`] are waiting.
-fn gather(first: Job, rx: &mpsc::Receiver<Job>, linger: Duration) -> Vec<Job> {
+fn gather(first: Job, rx: &mpsc::Receiver<Job>, linger: Duration, stats: &SpoolStats) -> Vec<Job> {
     let mut batch = vec![first];
     let mut linger_from = batch[0].lazy;
+    if linger_from.is_some() {
+        stats
+            .lingered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     while batch.len() < MAX_BATCH {
         let next = match linger_from {
             Some(since) if batch.len() < LAZY_BATCH => {
@@ -373,7 +380,20 @@ mod tests {
         let (spool, _h) = Spool::start_lingering(store.connect().unwrap(), Duration::from_secs(60));
         let event = |tx: &Transaction<'_>| crate::store::events::append(tx, 1, &Default::default());
         let lazy = spool.enqueue_lazy(event).unwrap();
-        // The writer is lingering on the lazy write by now, or will be: either way it waits.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while spool
+            .stats()
+            .lingered
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never waited for company"
+            );
+            tokio::task::yield_now().await;
+        }
+        // The writer holds the lazy write, waiting: the urgent one joins its batch.
         spool.write(event).await.unwrap();
         lazy.await.unwrap();
         assert_eq!(commits(&spool), 1, "one commit for both writes");
