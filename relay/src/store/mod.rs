@@ -171,6 +171,13 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 #[cfg(test)]
+pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open store");
+    (dir, store)
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -219,11 +226,4 @@ mod tests {
             })
             .unwrap();
     }
-}
-
-#[cfg(test)]
-pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open store");
-    (dir, store)
 }
