@@ -13,7 +13,7 @@ use atmos_tests::mx;
 use atmos_tests::peers::{Dns, SmtpSink, venv_python};
 use atmos_tests::relay::Relay;
 use atmos_tests::setup::{DID, RCPT_DOMAIN, SENDER_DOMAIN};
-use atmos_tests::{client, poll_until, workspace_root};
+use atmos_tests::{client, workspace_root};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -55,6 +55,36 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The recipients still queued: status, attempts, the due time against now, the last reply.
+fn undelivered(relay: &Relay) -> String {
+    let db = relay.db();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut stmt = db
+        .prepare(
+            "SELECT r.id, r.address, r.status, r.attempts, r.next_attempt_at - ?1, r.last_reply, m.source
+             FROM recipients r JOIN messages m ON m.id = r.message_id
+             WHERE r.status IN ('accepted', 'deferred') ORDER BY r.id LIMIT 20",
+        )
+        .expect("query");
+    let rows = stmt
+        .query_map([now], |r| {
+            Ok(format!(
+                "#{} {} {} attempts={} due_in_ms={} source={} last={:?}",
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .expect("rows");
+    rows.filter_map(Result::ok).collect::<Vec<_>>().join("; ")
 }
 
 fn fds(pid: u32) -> usize {
@@ -343,16 +373,18 @@ fn soak_keeps_memory_descriptors_and_latency_flat() {
     let left =
         relay.count("SELECT COUNT(*) FROM recipients WHERE status IN ('accepted', 'deferred')");
     let drain_start = Instant::now();
-    poll_until(
-        Duration::from_secs(180 + left as u64 / 50),
-        "the queue to drain",
-        || {
-            (relay
-                .count("SELECT COUNT(*) FROM recipients WHERE status IN ('accepted', 'deferred')")
-                == 0)
-                .then_some(())
-        },
-    );
+    let deadline = Duration::from_secs(180 + left as u64 / 50);
+    while relay.count("SELECT COUNT(*) FROM recipients WHERE status IN ('accepted', 'deferred')")
+        > 0
+    {
+        // On a timeout, say what is stuck: a flake here must be diagnosable from CI's log.
+        assert!(
+            drain_start.elapsed() < deadline,
+            "the queue did not drain in {deadline:?}; left: {}",
+            undelivered(&relay)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let drained_in = drain_start.elapsed();
     let (rss_end, fds_end) = (rss_kib(pid), fds(pid));
     eprintln!("{left} recipients queued when the load stopped, drained in {drained_in:?}");
