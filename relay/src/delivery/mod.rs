@@ -3,22 +3,23 @@
 //!
 //! New mail arrives straight from acceptance (no polling delay); retries and mail left from a
 //! previous run come from a scan of the store. A recipient is "in flight" from dispatch until its
-//! attempt is committed, so it is never sent twice by one process; after a crash it is simply
-//! due again (at-least-once).
+//! attempt is committed, and a worker sends only recipients still queued (a scan may take a new
+//! one before acceptance's hand-over arrives, which then comes too late), so it is never sent
+//! twice by one process; after a crash it is simply due again (at-least-once).
 
 pub mod client;
 pub mod dsn;
 pub mod mx;
+mod record;
 pub mod retry;
 
 use crate::address::{MailDomain, Mailbox, ReversePath};
 use crate::config::Config;
 use crate::spool::Spool;
-use crate::store::events::{self, NewEvent};
 use crate::store::messages::{self, AttemptRecord, DueRecipient, RecipientStatus};
 use crate::store::{Store, now_ms};
 use client::{ClientConfig, ConnectError, Connection, RemoteReply};
-use dsn::{BounceReport, BounceReporter};
+use dsn::BounceReporter;
 use hickory_resolver::TokioResolver;
 use mx::MailHost;
 use retry::{Outcome, RetryPolicy};
@@ -345,7 +346,7 @@ impl Delivery {
         };
         let mut conn: Option<Connection> = None;
         loop {
-            let job = tokio::select! {
+            let mut job = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 job = tokio::time::timeout(WORKER_IDLE, dest.queue.recv()) => match job {
@@ -354,6 +355,16 @@ impl Delivery {
                 },
             };
             let ids: Vec<i64> = job.recipients.iter().map(|r| r.0).collect();
+            // Acceptance hands new recipients over after its commit, and a scan in between may
+            // have sent them already: only those still queued go out (a read error sends all;
+            // the record then changes nothing final).
+            if let Ok(open) = self.store.with(|c| messages::still_open(c, &ids)) {
+                job.recipients.retain(|r| open.contains(&r.0));
+            }
+            if job.recipients.is_empty() {
+                let _ = done.send(ids);
+                continue;
+            }
             let results =
                 match tokio::time::timeout(self.attempt_timeout, self.attempt(&mut conn, &job))
                     .await
@@ -535,142 +546,7 @@ impl Delivery {
         }
         Ok(hosts)
     }
-
-    /// Commits the attempt of each recipient, its event, and drops the body once all are final.
-    async fn record(&self, job: &Job, results: Vec<(RemoteReply, Outcome, Option<String>)>) {
-        let now = now_ms();
-        let decided: Vec<(RecipientStatus, i64)> = job
-            .recipients
-            .iter()
-            .zip(&results)
-            .map(|((_, _, attempts), (_, outcome, _))| {
-                self.policy
-                    .decide(*outcome, attempts + 1, job.received_at, now)
-            })
-            .collect();
-        // Bounces need the original headers for the DSN; read them before the body may go.
-        let bounced = decided.iter().any(|(s, _)| *s == RecipientStatus::Bounced);
-        let origin = if bounced && self.reporter.is_some() {
-            self.bounce_context(&job.message_id)
-        } else {
-            None
-        };
-        let reports: Vec<(String, RemoteReply, Option<String>)> = job
-            .recipients
-            .iter()
-            .zip(&results)
-            .zip(&decided)
-            .filter(|(_, (s, _))| *s == RecipientStatus::Bounced)
-            .map(|(((_, address, _), (reply, _, mx)), _)| {
-                (address.to_string(), reply.clone(), mx.clone())
-            })
-            .collect();
-        let job = job.clone();
-        let job_for_write = job.clone();
-        let write = self
-            .spool
-            .write_lazy(move |tx| {
-                let job = job_for_write;
-                let mut finished = None;
-                // Who sent it, so rules can count results per member and leave the relay's own
-                // mail (DSNs, forwards) out.
-                let (did, source) = messages::origin(tx, &job.message_id)?
-                    .map(|(did, _, source)| (Some(did), source))
-                    .unwrap_or((None, String::new()));
-                for (((id, address, attempts), (reply, _outcome, mx)), (status, next)) in
-                    job.recipients.iter().zip(results).zip(decided)
-                {
-                    let tries = attempts + 1;
-                    let (message_id, all_final) = messages::record_attempt(
-                        tx,
-                        &AttemptRecord {
-                            recipient_id: *id,
-                            at: now,
-                            mx: mx.as_deref(),
-                            code: Some(reply.code),
-                            reply: &reply.text,
-                            status,
-                            next_attempt_at: next,
-                        },
-                    )?;
-                    events::append(
-                        tx,
-                        now,
-                        &NewEvent {
-                            kind: "delivery_result",
-                            did: did.as_deref(),
-                            message_id: Some(&message_id),
-                            actor: Some("relay"),
-                            data: serde_json::json!({
-                                "recipient": address.as_str(),
-                                "source": source,
-                                "status": status.as_str(),
-                                "code": reply.code,
-                                "reply": reply.text,
-                                "mx": mx,
-                                "attempt": tries,
-                            }),
-                        },
-                    )?;
-                    // A bad mailbox or domain (5.1.x) goes on the member's suppression list.
-                    if status == RecipientStatus::Bounced
-                        && crate::suppression::is_hard_bounce(&dsn::status_code(&reply.text))
-                        && let Some(did) = &did
-                        && !messages::is_relay_source(&source)
-                    {
-                        crate::store::suppressions::add(tx, did, address.as_str(), "bounce", Some(&message_id), now)?;
-                    }
-                    if status == RecipientStatus::Bounced {
-                        tracing::info!(message_id, recipient = %address, reply = %reply.text, "delivery: bounced");
-                    }
-                    finished = all_final.then_some(message_id);
-                }
-                if let Some(message_id) = finished {
-                    messages::delete_body(tx, &message_id)?;
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = write {
-            // The attempt stays unrecorded; the recipients are due again and will be retried.
-            tracing::error!(error = %e, "delivery: cannot record attempt");
-            return;
-        }
-        if let (Some(reporter), Some((did, domain, source, headers))) = (&self.reporter, origin) {
-            for (recipient, reply, mx) in reports {
-                reporter.report(BounceReport {
-                    message_id: job.message_id.clone(),
-                    did: did.clone(),
-                    domain: domain.clone(),
-                    recipient,
-                    reply: reply.text,
-                    mx,
-                    original_headers: headers.clone(),
-                    source: source.clone(),
-                    arrival_ms: job.received_at,
-                });
-            }
-        }
-    }
-
-    /// (DID, sending domain, source, original header block) of a message.
-    fn bounce_context(&self, message_id: &str) -> Option<(String, String, String, Vec<u8>)> {
-        let (did, domain, source) = self
-            .store
-            .with(|c| messages::origin(c, message_id))
-            .ok()
-            .flatten()?;
-        let body = self
-            .store
-            .with(|c| messages::body(c, message_id))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let end = body
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + 2)
-            .unwrap_or(body.len());
-        Some((did, domain, source, body[..end].to_vec()))
-    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -255,12 +255,34 @@ pub struct AttemptRecord<'a> {
     pub next_attempt_at: i64,
 }
 
-/// Stores an attempt and moves the recipient to its new status; returns the message id and
-/// whether every recipient of that message is now final.
+/// Stores an attempt and moves a recipient still queued to its new status; returns the message
+/// id and whether every recipient of that message is now final. `None`: the recipient was
+/// already final (a late, duplicate attempt), and nothing is changed: a sent or bounced
+/// recipient is never reopened.
 pub fn record_attempt(
     conn: &Connection,
     a: &AttemptRecord<'_>,
-) -> Result<(String, bool), StoreError> {
+) -> Result<Option<(String, bool)>, StoreError> {
+    let updated: Option<String> = conn
+        .prepare_cached(
+            "UPDATE recipients SET status = ?2, attempts = attempts + 1, last_reply = ?3,
+                 next_attempt_at = ?4, updated_at = ?5
+             WHERE id = ?1 AND status IN ('accepted', 'deferred') RETURNING message_id",
+        )?
+        .query_row(
+            params![
+                a.recipient_id,
+                a.status.as_str(),
+                a.reply,
+                a.next_attempt_at,
+                a.at
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(message_id) = updated else {
+        return Ok(None);
+    };
     conn.prepare_cached(
         "INSERT INTO delivery_attempts (recipient_id, at, mx, code, reply, outcome)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -273,29 +295,27 @@ pub fn record_attempt(
         a.reply,
         a.status.as_str()
     ])?;
-    let message_id: String = conn
-        .prepare_cached(
-            "UPDATE recipients SET status = ?2, attempts = attempts + 1, last_reply = ?3,
-                 next_attempt_at = ?4, updated_at = ?5
-             WHERE id = ?1 RETURNING message_id",
-        )?
-        .query_row(
-            params![
-                a.recipient_id,
-                a.status.as_str(),
-                a.reply,
-                a.next_attempt_at,
-                a.at
-            ],
-            |r| r.get(0),
-        )?;
     let open: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM recipients WHERE message_id = ?1
              AND status IN ('accepted', 'deferred')",
         )?
         .query_row([&message_id], |r| r.get(0))?;
-    Ok((message_id, open == 0))
+    Ok(Some((message_id, open == 0)))
+}
+
+/// Those of `ids` still queued (accepted or deferred), in the order given.
+pub fn still_open(conn: &Connection, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM recipients WHERE id = ?1 AND status IN ('accepted', 'deferred')",
+    )?;
+    let mut open = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if stmt.exists([id])? {
+            open.push(id);
+        }
+    }
+    Ok(open)
 }
 
 /// Deletes a message body (after its final state; metadata stays).
@@ -544,16 +564,16 @@ mod tests {
                 };
                 assert_eq!(
                     record_attempt(c, &rec(d[0].id, RecipientStatus::Sent))?,
-                    ("m1".into(), false)
+                    Some(("m1".into(), false))
                 );
                 assert_eq!(
                     record_attempt(c, &rec(d[1].id, RecipientStatus::Deferred))?,
-                    ("m1".into(), false)
+                    Some(("m1".into(), false))
                 );
                 assert_eq!(next_due_at(c)?, Some(300));
                 assert_eq!(
                     record_attempt(c, &rec(d[1].id, RecipientStatus::Bounced))?,
-                    ("m1".into(), true)
+                    Some(("m1".into(), true))
                 );
                 assert_eq!(crate::store::queue::queue_depth(c)?, 0);
                 assert_eq!(body(c, "m1")?.as_deref(), Some(&b"hello"[..]));
@@ -573,6 +593,71 @@ mod tests {
                 );
                 assert!(by_header_id(c, "did:plc:b", "m1@a.test")?.is_empty());
                 assert!(by_header_id(c, "did:plc:a", "other@a.test")?.is_empty());
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A recipient handed to delivery twice (acceptance's hand-over arriving after a scan had
+    /// already sent it) must not be reopened by the late attempt: the CI soak once kept such a
+    /// recipient deferred for ever, its body already gone.
+    #[test]
+    fn a_late_attempt_does_not_reopen_a_final_recipient() {
+        let (_d, store) = test_store();
+        let rcpts = vec![Mailbox::parse("a@x.test").unwrap()];
+        store
+            .write(|tx| {
+                insert(
+                    tx,
+                    &NewMessage {
+                        id: "m1",
+                        did: "did:plc:a",
+                        mail_from: "s@a.test",
+                        return_path: "bounces+m1-00@pool.test",
+                        recipient_return_path: None,
+                        category: "bulk",
+                        from_domain: "a.test",
+                        source: "smtp",
+                        received_at: 100,
+                        body: b"hello",
+                        recipients: &rcpts,
+                        header_message_id: None,
+                    },
+                )
+            })
+            .unwrap();
+        store
+            .with(|c| {
+                let id = due(c, 100, 10)?[0].id;
+                assert_eq!(still_open(c, &[id, 999])?, vec![id]);
+                let rec = |status, reply| AttemptRecord {
+                    recipient_id: id,
+                    at: 200,
+                    mx: Some("mx"),
+                    code: Some(250),
+                    reply,
+                    status,
+                    next_attempt_at: 300,
+                };
+                assert_eq!(
+                    record_attempt(c, &rec(RecipientStatus::Sent, "250 ok"))?,
+                    Some(("m1".into(), true))
+                );
+                assert!(still_open(c, &[id])?.is_empty());
+                let late = rec(
+                    RecipientStatus::Deferred,
+                    "451 4.3.0 message body unavailable",
+                );
+                assert_eq!(
+                    record_attempt(c, &late)?,
+                    None,
+                    "a final recipient was reopened"
+                );
+                let v = recipients_of(c, "m1")?;
+                assert_eq!((v[0].status, v[0].attempts), (RecipientStatus::Sent, 1));
+                let attempts: i64 =
+                    c.query_row("SELECT count(*) FROM delivery_attempts", [], |r| r.get(0))?;
+                assert_eq!(attempts, 1, "the late attempt was stored");
                 Ok(())
             })
             .unwrap();
