@@ -356,33 +356,42 @@ impl Delivery {
             };
             let ids: Vec<i64> = job.recipients.iter().map(|r| r.0).collect();
             // Acceptance hands new recipients over after its commit, and a scan in between may
-            // have sent them already: only those still queued go out (a read error sends all;
-            // the record then changes nothing final).
-            if let Ok(open) = self.store.with(|c| messages::still_open(c, &ids)) {
+            // have sent them already: only those still queued go out. One read with the body's.
+            let read = self.store.with(|c| {
+                let open = messages::still_open(c, &ids)?;
+                let body = if open.is_empty() {
+                    None
+                } else {
+                    messages::body(c, &job.message_id)?
+                };
+                Ok((open, body))
+            });
+            // A failed read keeps every recipient; the attempt then defers (recording it
+            // changes nothing final).
+            let body = read.ok().and_then(|(open, body)| {
                 job.recipients.retain(|r| open.contains(&r.0));
-            }
+                body
+            });
             if job.recipients.is_empty() {
                 let _ = done.send(ids);
                 continue;
             }
-            let results =
-                match tokio::time::timeout(self.attempt_timeout, self.attempt(&mut conn, &job))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => {
-                        // A tarpit: nothing this connection says can be trusted to finish.
-                        conn = None;
-                        let reply = RemoteReply {
-                            code: 451,
-                            text: format!(
-                                "451 4.4.2 the attempt took longer than {}",
-                                humantime::format_duration(self.attempt_timeout)
-                            ),
-                        };
-                        vec![(reply, Outcome::Temporary, None); job.recipients.len()]
-                    }
-                };
+            let attempt = self.attempt(&mut conn, &job, body);
+            let results = match tokio::time::timeout(self.attempt_timeout, attempt).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // A tarpit: nothing this connection says can be trusted to finish.
+                    conn = None;
+                    let reply = RemoteReply {
+                        code: 451,
+                        text: format!(
+                            "451 4.4.2 the attempt took longer than {}",
+                            humantime::format_duration(self.attempt_timeout)
+                        ),
+                    };
+                    vec![(reply, Outcome::Temporary, None); job.recipients.len()]
+                }
+            };
             let (this, done) = (self.clone(), done.clone());
             tracker.spawn(async move {
                 this.record(&job, results).await;
@@ -394,22 +403,19 @@ impl Delivery {
         }
     }
 
-    /// Tries one job; returns (reply, outcome, mx) per recipient, in the job's order.
+    /// Tries one job with its message's `body` (`None`: it could not be read); returns
+    /// (reply, outcome, mx) per recipient, in the job's order.
     async fn attempt(
         &self,
         conn: &mut Option<Connection>,
         job: &Job,
+        body: Option<Vec<u8>>,
     ) -> Vec<(RemoteReply, Outcome, Option<String>)> {
         let rcpts: Vec<Mailbox> = job.recipients.iter().map(|r| r.1.clone()).collect();
         let all = |reply: RemoteReply, outcome: Outcome, mx: Option<String>| {
             vec![(reply, outcome, mx); rcpts.len()]
         };
-        let Some(body) = self
-            .store
-            .with(|c| messages::body(c, &job.message_id))
-            .ok()
-            .flatten()
-        else {
+        let Some(body) = body else {
             let reply = RemoteReply {
                 code: 451,
                 text: "451 4.3.0 message body unavailable".into(),
