@@ -1,7 +1,6 @@
 //! The scheduler's and workers' own rules, on a real store and spool.
 
 use super::*;
-use crate::store::messages::NewMessage;
 use crate::store::test_store;
 
 /// A recipient already sent, handed over again (acceptance's hand-over can arrive after a scan
@@ -15,25 +14,7 @@ async fn a_recipient_already_final_is_not_sent_again() {
     let store = Arc::new(store);
     let rcpts = [Mailbox::parse("a@x.test").expect("mailbox")];
     store
-        .write(|tx| {
-            messages::insert(
-                tx,
-                &NewMessage {
-                    id: "m1",
-                    did: "did:plc:a",
-                    mail_from: "s@a.test",
-                    return_path: "bounces+m1-00@pool.test",
-                    recipient_return_path: None,
-                    category: "transactional",
-                    from_domain: "a.test",
-                    source: "smtp",
-                    received_at: 100,
-                    body: b"Subject: hi\r\n\r\nhello\r\n",
-                    recipients: &rcpts,
-                    header_message_id: None,
-                },
-            )
-        })
+        .write(|tx| messages::insert(tx, &messages::test_message("m1", &rcpts, None)))
         .expect("insert");
     // The hand-over as acceptance made it, before the recipient was sent by a scan's dispatch.
     let stale = store.with(|c| messages::due(c, 100, 10)).expect("due");

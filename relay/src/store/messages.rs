@@ -513,6 +513,29 @@ pub fn mark_bounced(conn: &Connection, id: i64, reply: &str, now: i64) -> Result
     Ok(true)
 }
 
+/// A message of `did:plc:a` from `s@a.test`, received at 100 with the body `hello` (tests).
+#[cfg(test)]
+pub(crate) fn test_message<'a>(
+    id: &'a str,
+    recipients: &'a [Mailbox],
+    header_message_id: Option<&'a str>,
+) -> NewMessage<'a> {
+    NewMessage {
+        id,
+        did: "did:plc:a",
+        mail_from: "s@a.test",
+        return_path: "bounces+m1-00@pool.test",
+        recipient_return_path: None,
+        category: "bulk",
+        from_domain: "a.test",
+        source: "smtp",
+        received_at: 100,
+        body: b"hello",
+        recipients,
+        header_message_id,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,25 +549,7 @@ mod tests {
             Mailbox::parse("b@Y.test").unwrap(),
         ];
         store
-            .write(|tx| {
-                insert(
-                    tx,
-                    &NewMessage {
-                        id: "m1",
-                        did: "did:plc:a",
-                        mail_from: "s@a.test",
-                        return_path: "bounces+m1-00@pool.test",
-                        recipient_return_path: None,
-                        category: "bulk",
-                        from_domain: "a.test",
-                        source: "smtp",
-                        received_at: 100,
-                        body: b"hello",
-                        recipients: &rcpts,
-                        header_message_id: Some("m1@a.test"),
-                    },
-                )
-            })
+            .write(|tx| insert(tx, &test_message("m1", &rcpts, Some("m1@a.test"))))
             .unwrap();
         assert_eq!(store.with(|c| due(c, 100, 10)).unwrap().len(), 2);
         store
@@ -606,25 +611,7 @@ mod tests {
         let (_d, store) = test_store();
         let rcpts = vec![Mailbox::parse("a@x.test").unwrap()];
         store
-            .write(|tx| {
-                insert(
-                    tx,
-                    &NewMessage {
-                        id: "m1",
-                        did: "did:plc:a",
-                        mail_from: "s@a.test",
-                        return_path: "bounces+m1-00@pool.test",
-                        recipient_return_path: None,
-                        category: "bulk",
-                        from_domain: "a.test",
-                        source: "smtp",
-                        received_at: 100,
-                        body: b"hello",
-                        recipients: &rcpts,
-                        header_message_id: None,
-                    },
-                )
-            })
+            .write(|tx| insert(tx, &test_message("m1", &rcpts, None)))
             .unwrap();
         store
             .with(|c| {
