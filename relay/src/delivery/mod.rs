@@ -376,7 +376,7 @@ impl Delivery {
                 let _ = done.send(ids);
                 continue;
             }
-            let attempt = self.attempt(&mut conn, &job, body);
+            let attempt = self.attempt(&mut conn, &job, body.as_deref());
             let results = match tokio::time::timeout(self.attempt_timeout, attempt).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -394,7 +394,7 @@ impl Delivery {
             };
             let (this, done) = (self.clone(), done.clone());
             tracker.spawn(async move {
-                this.record(&job, results).await;
+                this.record(job, results, body).await;
                 let _ = done.send(ids);
             });
         }
@@ -409,7 +409,7 @@ impl Delivery {
         &self,
         conn: &mut Option<Connection>,
         job: &Job,
-        body: Option<Vec<u8>>,
+        body: Option<&[u8]>,
     ) -> Vec<(RemoteReply, Outcome, Option<String>)> {
         let rcpts: Vec<Mailbox> = job.recipients.iter().map(|r| r.1.clone()).collect();
         let all = |reply: RemoteReply, outcome: Outcome, mx: Option<String>| {
@@ -435,7 +435,7 @@ impl Delivery {
             };
             let Some(c) = conn.as_mut() else { continue };
             let host = c.host.clone();
-            match c.send(&job.mail_from, &rcpts, &body).await {
+            match c.send(&job.mail_from, &rcpts, body).await {
                 Ok(replies) => {
                     return replies
                         .into_iter()

@@ -6,16 +6,19 @@ use super::Job;
 use super::client::RemoteReply;
 use super::dsn::{self, BounceReport};
 use super::retry::Outcome;
+use crate::headers::fields::split_head;
 use crate::store::events::{self, NewEvent};
 use crate::store::messages::{self, AttemptRecord, RecipientStatus};
 use crate::store::now_ms;
 
 impl Delivery {
-    /// Commits the attempt of each recipient, its event, and drops the body once all are final.
+    /// Commits the attempt of each recipient, its event, and drops the body once all are final;
+    /// then reports the bounces, with the header block of `body` (the copy the attempt sent).
     pub(super) async fn record(
         &self,
-        job: &Job,
+        job: Job,
         results: Vec<(RemoteReply, Outcome, Option<String>)>,
+        body: Option<Vec<u8>>,
     ) {
         let now = now_ms();
         let decided: Vec<(RecipientStatus, i64)> = job
@@ -27,13 +30,6 @@ impl Delivery {
                     .decide(*outcome, attempts + 1, job.received_at, now)
             })
             .collect();
-        // Bounces need the original headers for the DSN; read them before the body may go.
-        let bounced = decided.iter().any(|(s, _)| *s == RecipientStatus::Bounced);
-        let origin = if bounced && self.reporter.is_some() {
-            self.bounce_context(&job.message_id)
-        } else {
-            None
-        };
         let reports: Vec<(i64, String, RemoteReply, Option<String>)> = job
             .recipients
             .iter()
@@ -44,19 +40,24 @@ impl Delivery {
                 (*id, address.to_string(), reply.clone(), mx.clone())
             })
             .collect();
-        let job = job.clone();
-        let job_for_write = job.clone();
+        let headers = match (&self.reporter, reports.is_empty()) {
+            (Some(_), false) => split_head(body.as_deref().unwrap_or_default()).0.to_vec(),
+            _ => Vec::new(),
+        };
+        drop(body);
+        let (message_id, received_at) = (job.message_id.clone(), job.received_at);
         let write = self
             .spool
             .write_lazy(move |tx| {
-                let job = job_for_write;
                 let mut finished = None;
                 let mut recorded = Vec::with_capacity(job.recipients.len());
                 // Who sent it, so rules can count results per member and leave the relay's own
-                // mail (DSNs, forwards) out.
-                let (did, source) = messages::origin(tx, &job.message_id)?
-                    .map(|(did, _, source)| (Some(did), source))
-                    .unwrap_or((None, String::new()));
+                // mail (DSNs, forwards) out; the bounce reports name it too.
+                let origin = messages::origin(tx, &job.message_id)?;
+                let (did, source) = origin
+                    .as_ref()
+                    .map(|(did, _, source)| (Some(did.as_str()), source.as_str()))
+                    .unwrap_or((None, ""));
                 for (((id, address, attempts), (reply, _outcome, mx)), (status, next)) in
                     job.recipients.iter().zip(results).zip(decided)
                 {
@@ -83,7 +84,7 @@ impl Delivery {
                         now,
                         &NewEvent {
                             kind: "delivery_result",
-                            did: did.as_deref(),
+                            did,
                             message_id: Some(&message_id),
                             actor: Some("relay"),
                             data: serde_json::json!({
@@ -100,8 +101,8 @@ impl Delivery {
                     // A bad mailbox or domain (5.1.x) goes on the member's suppression list.
                     if status == RecipientStatus::Bounced
                         && crate::suppression::is_hard_bounce(&dsn::status_code(&reply.text))
-                        && let Some(did) = &did
-                        && !messages::is_relay_source(&source)
+                        && let Some(did) = did
+                        && !messages::is_relay_source(source)
                     {
                         crate::store::suppressions::add(tx, did, address.as_str(), "bounce", Some(&message_id), now)?;
                     }
@@ -113,23 +114,23 @@ impl Delivery {
                 if let Some(message_id) = finished {
                     messages::delete_body(tx, &message_id)?;
                 }
-                Ok(recorded)
+                Ok((recorded, origin))
             })
             .await;
-        let recorded = match write {
-            Ok(recorded) => recorded,
+        let (recorded, origin) = match write {
+            Ok(done) => done,
             Err(e) => {
                 // The attempt stays unrecorded; the recipients are due again and will be retried.
                 tracing::error!(error = %e, "delivery: cannot record attempt");
                 return;
             }
         };
-        if let (Some(reporter), Some((did, domain, source, headers))) = (&self.reporter, origin) {
+        if let (Some(reporter), Some((did, domain, source))) = (&self.reporter, origin) {
             for (_, recipient, reply, mx) in
                 reports.into_iter().filter(|(id, ..)| recorded.contains(id))
             {
                 reporter.report(BounceReport {
-                    message_id: job.message_id.clone(),
+                    message_id: message_id.clone(),
                     did: did.clone(),
                     domain: domain.clone(),
                     recipient,
@@ -137,30 +138,9 @@ impl Delivery {
                     mx,
                     original_headers: headers.clone(),
                     source: source.clone(),
-                    arrival_ms: job.received_at,
+                    arrival_ms: received_at,
                 });
             }
         }
-    }
-
-    /// (DID, sending domain, source, original header block) of a message.
-    fn bounce_context(&self, message_id: &str) -> Option<(String, String, String, Vec<u8>)> {
-        let (did, domain, source) = self
-            .store
-            .with(|c| messages::origin(c, message_id))
-            .ok()
-            .flatten()?;
-        let body = self
-            .store
-            .with(|c| messages::body(c, message_id))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let end = body
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + 2)
-            .unwrap_or(body.len());
-        Some((did, domain, source, body[..end].to_vec()))
     }
 }
