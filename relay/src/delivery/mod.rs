@@ -34,6 +34,9 @@ use tokio_util::task::TaskTracker;
 
 /// How long an idle worker keeps its connection before saying QUIT.
 const WORKER_IDLE: Duration = Duration::from_secs(5);
+/// Results of one worker waiting for their commit before it takes another job: bounds memory
+/// and the mail sent again after a crash when the disk stalls.
+const UNRECORDED_PER_WORKER: usize = 8;
 /// Longest pause between scans of the store for due retries.
 const SCAN_INTERVAL_MS: i64 = 1000;
 /// Most recipients taken per scan beyond those already in flight.
@@ -333,7 +336,8 @@ impl Delivery {
 
     /// Takes the destination's jobs on one reused connection. Each result is recorded by a
     /// task of its own (tracked, so shutdown waits for it): the connection goes on to the next
-    /// job instead of idling through the commit, and results waiting together share one.
+    /// job instead of idling through the commit, and results waiting together share one. At
+    /// most [`UNRECORDED_PER_WORKER`] results wait; then the worker waits for the disk.
     async fn worker(
         self: &Arc<Self>,
         dest: &Destination,
@@ -345,7 +349,11 @@ impl Delivery {
             return;
         };
         let mut conn: Option<Connection> = None;
+        let unrecorded = Arc::new(Semaphore::new(UNRECORDED_PER_WORKER));
         loop {
+            let Ok(recording) = unrecorded.clone().acquire_owned().await else {
+                break;
+            };
             let mut job = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -396,6 +404,7 @@ impl Delivery {
             tracker.spawn(async move {
                 this.record(job, results, body).await;
                 let _ = done.send(ids);
+                drop(recording);
             });
         }
         if let Some(c) = conn {
