@@ -74,6 +74,8 @@ pub struct Settings {
     pub plc_url: String,
     /// Concurrent `subscribeLabels` WebSockets.
     pub max_subscribers: usize,
+    /// `createReport`s accepted per minute from everyone (issuers cost nothing to make).
+    pub reports_per_minute: u32,
 }
 
 /// The labeler: identity, signing key, label log and live fan-out.
@@ -91,6 +93,14 @@ pub struct Labeler {
     pub(crate) resolver: service_auth::DidResolver,
     /// One permit per open `subscribeLabels` socket.
     pub(crate) subscribers: Arc<tokio::sync::Semaphore>,
+}
+
+impl Labeler {
+    /// Forgets what strangers made the labeler remember (issuers' rate state, cached DID
+    /// documents) once it no longer matters; the relay calls it on a timer.
+    pub fn sweep(&self) {
+        self.resolver.sweep();
+    }
 }
 
 /// Current time in milliseconds since the epoch.
@@ -138,6 +148,7 @@ impl Labeler {
                 documents.unwrap_or_else(|| {
                     Arc::new(service_auth::HttpDocuments::new(&settings.plc_url))
                 }),
+                settings.reports_per_minute,
             ),
             subscribers: Arc::new(tokio::sync::Semaphore::new(settings.max_subscribers)),
             settings,
@@ -278,6 +289,7 @@ pub(crate) mod testing {
             retry_max: Duration::from_secs(30),
             plc_url: "http://127.0.0.1:9".into(),
             max_subscribers: 4,
+            reports_per_minute: 60,
         };
         Labeler::open(
             Store::in_memory().expect("store"),

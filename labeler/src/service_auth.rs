@@ -77,6 +77,7 @@ impl HttpDocuments {
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .build()
             .unwrap_or_default();
         Self {
@@ -123,33 +124,138 @@ impl DidDocuments for HttpDocuments {
     }
 }
 
-/// Resolves service-auth issuers, at most ten times a minute per issuer, so one forged issuer
-/// cannot make the labeler fetch at will.
+/// Resolves service-auth issuers and meters what they may do. Issuers cost an attacker
+/// nothing (`did:web:<n>.attacker.example` under one wildcard), so:
+/// - documents are cached five minutes, and fetched at most 30 times a minute per site: forged
+///   tokens naming a victim make no fetches and use up none of the victim's quota;
+/// - reports are counted only once a token's signature verified: 10 a minute per issuer, 20 per
+///   did:web site (the host's last two labels), and a cap for everyone together.
 pub struct DidResolver {
     documents: std::sync::Arc<dyn DidDocuments>,
+    cache: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>,
+    >,
+    fetches: governor::DefaultKeyedRateLimiter<String>,
     per_issuer: governor::DefaultKeyedRateLimiter<String>,
+    per_site: governor::DefaultKeyedRateLimiter<String>,
+    everyone: governor::DefaultDirectRateLimiter,
 }
 
 /// The message callers see when an issuer cannot be checked; the detail goes to the log.
 const UNRESOLVED: &str = "the token's issuer could not be verified";
+/// How long a fetched DID document is reused.
+const DOCUMENT_TTL: Duration = Duration::from_secs(300);
+/// Documents kept at most (the cache starts over when full).
+const MAX_CACHED: usize = 10_000;
+
+fn per_minute(n: u32) -> governor::Quota {
+    governor::Quota::per_minute(std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN))
+}
+
+/// What an issuer's reports and fetches are counted under besides itself: a did:web's site
+/// (its host's last two labels: every `<n>.attacker.example` is one site), or the PLC
+/// directory.
+fn site_of(did: &Did) -> String {
+    match atmos_lexicons::did::web_host(did) {
+        Some(host) => {
+            let name = host.host.to_ascii_lowercase();
+            let labels: Vec<&str> = name.rsplit('.').take(2).collect();
+            labels.into_iter().rev().collect::<Vec<_>>().join(".")
+        }
+        None => "plc".to_string(),
+    }
+}
 
 impl DidResolver {
-    /// A resolver over `documents`.
-    pub fn new(documents: std::sync::Arc<dyn DidDocuments>) -> Self {
+    /// A resolver over `documents`, accepting `reports_per_minute` reports from everyone.
+    pub fn new(documents: std::sync::Arc<dyn DidDocuments>, reports_per_minute: u32) -> Self {
         Self {
             documents,
-            per_issuer: governor::RateLimiter::keyed(governor::Quota::per_minute(
-                std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
-            )),
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+            fetches: governor::RateLimiter::keyed(per_minute(30)),
+            per_issuer: governor::RateLimiter::keyed(per_minute(10)),
+            per_site: governor::RateLimiter::keyed(per_minute(20)),
+            everyone: governor::RateLimiter::direct(per_minute(reports_per_minute)),
         }
     }
 
-    /// The DID document of `did` (did:plc or did:web).
+    /// The DID document of `did` (did:plc or did:web), from the cache or fetched.
     pub async fn document(&self, did: &Did) -> Result<serde_json::Value, AuthError> {
-        self.documents.document(did).await.map_err(|detail| {
+        if let Some(doc) = self.cached(did) {
+            return Ok(doc);
+        }
+        let site = site_of(did);
+        // did:plc documents come from the operator's directory, one site for every issuer.
+        if site != "plc" && self.fetches.check_key(&site).is_err() {
+            return Err(err(
+                "RateLimitExceeded",
+                "too many issuers from this site, try later",
+            ));
+        }
+        let doc = self.documents.document(did).await.map_err(|detail| {
             tracing::info!(did = did.as_str(), %detail, "service auth: cannot resolve the issuer");
             err("InvalidToken", UNRESOLVED)
-        })
+        })?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(
+                did.as_str().to_string(),
+                (std::time::Instant::now(), doc.clone()),
+            );
+        }
+        Ok(doc)
+    }
+
+    fn cached(&self, did: &Did) -> Option<serde_json::Value> {
+        let cache = self.cache.lock().ok()?;
+        let (at, doc) = cache.get(did.as_str())?;
+        (at.elapsed() < DOCUMENT_TTL).then(|| doc.clone())
+    }
+
+    /// Counts one report from a verified `issuer`: refused when the issuer, its site or
+    /// everyone together is over their rate.
+    pub fn charge_report(&self, issuer: &Did) -> Result<(), AuthError> {
+        let too_many = |whom: &str| {
+            err(
+                "RateLimitExceeded",
+                format!("too many reports from {whom}, try later"),
+            )
+        };
+        if self
+            .per_issuer
+            .check_key(&issuer.as_str().to_string())
+            .is_err()
+        {
+            return Err(too_many("this issuer"));
+        }
+        let site = site_of(issuer);
+        if site != "plc" && self.per_site.check_key(&site).is_err() {
+            return Err(too_many("this site"));
+        }
+        if self.everyone.check().is_err() {
+            return Err(too_many("everyone just now"));
+        }
+        Ok(())
+    }
+
+    /// Forgets rate state back at full burst and expired documents.
+    pub fn sweep(&self) {
+        self.fetches.retain_recent();
+        self.per_issuer.retain_recent();
+        self.per_site.retain_recent();
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (at, _)| at.elapsed() < DOCUMENT_TTL);
+        }
+    }
+
+    /// Issuers, sites and cached documents held now (for tests of the sweep).
+    pub fn remembered(&self) -> usize {
+        self.per_issuer.len()
+            + self.per_site.len()
+            + self.fetches.len()
+            + self.cache.lock().map(|c| c.len()).unwrap_or(0)
     }
 }
 
@@ -214,16 +320,6 @@ pub async fn verify(
             "token has no jti, or one over 256 characters",
         ));
     };
-    if resolver
-        .per_issuer
-        .check_key(&issuer.as_str().to_string())
-        .is_err()
-    {
-        return Err(err(
-            "RateLimitExceeded",
-            "too many reports from this issuer, try later",
-        ));
-    }
     let doc = resolver.document(&issuer).await?;
     let key = identity::key_from_document(&doc, "atproto")
         .ok_or_else(|| err("BadJwtSignature", "the issuer has no #atproto key"))?;
@@ -264,9 +360,10 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_malformed_and_misaddressed_tokens_before_resolving() {
-        let r = DidResolver::new(std::sync::Arc::new(HttpDocuments::new(
-            "http://127.0.0.1:9",
-        )));
+        let r = DidResolver::new(
+            std::sync::Arc::new(HttpDocuments::new("http://127.0.0.1:9")),
+            60,
+        );
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let h = enc(serde_json::json!({"alg": "ES256K"}));
         let sig64 = URL_SAFE_NO_PAD.encode([7u8; 64]);

@@ -64,6 +64,19 @@ impl Domain {
         format!("{}.", self.0)
     }
 
+    /// Whether this domain is `other` or a name under it (`a.b.example` is within `example`).
+    pub fn is_within(&self, other: &str) -> bool {
+        let other = other.strip_suffix('.').unwrap_or(other);
+        if other.is_empty() {
+            return false;
+        }
+        let (me, other) = (self.0.as_str(), other.to_ascii_lowercase());
+        me == other
+            || me
+                .strip_suffix(other.as_str())
+                .is_some_and(|rest| rest.ends_with('.'))
+    }
+
     /// `sub.<self>`: a name under this domain (`_atmos`, `_dmarc`, `<selector>._domainkey`).
     /// `prefix` must be labels the caller wrote itself.
     pub fn under(&self, prefix: &str) -> String {
@@ -144,6 +157,16 @@ impl<'de> Deserialize<'de> for Domain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_is_the_name_or_a_name_under_it() {
+        let d = |s: &str| Domain::parse(s).unwrap();
+        assert!(d("pool.example").is_within("pool.example"));
+        assert!(d("a.b.pool.example").is_within("POOL.example."));
+        assert!(!d("notpool.example").is_within("pool.example"));
+        assert!(!d("pool.example").is_within("a.pool.example"));
+        assert!(!d("pool.example").is_within(""));
+    }
 
     #[test]
     fn accepts_names_and_folds_them() {

@@ -144,9 +144,6 @@ impl Authenticator {
         peer: IpAddr,
     ) -> Result<Member, AuthError> {
         let net = ClientNet::of(peer);
-        if let Some(secs) = self.throttle.blocked(net) {
-            return Err(AuthError::Throttled(secs));
-        }
         let username = username.trim();
         let member = store.with(|c| {
             if username.starts_with("did:") {
@@ -160,6 +157,11 @@ impl Authenticator {
             (Some(m), Some(d)) => self.is_cached(d, &m.api_key_hash),
             _ => false,
         };
+        // A key already verified costs no bcrypt, so it is not refused because others on its
+        // network (behind the same proxy or NAT) keep failing.
+        if !cached && let Some(secs) = self.throttle.blocked(net) {
+            return Err(AuthError::Throttled(secs));
+        }
         if !cached {
             let verified = match (&member, digest) {
                 (Some(m), Some(digest)) if well_formed_key(key) => {

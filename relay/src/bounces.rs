@@ -88,6 +88,7 @@ async fn handle(acceptor: &Acceptor, r: BounceReport) -> Result<(), String> {
             raw,
             recipients: vec![to],
             header_message_id: None,
+            credential: None,
         })
         .await
         .map_err(|e| e.to_string())

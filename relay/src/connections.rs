@@ -29,6 +29,22 @@ impl ClientNet {
     }
 }
 
+impl ClientNet {
+    /// The wider network of `ip` for sign-ins: the address for IPv4, its /48 for IPv6 (what
+    /// one site is usually given), so one subscriber's many /64s count as one.
+    pub fn site(ip: IpAddr) -> Self {
+        match Self::of(ip).0 {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                Self(IpAddr::V6(std::net::Ipv6Addr::new(
+                    s[0], s[1], s[2], 0, 0, 0, 0, 0,
+                )))
+            }
+            v4 => Self(v4),
+        }
+    }
+}
+
 impl std::fmt::Display for ClientNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
@@ -36,6 +52,72 @@ impl std::fmt::Display for ClientNet {
             IpAddr::V6(ip) => write!(f, "{ip}/64"),
         }
     }
+}
+
+/// An address range (`127.0.0.1/32`, `10.0.0.0/8`, `::1/128`; a bare address is its own
+/// range), as `[http] trusted_proxies` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(ipnet::IpNet);
+
+impl Cidr {
+    /// Parses a CIDR or a single address.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Ok(net) = text.parse::<ipnet::IpNet>() {
+            return Ok(Self(net.trunc()));
+        }
+        text.parse::<IpAddr>()
+            .map(|ip| Self(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("{text:?} is not an address range such as 127.0.0.1/32"))
+    }
+
+    /// Whether `ip` (IPv4-mapped IPv6 counts as IPv4) is in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The client of an HTTP request. Behind a reverse proxy in `trusted`, the socket peer is the
+/// proxy: the client is the right-most `X-Forwarded-For` address that is not itself a trusted
+/// proxy (each proxy appends the address it saw, so everything left of the last trusted hop is
+/// whatever the client wrote). From any other peer the header is ignored.
+pub fn client_address<'a>(
+    peer: IpAddr,
+    forwarded_for: impl Iterator<Item = &'a str>,
+    trusted: &[Cidr],
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip.to_canonical();
+                if !is_trusted(client) {
+                    return client;
+                }
+            }
+            // Garbage left of a trusted hop: the last address a trusted proxy vouched for.
+            Err(_) => return client,
+        }
+    }
+    client
 }
 
 /// Why a connection was not admitted.
@@ -123,6 +205,40 @@ impl Drop for Admitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_behind_trusted_proxies_is_the_last_untrusted_hop() {
+        let trusted = [
+            Cidr::parse("127.0.0.1/32").unwrap(),
+            Cidr::parse("10.0.0.0/8").unwrap(),
+        ];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let client =
+            |peer: &str, xff: &[&str]| client_address(ip(peer), xff.iter().copied(), &trusted);
+        // An untrusted peer: the header is ignored, whatever it says.
+        assert_eq!(client("192.0.2.9", &["198.51.100.1"]), ip("192.0.2.9"));
+        // Through one trusted proxy: what it appended.
+        assert_eq!(client("127.0.0.1", &["203.0.113.5"]), ip("203.0.113.5"));
+        // A client that wrote its own header: the proxy's entry is right-most and wins.
+        assert_eq!(
+            client("127.0.0.1", &["1.2.3.4, 5.6.7.8", "203.0.113.5"]),
+            ip("203.0.113.5")
+        );
+        // Two trusted proxies in a row are skipped.
+        assert_eq!(
+            client("127.0.0.1", &["1.2.3.4, 203.0.113.5, 10.1.2.3"]),
+            ip("203.0.113.5")
+        );
+        // Garbage or nothing: the last hop a trusted proxy vouched for.
+        assert_eq!(client("127.0.0.1", &["junk, 10.1.2.3"]), ip("10.1.2.3"));
+        assert_eq!(client("127.0.0.1", &[]), ip("127.0.0.1"));
+        assert_eq!(
+            client("::ffff:127.0.0.1", &["::ffff:203.0.113.5"]),
+            ip("203.0.113.5")
+        );
+        assert!(Cidr::parse("::1").unwrap().contains(ip("::1")));
+        assert!(Cidr::parse("nope").is_err());
+    }
 
     #[test]
     fn caps_total_and_per_client_network() {

@@ -103,6 +103,7 @@ pub fn settings(config: &Config) -> Settings {
         retry_max: l.retry_max,
         plc_url: config.plc_url(),
         max_subscribers: l.max_subscribers,
+        reports_per_minute: l.reports_per_minute,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod identity;
 pub mod inbound;
 pub mod kafka;
 pub mod labeler;
+pub mod line_ends;
 pub mod members;
 pub mod metrics;
 pub mod oauth;

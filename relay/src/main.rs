@@ -6,6 +6,7 @@ use atmos_relay::config::Config;
 use atmos_relay::members::{self, Transition};
 use atmos_relay::secrets::{self, Secrets};
 use atmos_relay::store::Store;
+use atmos_relay::store::members::MemberState;
 use atmos_relay::{dev, operator, server};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -192,6 +193,18 @@ enum MemberCmd {
         /// With --add: the label expires after this long (e.g. 24h).
         #[arg(long)]
         expires_in: Option<String>,
+    },
+    /// A new API key for a member (printed once); the old one stops working at once.
+    NewKey {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+        did: String,
+    },
+    /// Approve a domain an active member added (it cannot send before).
+    ApproveDomain {
+        #[arg(long, env = "ATMOS_CONFIG")]
+        config: PathBuf,
+        domain: String,
     },
     /// Approve a pending member.
     Approve(StateArgs),
@@ -483,6 +496,24 @@ fn member(cmd: MemberCmd) -> Result<(), Failure> {
             let domain = atmos_relay::address::Domain::parse(&domain)
                 .map_err(|e| Failure::Usage(format!("--domain {domain:?} {e}")))?;
             let store = Store::open(&config.server.data_dir).context("opening the store")?;
+            let owner = store
+                .with(|c| {
+                    let Some(did) = atmos_relay::store::members::domain_owner(c, domain.as_str())?
+                    else {
+                        return Ok(None);
+                    };
+                    atmos_relay::store::members::get(c, &did)
+                })
+                .context("reading the domain's member")?;
+            if let Some(m) = owner.filter(|m| m.state != MemberState::Active)
+                && address.is_some()
+            {
+                return Err(Failure::Usage(format!(
+                    "MEMBER_NOT_ACTIVE: {} is {}; forwarding is for active members",
+                    m.did,
+                    m.state.as_str()
+                )));
+            }
             let found = store
                 .with(|c| {
                     atmos_relay::store::members::set_forward_to(
@@ -525,6 +556,23 @@ fn member(cmd: MemberCmd) -> Result<(), Failure> {
             println!(
                 "{}",
                 serde_json::json!({ "did": did, "label": label, "added": adding, "changed": changed })
+            );
+            return Ok(());
+        }
+        MemberCmd::NewKey { config, did } => {
+            let config = load_config(&config)?;
+            let store = Store::open(&config.server.data_dir).context("opening the store")?;
+            let key = members::new_key(&store, &did, "cli").map_err(usage_or_runtime)?;
+            println!("{}", serde_json::json!({ "did": did, "api_key": key }));
+            return Ok(());
+        }
+        MemberCmd::ApproveDomain { config, domain } => {
+            let config = load_config(&config)?;
+            let store = Store::open(&config.server.data_dir).context("opening the store")?;
+            let did = members::approve_domain(&store, &domain, "cli").map_err(usage_or_runtime)?;
+            println!(
+                "{}",
+                serde_json::json!({ "domain": domain.trim().to_ascii_lowercase(), "did": did, "approved": true })
             );
             return Ok(());
         }

@@ -3,7 +3,7 @@
 
 use crate::auth;
 use crate::config::Config;
-use crate::dkim::keys::{KeyError, KeySet, Owner};
+use crate::dkim::keys::{KeyError, KeySet, Owner, Switch};
 use crate::records::{self, DnsRecord};
 use crate::secrets::Secrets;
 use crate::store::dkim_keys::DkimKeyRow;
@@ -20,6 +20,9 @@ pub enum MemberError {
     InvalidDid(String),
     #[error("invalid domain {0}")]
     InvalidDomain(String),
+    /// The operator domain, the relay's host name, or a name under either.
+    #[error("{0} is reserved for the relay itself and cannot be enrolled")]
+    Reserved(String),
     #[error("member {0} already exists")]
     AlreadyExists(String),
     #[error("domain {0} is already enrolled")]
@@ -61,6 +64,17 @@ pub fn valid_did(did: &str) -> bool {
     atmos_lexicons::did::parse(did).is_ok()
 }
 
+/// Refuses the names the relay signs and receives for itself: a member holding the operator
+/// domain would have its keys replace the pool keys every member's mail is signed with, and
+/// the MX would forward the operator's mail to that member.
+pub fn reserved(config: &Config, domain: &crate::address::Domain) -> Result<(), MemberError> {
+    let s = &config.server;
+    if domain.is_within(&s.operator_domain) || domain.is_within(&s.hostname) {
+        return Err(MemberError::Reserved(domain.to_string()));
+    }
+    Ok(())
+}
+
 /// Enrols a member with one sending domain and a new API key.
 #[allow(clippy::too_many_arguments)]
 pub fn add(
@@ -77,11 +91,19 @@ pub fn add(
         return Err(MemberError::InvalidDid(did.into()));
     }
     let domain = crate::address::Domain::parse(domain.trim())
-        .map_err(|e| MemberError::InvalidDomain(format!("{domain:?} {e}")))?
-        .to_string();
+        .map_err(|e| MemberError::InvalidDomain(format!("{domain:?} {e}")))?;
+    reserved(config, &domain)?;
+    let domain = domain.to_string();
     let keys = KeySet::generate()?;
-    let api_key = auth::generate_api_key();
-    let hash = auth::hash_api_key(&api_key)?;
+    // An existing member keeps its key: no bcrypt for one that would be thrown away.
+    let exists = store.with(|c| members::get(c, did))?.is_some();
+    let (api_key, hash) = if exists {
+        (String::new(), String::new())
+    } else {
+        let key = auth::generate_api_key();
+        let hash = auth::hash_api_key(&key)?;
+        (key, hash)
+    };
     let now = now_ms();
     let state = if approve {
         MemberState::Active
@@ -93,8 +115,13 @@ pub fn add(
         if members::domain_owner(tx, &domain)?.is_some() {
             return Ok(Err(MemberError::DomainTaken(domain.clone())));
         }
-        let is_new = match members::get(tx, did)? {
+        let existing = members::get(tx, did)?;
+        let is_new = match &existing {
             Some(_) => {
+                if let Some(h) = handle {
+                    members::release_handle(tx, h, did)?;
+                    members::set_handle(tx, did, Some(h))?;
+                }
                 if members::domains_of(tx, did)?.len() as u32 >= limit {
                     return Ok(Err(MemberError::DomainLimit {
                         did: did.into(),
@@ -104,7 +131,13 @@ pub fn add(
                 // An existing member keeps its key; only the domain is added.
                 false
             }
+            // Removed meanwhile: this call made no key for a new member.
+            None if hash.is_empty() => return Ok(Err(MemberError::NotFound(did.into()))),
             None => {
+                // A handle belongs to one DID at a time: whoever held it before lost it.
+                if let Some(h) = handle {
+                    members::release_handle(tx, h, did)?;
+                }
                 members::insert(
                     tx,
                     &Member {
@@ -134,6 +167,13 @@ pub fn add(
                 true
             }
         };
+        // A second domain of an approved member is a new sending identity: the operator looks
+        // at it first. A pending member's domains are reviewed with the member.
+        let approved = !(config.server.review_added_domains
+            && actor != "cli"
+            && existing
+                .as_ref()
+                .is_some_and(|m| m.state != MemberState::Pending));
         members::insert_domain(
             tx,
             &SendingDomain {
@@ -141,6 +181,7 @@ pub fn add(
                 did: did.into(),
                 forward_to: None,
                 created_at: now,
+                approved,
             },
         )?;
         if !is_new {
@@ -151,13 +192,13 @@ pub fn add(
                     kind: "domain_added",
                     did: Some(did),
                     actor: Some(actor),
-                    data: serde_json::json!({ "domain": domain }),
+                    data: serde_json::json!({ "domain": domain, "approved": approved }),
                     ..Default::default()
                 },
             )?;
         }
         let rows: Vec<DkimKeyRow> =
-            crate::dkim::keys::rotate(tx, secrets, &domain, Owner::Member, now, keys)?;
+            crate::dkim::keys::rotate(tx, secrets, &domain, Owner::Member, now, keys, Switch::Now)?;
         Ok(Ok((is_new, rows)))
     })??;
     let current = store
@@ -171,6 +212,66 @@ pub fn add(
         dns_records: records::member(config, did, &domain, &dkim_rows),
         selectors: dkim_rows.iter().map(|r| r.selector.clone()).collect(),
     })
+}
+
+/// A new API key for `did` (returned once; only its bcrypt hash is kept). The old key stops
+/// working at once: its hash is gone, so the login cache misses, and sessions that logged in
+/// with it are refused at their next transaction.
+pub fn new_key(store: &Store, did: &str, actor: &str) -> Result<String, MemberError> {
+    let key = auth::generate_api_key();
+    let hash = auth::hash_api_key(&key)?;
+    let now = now_ms();
+    let found = store.write(|tx| {
+        let found = members::set_api_key_hash(tx, did, &hash)?;
+        if found {
+            events::append(
+                tx,
+                now,
+                &NewEvent {
+                    kind: "api_key_regenerated",
+                    did: Some(did),
+                    actor: Some(actor),
+                    ..Default::default()
+                },
+            )?;
+        }
+        Ok(found)
+    })?;
+    if !found {
+        return Err(MemberError::NotFound(did.into()));
+    }
+    Ok(key)
+}
+
+/// An operator approves a domain an active member added; returns its owner.
+pub fn approve_domain(store: &Store, domain: &str, actor: &str) -> Result<String, MemberError> {
+    let domain = crate::address::Domain::parse(domain.trim())
+        .map_err(|e| MemberError::InvalidDomain(format!("{domain:?} {e}")))?;
+    let now = now_ms();
+    store.write(|tx| {
+        let Some((did, approved)) = members::domain_standing(tx, domain.as_str())? else {
+            return Ok(Err(MemberError::NotFound(domain.to_string())));
+        };
+        if approved {
+            return Ok(Err(MemberError::InvalidTransition {
+                action: "approve",
+                state: "approved",
+            }));
+        }
+        members::approve_domain(tx, domain.as_str())?;
+        events::append(
+            tx,
+            now,
+            &NewEvent {
+                kind: "domain_approved",
+                did: Some(&did),
+                actor: Some(actor),
+                data: serde_json::json!({ "domain": domain.as_str() }),
+                ..Default::default()
+            },
+        )?;
+        Ok(Ok(did))
+    })?
 }
 
 /// An operator or rule decision on a member.

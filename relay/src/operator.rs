@@ -9,7 +9,7 @@ use crate::store::dkim_keys;
 use crate::store::{Store, now_ms};
 
 /// How long a retired operator key stays in the printed records.
-pub const RETIRED_LISTING_MS: i64 = 48 * 3600 * 1000;
+pub const RETIRED_LISTING_MS: i64 = crate::dkim::keys::RECORD_OVERLAP_MS;
 
 /// Makes the operator keys when there are none; returns true when it did.
 pub fn ensure_keys(store: &Store, secrets: &Secrets, config: &Config) -> Result<bool, KeyError> {
@@ -30,6 +30,7 @@ pub fn ensure_keys(store: &Store, secrets: &Secrets, config: &Config) -> Result<
             Owner::Operator,
             now_ms(),
             set,
+            crate::dkim::keys::Switch::Now,
         )?)
     })?;
     for r in records::dkim(&rows) {
@@ -53,6 +54,7 @@ pub fn rotate(
             Owner::Operator,
             now_ms(),
             set,
+            crate::dkim::keys::Switch::Now,
         )?)
     })?;
     Ok(records::dkim(&rows))

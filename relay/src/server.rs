@@ -280,6 +280,8 @@ pub async fn serve_with(
         write_timeout: config.smtp.write_timeout,
         max_sessions: config.smtp.max_sessions,
         max_sessions_per_client: config.smtp.max_sessions_per_client,
+        max_transactions: config.smtp.max_transactions_per_session,
+        max_lifetime: config.smtp.max_session_lifetime,
         tls: tls.clone(),
     };
     let service = Arc::new(SubmissionService {
@@ -359,8 +361,15 @@ pub async fn serve_with(
     ));
     let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown.clone(), deadline));
     let mut labeler_routes = axum::Router::new();
-    // Labeler verification, Jetstream, the rules engine and the Kafka bridge.
+    // Labeler verification, Jetstream, the rules engine, the Kafka bridge, key rollover and
+    // the sweeps of what strangers can add (sessions, sign-ins, limiter maps).
     let background = TaskTracker::new();
+    background.spawn(crate::dkim::rollover::run(
+        store.clone(),
+        crate::dns::Dns::new(&config.nameservers()).map_err(ServeError::Delivery)?,
+        config.server.key_rollover_interval,
+        shutdown.clone(),
+    ));
     if let Some(labeler) = &labeler {
         labeler_routes =
             atmos_labeler::xrpc::router(labeler.clone()).merge(atmos_labeler::admin::router(
@@ -421,6 +430,9 @@ pub async fn serve_with(
         );
     }
     background.close();
+    for warning in config.warnings() {
+        tracing::warn!("config: {warning}");
+    }
     let http_task = tokio::spawn(crate::http::serve(
         http_listener,
         http_state,
@@ -431,6 +443,7 @@ pub async fn serve_with(
             header_timeout: config.http.header_timeout,
             shutdown_deadline: deadline,
             tls: https,
+            trusted_proxies: config.http.trusted_proxies.clone(),
         },
         shutdown.clone(),
     ));

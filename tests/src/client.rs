@@ -48,7 +48,7 @@ pub async fn send(
         return Err(mail_send::Error::UnexpectedReply(go));
     }
     // One write for the whole message (dot-stuffed the way the relay's own client does it).
-    let data = atmos_relay::delivery::client::dot_stuff(body);
+    let data = atmos_relay::line_ends::dot_stuff(body);
     session.stream.write_all(&data).await?;
     session.stream.flush().await?;
     let reply = session.read().await?;

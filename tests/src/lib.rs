@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod labeler;
 pub mod mx;
 pub mod peers;
+pub mod rawmx;
 pub mod relay;
 pub mod setup;
 

@@ -269,6 +269,13 @@ fn delivery_never_connects_to_private_addresses() {
         (format!("a@{RCPT_DOMAIN}"), "mx"),
         ("a@[127.0.0.1]".to_string(), "literal"),
         ("a@[10.0.0.1]".to_string(), "rfc1918"),
+        // Issue 27 (L6): ranges the filter missed. Behind a NAT64 gateway the first reaches
+        // 127.0.0.1; 6to4 embeds 10.0.0.1; the others are benchmarking and IETF ranges.
+        ("a@[IPv6:64:ff9b::7f00:1]".to_string(), "nat64"),
+        ("a@[IPv6:2002:a00:1::1]".to_string(), "6to4"),
+        ("a@[IPv6:fec0::1]".to_string(), "site-local"),
+        ("a@[198.18.0.1]".to_string(), "benchmarking"),
+        ("a@[192.0.0.8]".to_string(), "ietf"),
     ] {
         let body = json!({"from": "app@sender.test", "to": to, "text": "t", "category": "transactional", "headers": {"X-Test-Id": tag}});
         let id = send_ok(http, &member, &body);

@@ -13,6 +13,10 @@ use std::sync::Arc;
 /// The method name a token must be bound to (`lxm`).
 pub const LXM: &str = "com.atproto.moderation.createReport";
 const MAX_REASON: usize = 20_000;
+/// Longest `reasonType` (the lexicon's known values are under 50 characters).
+const MAX_REASON_TYPE: usize = 128;
+/// Largest `subject`, as JSON: a repoRef or strongRef is a DID, an at:// URI and a CID.
+const MAX_SUBJECT: usize = 2048;
 
 fn auth_error(e: service_auth::AuthError) -> XrpcError {
     let status = match e.name {
@@ -34,6 +38,7 @@ fn auth_error(e: service_auth::AuthError) -> XrpcError {
         (status = 200, description = "The stored report", body = Object),
         (status = 400, description = "InvalidRequest", body = Object),
         (status = 401, description = "Service-auth token missing or refused", body = Object),
+        (status = 429, description = "RateLimitExceeded: this issuer, its site or everyone sent too many", body = Object),
         (status = 500, description = "InternalServerError", body = Object),
     ))]
 pub async fn create_report(
@@ -55,8 +60,12 @@ pub async fn create_report(
     let reason_type = input
         .get("reasonType")
         .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| XrpcError::invalid("reasonType is required"))?;
+        .filter(|s| !s.is_empty() && s.len() <= MAX_REASON_TYPE)
+        .ok_or_else(|| {
+            XrpcError::invalid(format!(
+                "reasonType is required, at most {MAX_REASON_TYPE} characters"
+            ))
+        })?;
     let reason = match input.get("reason") {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(
@@ -75,6 +84,11 @@ pub async fn create_report(
                 "subject must be a com.atproto.admin.defs#repoRef or com.atproto.repo.strongRef",
             )
         })?;
+    if subject.to_string().len() > MAX_SUBJECT {
+        return Err(XrpcError::invalid(format!(
+            "subject must be at most {MAX_SUBJECT} bytes of JSON"
+        )));
+    }
     let now_s = crate::now() / 1000;
     let store = &labeler.store;
     let claims = service_auth::verify(
@@ -91,6 +105,14 @@ pub async fn create_report(
     )
     .await
     .map_err(auth_error)?;
+    // Counted only now that the signature verified: forged tokens naming an issuer cannot use
+    // up its quota.
+    let issuer = atmos_lexicons::did::parse(claims.iss.split('#').next().unwrap_or_default())
+        .map_err(|_| XrpcError::invalid("iss is not a DID"))?;
+    labeler
+        .resolver
+        .charge_report(&issuer)
+        .map_err(auth_error)?;
     let report = labeler
         .store
         .insert_report(Report {

@@ -21,8 +21,14 @@ pub enum SubmitError {
     MemberPending,
     #[error("account suspended")]
     MemberSuspended,
+    /// The API key the session or request authenticated with was regenerated since.
+    #[error("Authentication required: the API key was changed")]
+    KeyChanged,
     #[error("DOMAIN_MISMATCH {0}")]
     DomainMismatch(String),
+    /// The member's own domain, added while active, not yet reviewed by an operator.
+    #[error("DOMAIN_PENDING {0}")]
+    DomainPending(String),
     /// A malformed request (a field that does not parse).
     #[error("{0}")]
     InvalidRequest(String),
@@ -46,11 +52,12 @@ impl SubmitError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::AuthRequired => "AUTH_REQUIRED",
-            Self::AuthFailed => "AUTH_FAILED",
+            Self::AuthFailed | Self::KeyChanged => "AUTH_FAILED",
             Self::InvalidDid(_) => "INVALID_DID",
             Self::MemberPending => "MEMBER_PENDING",
             Self::MemberSuspended => "MEMBER_SUSPENDED",
             Self::DomainMismatch(_) => "DOMAIN_MISMATCH",
+            Self::DomainPending(_) => "DOMAIN_PENDING",
             Self::InvalidRequest(_) | Self::Refused(_) => "INVALID_REQUEST",
             Self::TooBig => "PAYLOAD_TOO_LARGE",
             Self::RateLimited(_) | Self::AuthThrottled(_) => "RATE_LIMITED",
@@ -65,6 +72,7 @@ impl SubmitError {
         match self {
             Self::AuthRequired => (530, "5.7.0", text),
             Self::AuthFailed => (535, "5.7.8", text),
+            Self::KeyChanged => (530, "5.7.0", text),
             Self::AuthThrottled(_) => (
                 421,
                 "4.7.0",
@@ -72,7 +80,9 @@ impl SubmitError {
             ),
             Self::InvalidDid(_) => (535, "5.7.8", "Authentication credentials invalid".into()),
             Self::MemberPending | Self::MemberSuspended => (535, "5.7.8", text),
-            Self::DomainMismatch(_) | Self::Refused(_) => (550, "5.7.1", text),
+            Self::DomainMismatch(_) | Self::DomainPending(_) | Self::Refused(_) => {
+                (550, "5.7.1", text)
+            }
             Self::InvalidRequest(_) => (550, "5.6.0", text),
             Self::TooBig => (552, "5.3.4", text),
             Self::RateLimited(_) => (451, "4.7.1", text),
@@ -87,8 +97,11 @@ impl SubmitError {
             | Self::InvalidDid(_)
             | Self::InvalidRequest(_)
             | Self::Refused(_) => 400,
-            Self::AuthFailed => 401,
-            Self::MemberPending | Self::MemberSuspended | Self::DomainMismatch(_) => 403,
+            Self::AuthFailed | Self::KeyChanged => 401,
+            Self::MemberPending
+            | Self::MemberSuspended
+            | Self::DomainMismatch(_)
+            | Self::DomainPending(_) => 403,
             Self::TooBig => 413,
             Self::RateLimited(_) | Self::AuthThrottled(_) => 429,
             Self::QueueFull => 503,
@@ -114,6 +127,17 @@ impl From<AuthError> for SubmitError {
             AuthError::Pending => Self::MemberPending,
             AuthError::Suspended => Self::MemberSuspended,
             AuthError::Internal => Self::Internal,
+        }
+    }
+}
+
+impl From<crate::store::members::Standing> for SubmitError {
+    fn from(s: crate::store::members::Standing) -> Self {
+        use crate::store::members::Standing;
+        match s {
+            Standing::Pending => Self::MemberPending,
+            Standing::Suspended => Self::MemberSuspended,
+            Standing::KeyChanged | Standing::Gone => Self::KeyChanged,
         }
     }
 }
@@ -144,6 +168,7 @@ impl From<SpoolError> for SubmitError {
         match &e {
             SpoolError::Job(inner) => match **inner {
                 StoreError::RateLimited(secs) => return Self::RateLimited(secs),
+                StoreError::MayNotSend(standing) => return standing.into(),
                 StoreError::QueueFull => tracing::warn!("accept: queue full, refusing new mail"),
                 _ => tracing::error!(error = %e, "accept: spool write failed"),
             },

@@ -69,6 +69,8 @@ pub struct Submission {
     /// The id of the (first) copy when the caller already wrote `<id@hostname>` into the message.
     pub id: Option<String>,
     pub also: Option<AlsoWrite>,
+    /// The fingerprint of the key the member authenticated with (see [`QueueItem`]).
+    pub credential: Option<[u8; 32]>,
 }
 
 /// Names and limits acceptance uses.
@@ -180,9 +182,12 @@ impl Acceptor {
         };
         match self
             .store
-            .with(|c| members::domain_owner(c, domain.as_str()))?
+            .with(|c| members::domain_standing(c, domain.as_str()))?
         {
-            Some(owner) if owner == did => Ok(()),
+            Some((owner, true)) if owner == did => Ok(()),
+            Some((owner, false)) if owner == did => Err(SubmitError::DomainPending(format!(
+                "{domain} is waiting for an operator's approval"
+            ))),
             _ => Err(SubmitError::DomainMismatch(format!(
                 "{domain} is not a sending domain of {did}"
             ))),
@@ -193,6 +198,9 @@ impl Acceptor {
     /// queues the message durably and returns what was queued. Signing happens once, here;
     /// retries resend these bytes.
     pub async fn accept(&self, mut sub: Submission) -> Result<Accepted, SubmitError> {
+        // No bare CR or LF leaves in a body the relay signs (SMTP smuggling); the header
+        // block keeps its strict check (`550 5.6.0`).
+        sub.raw = crate::line_ends::normalize_body(std::mem::take(&mut sub.raw));
         let facts = headers::check(&sub.raw)?;
         for author in facts.from.iter().chain(facts.sender.iter()) {
             self.check_sender(&sub.did, author)?;
@@ -360,6 +368,7 @@ impl Acceptor {
                 raw,
                 recipients: copy.recipients,
                 header_message_id: Some(header_message_id),
+                credential: sub.credential,
             })
             .collect())
     }

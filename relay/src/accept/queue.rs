@@ -38,6 +38,22 @@ pub(crate) struct QueueItem {
     pub recipients: Vec<Mailbox>,
     /// The `Message-ID` header value (without `<>`), so reports can find the message.
     pub header_message_id: Option<String>,
+    /// Member mail: the fingerprint of the key it authenticated with, checked again in the
+    /// transaction (a suspension or a new key between authentication and commit wins).
+    pub credential: Option<[u8; 32]>,
+}
+
+impl QueueItem {
+    /// Member mail counts against the member's caps and the relay-wide cap, and so does a
+    /// forwarded reply to a member's domain: a stranger mailing that domain makes the relay send
+    /// from its shared IP on the member's behalf. DSNs and the operator's forwards do not.
+    pub(crate) fn counts_against_member(&self) -> bool {
+        match self.source {
+            Source::Smtp | Source::Http => true,
+            Source::Forward => !self.did.is_empty(),
+            Source::Dsn => false,
+        }
+    }
 }
 
 /// Caps acceptance applies inside the transaction.
@@ -74,7 +90,15 @@ pub(crate) fn insert_queued(
             return Err(StoreError::QueueFull);
         }
     }
-    if let (false, Some(m)) = (item.source.is_relay_own(), members::get(tx, &item.did)?) {
+    let counted = item.counts_against_member();
+    if matches!(item.source, Source::Smtp | Source::Http) {
+        let standing = match members::get(tx, &item.did)? {
+            Some(m) => m.may_send(item.credential.as_ref()),
+            None => Err(members::Standing::Gone),
+        };
+        standing.map_err(StoreError::MayNotSend)?;
+    }
+    if counted && let Some(m) = members::get(tx, &item.did)? {
         let adding = item.recipients.len() as u32;
         if let Err(over) = crate::warming::check(tx, &m, &caps.limits, adding, item.received_at)? {
             return Err(StoreError::RateLimited(over.retry_after_secs));
@@ -115,6 +139,7 @@ pub(crate) fn insert_queued(
             body: &item.raw,
             recipients: &item.recipients,
             header_message_id: item.header_message_id.as_deref(),
+            counted,
         },
     )?;
     events::append(

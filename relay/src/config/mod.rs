@@ -209,6 +209,26 @@ impl Config {
         Ok(())
     }
 
+    /// Set-ups that run but are probably not what the operator meant, one sentence each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let https = self.web.public_url.trim().starts_with("https://");
+        if https
+            && self.http.listen.ip().is_loopback()
+            && !self.http.tls
+            && self.http.trusted_proxies.is_empty()
+        {
+            out.push(
+                "web.public_url is https and http.listen is loopback, so a TLS proxy is in \
+                 front, but http.trusted_proxies is empty: every client looks like the proxy, \
+                 and one stranger's failed logins throttle everyone. List the proxy, e.g. \
+                 trusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]"
+                    .into(),
+            );
+        }
+        out
+    }
+
     /// `server.operator_forward_to` as a mailbox (`None` when empty).
     pub fn operator_forward_to(
         &self,

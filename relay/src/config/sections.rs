@@ -141,6 +141,13 @@ pub struct ServerConfig {
     /// Name the client's IP address in the `Received` field the relay adds at submission
     /// (off by default: a member's office or home address is theirs to keep).
     pub trace_client_address: bool,
+    /// A domain an already active member adds waits for an operator's approval before it
+    /// sends (`false`: usable at once, as the member's first domain is upon approval).
+    pub review_added_domains: bool,
+    /// How often a member's rotated keys are looked for in DNS (they sign once seen there),
+    /// and keys retired past their overlap are pruned.
+    #[serde(deserialize_with = "duration")]
+    pub key_rollover_interval: Duration,
 }
 
 /// `[smtp]`: the submission and inbound listeners.
@@ -174,6 +181,13 @@ pub struct SmtpConfig {
     /// Longest time a reply may wait for the client to read it.
     #[serde(deserialize_with = "duration")]
     pub write_timeout: Duration,
+    /// Transactions (MAIL commands) one session may start; the next is answered `421 4.7.0`
+    /// and the session closes, so a client reconnects and authenticates again.
+    pub max_transactions_per_session: u32,
+    /// Longest life of one session: a MAIL after it is answered `421 4.4.2` and the session
+    /// closes (a session authenticated before a suspension or a new key cannot live for ever).
+    #[serde(deserialize_with = "duration")]
+    pub max_session_lifetime: Duration,
 }
 
 /// `[http]`: the HTTP listener (API, admin, XRPC, web UI).
@@ -191,6 +205,10 @@ pub struct HttpConfig {
     /// Serve HTTPS with the `[tls]` certificate instead of plain HTTP (when no proxy in front
     /// terminates TLS).
     pub tls: bool,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` names the client. From a peer in this
+    /// list the client is the right-most address of the header that is not itself a trusted
+    /// proxy; from any other peer the header is ignored. Empty: the socket peer is the client.
+    pub trusted_proxies: Vec<crate::connections::Cidr>,
 }
 
 /// `[tls]`: certificate for STARTTLS; both empty means a self-signed one.
@@ -292,6 +310,8 @@ pub struct LabelerConfig {
     pub jetstream_zstd_dictionary: PathBuf,
     /// Concurrent `subscribeLabels` WebSockets; more are refused with 503.
     pub max_subscribers: usize,
+    /// `createReport`s accepted per minute in all (each issuer 10, each did:web site 20).
+    pub reports_per_minute: u32,
 }
 
 impl Default for LabelerConfig {
@@ -309,6 +329,7 @@ impl Default for LabelerConfig {
             jetstream_compress: false,
             jetstream_zstd_dictionary: PathBuf::new(),
             max_subscribers: 1000,
+            reports_per_minute: 60,
         }
     }
 }
@@ -325,6 +346,8 @@ impl Default for ServerConfig {
             forward_queue_share: 10,
             operator_forward_to: String::new(),
             trace_client_address: false,
+            review_added_domains: true,
+            key_rollover_interval: Duration::from_secs(300),
         }
     }
 }
@@ -345,6 +368,8 @@ impl Default for SmtpConfig {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(60),
+            max_transactions_per_session: 1000,
+            max_session_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -357,6 +382,7 @@ impl Default for HttpConfig {
             max_connections_per_client: 64,
             header_timeout: Duration::from_secs(10),
             tls: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

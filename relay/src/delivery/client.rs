@@ -136,11 +136,12 @@ impl Connection {
         &mut self,
         mail_from: &ReversePath,
         recipients: &[Mailbox],
+        prefix: &[u8],
         body: &[u8],
     ) -> Result<Vec<RemoteReply>, TransportError> {
         let result = match &mut self.stream {
-            Stream::Plain(c) => transaction(c, mail_from, recipients, body).await,
-            Stream::Tls(c) => transaction(c.as_mut(), mail_from, recipients, body).await,
+            Stream::Plain(c) => transaction(c, mail_from, recipients, prefix, body).await,
+            Stream::Tls(c) => transaction(c.as_mut(), mail_from, recipients, prefix, body).await,
         };
         match &result {
             Ok(replies) => {
@@ -187,6 +188,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<T>,
     mail_from: &ReversePath,
     recipients: &[Mailbox],
+    prefix: &[u8],
     body: &[u8],
 ) -> Result<Vec<RemoteReply>, TransportError> {
     let sender = mail_from.as_ref().map(Mailbox::as_str).unwrap_or("");
@@ -207,7 +209,9 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     }
     let data = client.cmd(b"DATA\r\n").await?;
     let final_reply = if data.code == 354 {
-        client.stream.write_all(&dot_stuff(body)).await?;
+        // A prefix is whole header lines: stuffing it with the body changes nothing in it.
+        let data = crate::line_ends::dot_stuff_parts(&[prefix, body]);
+        client.stream.write_all(&data).await?;
         client.stream.flush().await?;
         RemoteReply::from_response(&client.read().await?)
     } else {
@@ -220,36 +224,4 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     Ok(replies)
-}
-
-/// The message as sent after DATA: dot-stuffed, ending in CRLF, then the final dot.
-pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
-    let mut at_line_start = true;
-    for &b in body {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dot_stuffing() {
-        assert_eq!(
-            dot_stuff(b".a\r\nb\r\n.\r\n"),
-            b"..a\r\nb\r\n..\r\n.\r\n".to_vec()
-        );
-        assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n".to_vec());
-    }
 }

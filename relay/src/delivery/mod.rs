@@ -48,11 +48,26 @@ const SCAN_BATCH: usize = 500;
 struct Job {
     message_id: String,
     mail_from: ReversePath,
+    /// The sender is the recipients' own return path: written into the copy too.
+    copy_header: bool,
     /// The recipients' domain part (a name, or an address literal).
     destination: MailDomain,
     domain: String,
     received_at: i64,
     recipients: Vec<(i64, Mailbox, u32)>,
+}
+
+/// The field delivery writes at the top of each copy of member mail: the copy's own return
+/// path (one recipient, tagged with the relay's HMAC). A report that encloses the copy thereby
+/// names the one recipient it is about, even when the receiver dropped `Return-Path`; being
+/// outside every DKIM signature's `h=`, it changes none of them.
+pub const COPY_HEADER: &str = "X-Atmos-Copy";
+
+fn copy_field(job: &Job) -> Vec<u8> {
+    match &job.mail_from {
+        Some(sender) if job.copy_header => format!("{COPY_HEADER}: <{sender}>\r\n").into_bytes(),
+        _ => Vec::new(),
+    }
 }
 
 struct Destination {
@@ -236,6 +251,7 @@ impl Delivery {
             let i = *index.entry(key).or_insert_with(|| {
                 jobs.push(Job {
                     message_id: r.message_id.clone(),
+                    copy_header: r.own_return_path && sender.is_some(),
                     mail_from: sender,
                     destination: address.domain().clone(),
                     domain: r.domain.clone(),
@@ -431,6 +447,7 @@ impl Delivery {
             };
             return all(reply, Outcome::Temporary, None);
         };
+        let prefix = copy_field(job);
         loop {
             let fresh = match conn.as_ref() {
                 Some(c) if c.reusable => false,
@@ -444,7 +461,7 @@ impl Delivery {
             };
             let Some(c) = conn.as_mut() else { continue };
             let host = c.host.clone();
-            match c.send(&job.mail_from, &rcpts, body).await {
+            match c.send(&job.mail_from, &rcpts, &prefix, body).await {
                 Ok(replies) => {
                     return replies
                         .into_iter()

@@ -70,8 +70,11 @@ fn build_resolver(nameservers: &[SocketAddr], cache: bool) -> Result<TokioResolv
 }
 
 /// True for addresses a public mail host never has: loopback, RFC 1918, shared (RFC 6598),
-/// link-local, unique-local, unspecified, broadcast, multicast and documentation ranges,
-/// including their IPv4-mapped IPv6 forms.
+/// IETF protocol assignments (192.0.0.0/24), benchmarking (198.18.0.0/15), link-local,
+/// site-local (fec0::/10) and unique-local, unspecified, broadcast, multicast and documentation
+/// ranges; and IPv6 forms that carry an IPv4 address inside (IPv4-mapped, NAT64
+/// `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`), judged by that address: behind a
+/// NAT64 gateway `64:ff9b::a00:1` reaches 10.0.0.1.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -85,19 +88,42 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || o[0] == 0
                 || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
+            // NAT64: the well-known prefix (RFC 6052) with the IPv4 address in the last 32 bits;
+            // the local-use prefix (RFC 8215) is a network of its operator's: all private.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_private(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                return true;
+            }
+            // 6to4: the IPv4 address in bits 16-47.
+            if s[0] == 0x2002 {
+                return is_private(embedded(s[1], s[2]));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -175,10 +201,30 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::",
+            // The review's gaps: NAT64 and 6to4 around private IPv4, site-local, benchmarking,
+            // IETF protocol assignments.
+            "64:ff9b::a00:1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:0a00:0001::",
+            "2002:c0a8:0101::1",
+            "fec0::1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.0.8",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "172.32.0.1", "2a00:1450::1", "::ffff:8.8.8.8"] {
+        for ip in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "2a00:1450::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:0808:0808::1",
+            "198.20.0.1",
+            "192.0.1.1",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -119,6 +119,46 @@ impl KeySet {
     }
 }
 
+/// Key generation that a web request asks for runs here: RSA-2048 costs a core ~0.1–1 s, and
+/// anyone who signs in can ask. One runs at a time, off the async workers; at most
+/// [`MAX_WAITING`] wait, and more are refused at once, so a flood costs one core, never both,
+/// and never the blocking pool's threads.
+pub async fn generate_bounded<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Busy> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    static QUEUED: AtomicUsize = AtomicUsize::new(0);
+    /// Leaves the count however the request ends (its client may go away while it waits).
+    struct Queued;
+    impl Drop for Queued {
+        fn drop(&mut self) {
+            QUEUED.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    if QUEUED.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING + 1 {
+        QUEUED.fetch_sub(1, Ordering::SeqCst);
+        return Err(Busy);
+    }
+    let _queued = Queued;
+    let permit = RUNNING.acquire().await.map_err(|_| Busy)?;
+    // The permit goes with the job: a client that leaves does not free the core early.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        job()
+    })
+    .await
+    .map_err(|_| Busy)
+}
+
+/// Requests that may wait for [`generate_bounded`].
+pub const MAX_WAITING: usize = 8;
+
+/// Too many key generations are waiting; try again shortly.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("too many key generations in progress, try again shortly")]
+pub struct Busy;
+
 impl From<KeyError> for StoreError {
     fn from(e: KeyError) -> Self {
         match e {
@@ -128,8 +168,22 @@ impl From<KeyError> for StoreError {
     }
 }
 
-/// Seals and stores `set` as the keys of `domain`, retiring the ones it had. Selectors are
-/// `atmos<YYYYMMDD>r|e`, with `-<n>` before the letter when that date is taken.
+/// When new keys start to sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// At once, retiring the old ones (a first key set, and the operator's rotation, whose old
+    /// records stay listed 48 h).
+    Now,
+    /// Once DNS serves their records (a member's rotation): until then they are published but
+    /// the old keys go on signing, so no message leaves with a signature nobody can check.
+    WhenPublished,
+}
+
+/// Seals and stores `set` as the keys of `domain` for `owner`. With [`Switch::Now`] (or when the
+/// domain has no signing keys yet) they sign at once and retire the ones they replace; with
+/// [`Switch::WhenPublished`] they wait, pending, replacing any earlier pending set. Selectors are
+/// `atmos<YYYYMMDD>r|e`, with `-<n>` before the letter when that date is taken. Member keys
+/// retired longer than the records' overlap are pruned.
 pub fn rotate(
     tx: &Transaction<'_>,
     secrets: &Secrets,
@@ -137,24 +191,35 @@ pub fn rotate(
     owner: Owner,
     now_ms: i64,
     set: KeySet,
+    switch: Switch,
 ) -> Result<Vec<DkimKeyRow>, KeyError> {
     let domain = domain.to_ascii_lowercase();
     let date = date_stamp(now_ms);
-    let mut n = 1;
-    let base = loop {
-        let base = if n == 1 {
-            format!("atmos{date}")
-        } else {
-            format!("atmos{date}-{n}")
-        };
-        if !dkim_keys::selector_exists(tx, &domain, &format!("{base}r"))?
-            && !dkim_keys::selector_exists(tx, &domain, &format!("{base}e"))?
-        {
-            break base;
-        }
-        n += 1;
-    };
-    dkim_keys::retire_active(tx, &domain, now_ms)?;
+    let prefix = format!("atmos{date}");
+    let taken = dkim_keys::selectors_like(tx, &domain, &prefix)?;
+    let base = (1..)
+        .map(|n| {
+            if n == 1 {
+                prefix.clone()
+            } else {
+                format!("{prefix}-{n}")
+            }
+        })
+        .find(|base| {
+            !taken
+                .iter()
+                .any(|s| s == &format!("{base}r") || s == &format!("{base}e"))
+        })
+        .unwrap_or_else(|| format!("{prefix}-{}", taken.len() + 1));
+    let signing = dkim_keys::active(tx, &domain)?
+        .iter()
+        .any(|k| k.owner == owner.as_str());
+    let pending = switch == Switch::WhenPublished && signing;
+    dkim_keys::delete_pending(tx, &domain, owner.as_str())?;
+    if !pending {
+        dkim_keys::retire_active(tx, &domain, owner.as_str(), now_ms)?;
+    }
+    dkim_keys::prune_retired_member_keys(tx, now_ms - RECORD_OVERLAP_MS)?;
     let mut rows = Vec::new();
     for (algorithm, pair) in [(Algorithm::Rsa, set.rsa), (Algorithm::Ed25519, set.ed25519)] {
         let selector = format!("{base}{}", algorithm.suffix());
@@ -171,12 +236,17 @@ pub fn rotate(
             public_key: pair.public_b64,
             created_at: now_ms,
             retired_at: None,
+            pending,
         };
         row.id = dkim_keys::insert(tx, &row)?;
         rows.push(row);
     }
     Ok(rows)
 }
+
+/// How long a retired key's record stays listed (mail signed just before a rotation is still
+/// in flight, or in a queue).
+pub const RECORD_OVERLAP_MS: i64 = 48 * 3600 * 1000;
 
 /// Binds a sealed key to its domain and selector, so rows cannot be swapped.
 pub fn seal_context(domain: &str, selector: &str) -> String {
@@ -213,6 +283,7 @@ mod tests {
                     Owner::Member,
                     now,
                     KeySet::generate()?,
+                    Switch::Now,
                 )?)
             })
             .unwrap();
@@ -241,6 +312,7 @@ mod tests {
                     Owner::Member,
                     now,
                     KeySet::generate()?,
+                    Switch::Now,
                 )?)
             })
             .unwrap();

@@ -4,5 +4,6 @@
 
 pub mod keys;
 pub mod pool;
+pub mod rollover;
 pub mod signer;
 pub mod verify;

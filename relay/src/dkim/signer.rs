@@ -218,6 +218,7 @@ mod tests {
                         owner,
                         1_795_397_691_000,
                         KeySet::generate()?,
+                        crate::dkim::keys::Switch::Now,
                     )?)
                 })
                 .unwrap()

@@ -16,6 +16,17 @@ use mail_auth::common::verify::DomainKey;
 /// Header fields a signature must cover before the relay believes what they say.
 const MUST_COVER: [&str; 3] = ["from", "message-id", "x-atmos-member-did"];
 
+/// What one report may cost: anyone can mail one, so the work is bounded whatever it holds.
+/// The relay's own copies carry two operator signatures over ~15 names in ~20 fields; these
+/// caps leave room for what receivers add, and refuse the rest unexamined.
+pub const MAX_CANDIDATES: usize = 4;
+/// Names in one signature's `h=` (each name is looked up in the header block).
+pub const MAX_SIGNED_NAMES: usize = 64;
+/// Fields in the enclosed header block.
+pub const MAX_FIELDS: usize = 500;
+/// Bytes of the enclosed header block (the body is not needed: its hash is not checked).
+pub const MAX_HEADER_BYTES: usize = 256 * 1024;
+
 /// One public key the relay signs (or signed) with: selector and its `v=DKIM1; k=…; p=…` value.
 pub struct PublicKey {
     pub selector: String,
@@ -32,7 +43,12 @@ pub struct Verified {
 /// of `keys` that verifies over its signed header fields (body hash not checked, see the module
 /// documentation) and covers [`MUST_COVER`].
 pub fn verify_headers(raw: &[u8], domain: &str, keys: &[PublicKey]) -> Option<Verified> {
-    let message = AuthenticatedMessage::parse(raw)?;
+    let block = header_block(raw)?;
+    let message = AuthenticatedMessage::parse(block)?;
+    if message.headers.len() > MAX_FIELDS {
+        return None;
+    }
+    let mut candidates = 0;
     for header in &message.dkim_headers {
         let sig = &header.header;
         if !sig.d.eq_ignore_ascii_case(domain) {
@@ -41,6 +57,13 @@ pub fn verify_headers(raw: &[u8], domain: &str, keys: &[PublicKey]) -> Option<Ve
         let Some(key) = keys.iter().find(|k| k.selector == sig.s) else {
             continue;
         };
+        candidates += 1;
+        if candidates > MAX_CANDIDATES {
+            return None;
+        }
+        if sig.h.len() > MAX_SIGNED_NAMES {
+            continue;
+        }
         let covered = |name: &str| sig.h.iter().any(|h| h.eq_ignore_ascii_case(name));
         if !MUST_COVER.iter().all(|n| covered(n)) {
             continue;
@@ -57,6 +80,18 @@ pub fn verify_headers(raw: &[u8], domain: &str, keys: &[PublicKey]) -> Option<Ve
         }
     }
     None
+}
+
+/// The header block of `raw` with its blank line (an empty body follows), or `None` when it is
+/// longer than [`MAX_HEADER_BYTES`].
+fn header_block(raw: &[u8]) -> Option<&[u8]> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .unwrap_or(raw.len());
+    (end <= MAX_HEADER_BYTES).then(|| &raw[..end])
 }
 
 /// The DKIM-Signature value with the `b=` tag's value emptied (RFC 6376 §3.7), as it was when
@@ -146,6 +181,7 @@ mod tests {
                         owner,
                         1_795_397_691_000,
                         KeySet::generate()?,
+                        crate::dkim::keys::Switch::Now,
                     )?)
                 })
                 .unwrap();

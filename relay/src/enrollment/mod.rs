@@ -49,9 +49,7 @@ pub trait Repo: Send + Sync {
 pub enum EnrollError {
     #[error("domain: {0}")]
     InvalidDomain(String),
-    #[error(
-        "{domain} is not proven yours: publish {name} TXT \"did={did}\" (or use it as your handle) and try again"
-    )]
+    #[error("{domain} is not proven yours: publish {name} TXT \"did={did}\" and try again")]
     NotProven {
         domain: String,
         name: String,
@@ -66,6 +64,12 @@ pub enum EnrollError {
     NotYours(String),
     #[error("your PDS did not store the attestation record: {0}")]
     Attestation(String),
+    /// Too many of this costly call, from this account or from everyone at once.
+    #[error("{what}: try again in {retry_after} s")]
+    RateLimited {
+        what: &'static str,
+        retry_after: u64,
+    },
     #[error("internal error, try again")]
     Internal,
 }
@@ -80,6 +84,7 @@ impl EnrollError {
             Self::Limit { .. } => "DOMAIN_LIMIT",
             Self::NotYours(_) => "NOT_FOUND",
             Self::Attestation(_) => "ATTESTATION_FAILED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Internal => "INTERNAL",
         }
     }
@@ -91,6 +96,7 @@ impl EnrollError {
             Self::Taken(_) | Self::Limit { .. } => 409,
             Self::NotYours(_) => 404,
             Self::Attestation(_) => 502,
+            Self::RateLimited { .. } => 429,
             Self::Internal => 500,
         }
     }
@@ -112,6 +118,14 @@ pub struct Enrollment {
     config: Arc<Config>,
     dns: crate::dns::Dns,
     labeler: Option<Arc<atmos_labeler::Labeler>>,
+}
+
+/// 429 while the key pool is full.
+fn busy() -> EnrollError {
+    EnrollError::RateLimited {
+        what: "the relay is making many keys right now",
+        retry_after: 10,
+    }
 }
 
 /// The actor recorded on events a member causes through the web.
@@ -145,19 +159,22 @@ impl Enrollment {
             .map_err(|e| EnrollError::InvalidDomain(format!("{domain:?} {e}")))
     }
 
-    /// Whether `did` has proven `domain` (a TXT record, or the handle itself).
+    /// Whether `did` has proven `domain` through DNS, now.
     pub async fn ownership(
         &self,
         did: &str,
-        handle: Option<&str>,
         domain: &str,
     ) -> Result<ownership::OwnershipCheck, EnrollError> {
         let domain = Self::parse(domain)?;
-        Ok(ownership::check(&self.dns, did, handle, &domain).await)
+        members::reserved(&self.config, &domain)
+            .map_err(|e| EnrollError::InvalidDomain(e.to_string()))?;
+        Ok(ownership::check(&self.dns, did, &domain).await)
     }
 
     /// Enrolls `domain` for the signed-in `did`: ownership, keys, API key (new members),
-    /// attestation, `pending`.
+    /// attestation, `pending`. `handle` is the DID's handle resolved just now (`None` when it
+    /// has none that resolves back): stored for SMTP login by handle, and taken from any member
+    /// who held it before.
     pub async fn add_domain(
         &self,
         did: &str,
@@ -166,6 +183,8 @@ impl Enrollment {
         repo: &dyn Repo,
     ) -> Result<Enrolled, EnrollError> {
         let domain = Self::parse(domain)?;
+        members::reserved(&self.config, &domain)
+            .map_err(|e| EnrollError::InvalidDomain(e.to_string()))?;
         let (owner, count) = self.store.with(|c| {
             Ok((
                 member_rows::domain_owner(c, domain.as_str())?,
@@ -179,7 +198,7 @@ impl Enrollment {
         if count as u32 >= limit {
             return Err(EnrollError::Limit { limit });
         }
-        let check = ownership::check(&self.dns, did, handle, &domain).await;
+        let check = ownership::check(&self.dns, did, &domain).await;
         if !check.proven {
             return Err(EnrollError::NotProven {
                 name: check.expected_name.clone(),
@@ -207,7 +226,7 @@ impl Enrollment {
         }
     }
 
-    /// The member and domain rows (RSA keygen and bcrypt are slow: off the async workers).
+    /// The member and domain rows (RSA keygen and bcrypt are slow: on the bounded key pool).
     async fn enrol_rows(
         &self,
         did: &str,
@@ -224,7 +243,7 @@ impl Enrollment {
             handle.map(str::to_string),
             domain.to_string(),
         );
-        tokio::task::spawn_blocking(move || {
+        crate::dkim::keys::generate_bounded(move || {
             members::add(
                 &store,
                 &config,
@@ -237,11 +256,12 @@ impl Enrollment {
             )
         })
         .await
-        .map_err(|_| EnrollError::Internal)?
+        .map_err(|_| busy())?
         .map_err(|e| match e {
             MemberError::DomainTaken(d) => EnrollError::Taken(d),
             MemberError::DomainLimit { limit, .. } => EnrollError::Limit { limit },
             MemberError::InvalidDomain(d) => EnrollError::InvalidDomain(d),
+            e @ MemberError::Reserved(_) => EnrollError::InvalidDomain(e.to_string()),
             other => {
                 tracing::error!(error = %other, "enrollment: cannot add the domain");
                 EnrollError::Internal
@@ -334,8 +354,9 @@ impl Enrollment {
         Ok(())
     }
 
-    /// Re-enrolls a domain: new keys with new dated selectors (the old ones stay listed 48 h),
-    /// and the attestation updated to name them.
+    /// Re-enrolls a domain: new keys with new dated selectors, and the attestation updated to
+    /// name them. The new keys are published first and sign only once DNS serves them
+    /// ([`crate::dkim::rollover`]); the old ones sign until then and stay listed 48 h after.
     pub async fn rotate_domain(
         &self,
         did: &str,
@@ -344,9 +365,9 @@ impl Enrollment {
     ) -> Result<Enrolled, EnrollError> {
         let domain = Self::parse(domain)?;
         self.own(did, &domain)?;
-        let keys = tokio::task::spawn_blocking(crate::dkim::keys::KeySet::generate)
+        let keys = crate::dkim::keys::generate_bounded(crate::dkim::keys::KeySet::generate)
             .await
-            .map_err(|_| EnrollError::Internal)?
+            .map_err(|_| busy())?
             .map_err(|e| {
                 tracing::error!(error = %e, "enrollment: key generation failed");
                 EnrollError::Internal
@@ -361,6 +382,7 @@ impl Enrollment {
                 crate::dkim::keys::Owner::Member,
                 now,
                 keys,
+                crate::dkim::keys::Switch::WhenPublished,
             )?;
             events::append(
                 tx,
@@ -392,36 +414,29 @@ impl Enrollment {
         })
     }
 
+    /// Makes `domain`'s pending keys sign when DNS serves every one of their records; returns
+    /// whether it did.
+    pub async fn promote_if_published(&self, domain: &Domain) -> Result<bool, EnrollError> {
+        Ok(
+            crate::dkim::rollover::promote_if_published(&self.store, &self.dns, domain.as_str())
+                .await?,
+        )
+    }
+
     /// A new API key for `did`; the old one stops working at once (its hash is gone, so the
     /// authentication cache misses too).
     pub async fn regenerate_key(&self, did: &str) -> Result<String, EnrollError> {
-        let key = crate::auth::generate_api_key();
-        let k = key.clone();
-        let hash = tokio::task::spawn_blocking(move || crate::auth::hash_api_key(&k))
+        let (store, did) = (self.store.clone(), did.to_string());
+        tokio::task::spawn_blocking(move || members::new_key(&store, &did, ACTOR))
             .await
             .map_err(|_| EnrollError::Internal)?
-            .map_err(|_| EnrollError::Internal)?;
-        let now = now_ms();
-        let found = self.store.write(|tx| {
-            let found = member_rows::set_api_key_hash(tx, did, &hash)?;
-            if found {
-                events::append(
-                    tx,
-                    now,
-                    &NewEvent {
-                        kind: "api_key_regenerated",
-                        did: Some(did),
-                        actor: Some(ACTOR),
-                        ..Default::default()
-                    },
-                )?;
-            }
-            Ok(found)
-        })?;
-        if !found {
-            return Err(EnrollError::NotYours("this account".into()));
-        }
-        Ok(key)
+            .map_err(|e| match e {
+                MemberError::NotFound(_) => EnrollError::NotYours("this account".into()),
+                other => {
+                    tracing::error!(error = %other, "enrollment: cannot make a new key");
+                    EnrollError::Internal
+                }
+            })
     }
 
     /// The DNS records of one of `did`'s domains, each checked against what DNS serves now.
@@ -432,9 +447,17 @@ impl Enrollment {
     ) -> Result<Vec<dnscheck::RecordCheck>, EnrollError> {
         let domain = Self::parse(domain)?;
         self.own(did, &domain)?;
-        let rows = self.store.with(|c| dkim_keys::active(c, domain.as_str()))?;
+        // Both sets while a rotation waits: the old keep signing until the new are served.
+        let rows = self
+            .store
+            .with(|c| dkim_keys::current(c, domain.as_str()))?;
         let expected = crate::records::member(&self.config, did, domain.as_str(), &rows);
-        Ok(dnscheck::check(&self.dns, &domain, &expected, &self.config.server.hostname).await)
+        let checks =
+            dnscheck::check(&self.dns, &domain, &expected, &self.config.server.hostname).await;
+        if rows.iter().any(|k| k.pending) {
+            self.promote_if_published(&domain).await?;
+        }
+        Ok(checks)
     }
 
     /// Whether one of `did`'s domains is attested in the member's repo with the relay's current
@@ -449,7 +472,7 @@ impl Enrollment {
         self.own(did, &domain)?;
         let mut expected: Vec<String> = self
             .store
-            .with(|c| dkim_keys::active(c, domain.as_str()))?
+            .with(|c| dkim_keys::newest(c, domain.as_str()))?
             .into_iter()
             .map(|k| k.selector)
             .collect();

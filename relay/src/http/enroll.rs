@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::session::{Changing, Session, SessionRepo};
+use super::session::{Changing, PerDid, Session, SessionRepo};
 use crate::enrollment::dnscheck::RecordCheck;
 use crate::enrollment::ownership::OwnershipCheck;
 use crate::enrollment::{EnrollError, Enrolled};
@@ -16,6 +16,12 @@ use std::sync::Arc;
 
 impl From<EnrollError> for ApiError {
     fn from(e: EnrollError) -> Self {
+        if let EnrollError::RateLimited { retry_after, .. } = e {
+            return ApiError::TooMany {
+                message: e.to_string(),
+                retry_after,
+            };
+        }
         let details = match &e {
             EnrollError::NotProven { check, .. } => serde_json::to_value(check).ok(),
             _ => None,
@@ -47,12 +53,9 @@ pub async fn ownership(
 ) -> Result<Json<OwnershipCheck>, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::coded(400, "INVALID_REQUEST", format!("query: {e}")))?;
+    PerDid::take(&state.web.per_did.dns_checks, &s.did, "DNS checks")?;
     Ok(Json(
-        state
-            .web
-            .enrollment
-            .ownership(&s.did, s.handle.as_deref(), &q.domain)
-            .await?,
+        state.web.enrollment.ownership(&s.did, &q.domain).await?,
     ))
 }
 
@@ -68,7 +71,9 @@ pub async fn add(
 ) -> Result<Json<Enrolled>, ApiError> {
     let Json(req) = body
         .map_err(|e| ApiError::coded(400, "INVALID_REQUEST", format!("body: {}", e.body_text())))?;
-    let handle = s.handle.clone();
+    PerDid::take(&state.web.per_did.domain_adds, &s.did, "domains added")?;
+    // The handle as it is now, not as it was at sign-in: a session outlives a handle's owner.
+    let handle = current_handle(&state, &s.did).await;
     let (did, repo) = SessionRepo::of(&state, s);
     Ok(Json(
         state
@@ -79,6 +84,13 @@ pub async fn add(
     ))
 }
 
+/// The DID's handle resolved now, when it resolves back to the DID (`None` otherwise).
+async fn current_handle(state: &AppState, did: &str) -> Option<String> {
+    state.web.identity.forget(did);
+    let identity = state.web.identity.resolve(did).await.ok()?;
+    identity.handle.map(|h| h.to_string())
+}
+
 /// `GET /api/domains/{domain}/dns`: each record to publish, checked against DNS now.
 #[utoipa::path(get, path = "/api/domains/{domain}/dns", tag = "enroll", params(("domain" = String, Path)),
     responses((status = 200, description = "Per-record checks", body = Vec<RecordCheck>), super::error::WebErrors))]
@@ -87,6 +99,7 @@ pub async fn dns(
     Session(s): Session,
     Path(domain): Path<String>,
 ) -> Result<Json<Vec<RecordCheck>>, ApiError> {
+    PerDid::take(&state.web.per_did.dns_checks, &s.did, "DNS checks")?;
     Ok(Json(
         state.web.enrollment.check_domain(&s.did, &domain).await?,
     ))
@@ -123,6 +136,7 @@ pub async fn rotate(
     Changing(s): Changing,
     Path(domain): Path<String>,
 ) -> Result<Json<Enrolled>, ApiError> {
+    PerDid::take(&state.web.per_did.rotations, &s.did, "re-enrollments")?;
     let (did, repo) = SessionRepo::of(&state, s);
     Ok(Json(
         state

@@ -102,6 +102,11 @@ pub enum ApiError {
         /// Extra JSON for the page (what a DNS check observed…).
         details: Option<serde_json::Value>,
     },
+    /// 429 `RATE_LIMITED` with `Retry-After`.
+    TooMany {
+        message: String,
+        retry_after: u64,
+    },
 }
 
 impl ApiError {
@@ -151,6 +156,11 @@ impl ApiError {
                 code,
                 message.clone(),
             ),
+            Self::TooMany { message, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                message.clone(),
+            ),
         }
     }
 }
@@ -160,6 +170,7 @@ impl IntoResponse for ApiError {
         let (status, code, text) = self.parts();
         let retry_after = match &self {
             Self::Submit(e) => e.retry_after(),
+            Self::TooMany { retry_after, .. } => Some((*retry_after).max(1)),
             _ => None,
         };
         let mut body = serde_json::json!({ "error": text, "code": code });

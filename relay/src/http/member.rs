@@ -237,6 +237,11 @@ pub async fn forward_to(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) =
         body.map_err(|e| SubmitError::InvalidRequest(format!("body: {}", e.body_text())))?;
+    // A web session admits any member state; forwarding is for members the operator approved
+    // (clearing the address is always allowed).
+    if req.address.is_some() && member.state != crate::store::members::MemberState::Active {
+        return Err(not_active(&member));
+    }
     let domain = crate::address::Domain::parse(&req.domain)
         .map_err(|e| SubmitError::InvalidRequest(format!("domain: {:?} {e}", req.domain)))?;
     let address = req
@@ -268,4 +273,16 @@ pub async fn forward_to(
     Ok(Json(
         serde_json::json!({ "domain": domain, "forwardTo": address }),
     ))
+}
+
+/// 403 `MEMBER_NOT_ACTIVE`: what only an approved, unsuspended member may do.
+pub(super) fn not_active(member: &crate::store::members::Member) -> ApiError {
+    ApiError::coded(
+        403,
+        "MEMBER_NOT_ACTIVE",
+        format!(
+            "your membership is {}: forwarding starts once an operator approves it",
+            member.state.as_str()
+        ),
+    )
 }

@@ -143,6 +143,21 @@ pub struct ListenerLimits {
     pub shutdown_deadline: Duration,
     /// HTTPS (`http.tls`): the listener terminates TLS itself.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`http.trusted_proxies`).
+    pub trusted_proxies: Vec<crate::connections::Cidr>,
+}
+
+/// Per-client caps for requests that arrive through a trusted proxy: the proxy's connections
+/// carry many clients, so the cap a direct client gets per connection applies per request.
+struct Proxied {
+    trusted: Vec<crate::connections::Cidr>,
+    in_flight: Arc<ConnectionLimiter>,
+}
+
+impl Proxied {
+    fn is_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(peer))
+    }
 }
 
 /// All routes.
@@ -318,6 +333,10 @@ pub async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // The total is enforced by `slots`; the limiter counts per client network.
     let per_client = ConnectionLimiter::new(usize::MAX, limits.max_connections_per_client);
+    let proxied = Arc::new(Proxied {
+        trusted: limits.trusted_proxies.clone(),
+        in_flight: ConnectionLimiter::new(usize::MAX, limits.max_connections_per_client),
+    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -334,21 +353,30 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
-        let Ok(admitted) = per_client.admit(peer.ip()) else {
-            tracing::debug!(%peer, "http: too many connections from this client, closing");
-            continue;
+        // A trusted proxy's connections are counted per client, request by request.
+        let admitted = if proxied.is_proxy(peer.ip()) {
+            None
+        } else {
+            match per_client.admit(peer.ip()) {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    tracing::debug!(%peer, "http: too many connections from this client, closing");
+                    continue;
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let watcher = graceful.watcher();
         let (tls, header_timeout) = (limits.tls.clone(), limits.header_timeout);
+        let proxied = proxied.clone();
         tokio::spawn(async move {
             let served = match tls {
                 // The handshake counts against the header deadline: a stranger cannot hold a
                 // slot by never finishing it.
                 Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        serve_connection(stream, app, peer, header_timeout, watcher).await
+                        serve_connection(stream, app, peer, proxied, header_timeout, watcher).await
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "https: handshake failed");
@@ -359,7 +387,7 @@ pub async fn serve(
                         Ok(())
                     }
                 },
-                None => serve_connection(stream, app, peer, header_timeout, watcher).await,
+                None => serve_connection(stream, app, peer, proxied, header_timeout, watcher).await,
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "http: connection ended with an error");
@@ -376,11 +404,23 @@ pub async fn serve(
     tracing::info!("http listener closed");
 }
 
+/// 429 for a client behind a proxy with too many requests in flight.
+fn too_many_in_flight() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    error::ApiError::coded(
+        429,
+        "RATE_LIMITED",
+        "too many requests in flight from your address",
+    )
+    .into_response()
+}
+
 /// One HTTP/1.1 connection (plain or TLS) until it closes or shutdown asks it to.
 async fn serve_connection<S>(
     stream: S,
     app: Router,
     peer: SocketAddr,
+    proxied: Arc<Proxied>,
     header_timeout: Duration,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
@@ -388,11 +428,42 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tower::ServiceExt;
-    let service =
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req)
-        });
+    let from_proxy = proxied.is_proxy(peer.ip());
+    let service = hyper::service::service_fn(
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let app = app.clone();
+            let proxied = proxied.clone();
+            async move {
+                // Every per-client control reads the client from here (`peer_of`).
+                let client = if from_proxy {
+                    crate::connections::client_address(
+                        peer.ip(),
+                        req.headers()
+                            .get_all("x-forwarded-for")
+                            .iter()
+                            .filter_map(|v| v.to_str().ok()),
+                        &proxied.trusted,
+                    )
+                } else {
+                    peer.ip()
+                };
+                req.extensions_mut()
+                    .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+                let _held = if from_proxy {
+                    match proxied.in_flight.admit(client) {
+                        Ok(a) => Some(a),
+                        Err(_) => {
+                            tracing::debug!(%client, "http: too many requests in flight from this client");
+                            return Ok(too_many_in_flight());
+                        }
+                    }
+                } else {
+                    None
+                };
+                app.oneshot(req).await
+            }
+        },
+    );
     use hyper_util::rt::{TokioIo, TokioTimer};
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())

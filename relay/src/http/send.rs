@@ -189,7 +189,7 @@ async fn send_inner(
         }
     };
     let Some(key) = idempotency_key else {
-        return send_once(state, &member.did, peer, &body, None).await;
+        return send_once(state, &member, peer, &body, None).await;
     };
     // Lookup and send are one step: concurrent requests with one key wait here, then replay.
     let gate = state.idempotency_gate(&member.did, &key);
@@ -207,7 +207,7 @@ async fn send_inner(
             let json: serde_json::Value = serde_json::from_str(&s.response).unwrap_or_default();
             Ok((status, axum::Json(json)).into_response())
         }
-        None => send_once(state, &member.did, peer, &body, Some((key.clone(), digest))).await,
+        None => send_once(state, &member, peer, &body, Some((key.clone(), digest))).await,
     };
     drop(turn);
     state.idempotency_done(&member.did, &key, gate);
@@ -241,11 +241,12 @@ fn response_of(accepted: &crate::accept::Accepted) -> SendResponse {
 /// transaction as the message.
 async fn send_once(
     state: &AppState,
-    did: &str,
+    member: &crate::store::members::Member,
     peer: IpAddr,
     body: &[u8],
     idempotency: Option<(String, Vec<u8>)>,
 ) -> Result<Response, ApiError> {
+    let did = member.did.as_str();
     let id = crate::accept::new_id();
     let hostname = &state.acceptor.settings().hostname;
     let built = parse_request(body, state.max_recipients, &message_id(&id, hostname))?;
@@ -286,6 +287,7 @@ async fn send_once(
             },
             id: Some(id),
             also,
+            credential: Some(member.key_fingerprint()),
         })
         .await?;
     let json = serde_json::to_value(response_of(&outcome)).unwrap_or_default();

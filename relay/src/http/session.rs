@@ -56,6 +56,60 @@ pub struct Web {
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Sign-ins started per client network.
     pub signins: governor::DefaultKeyedRateLimiter<crate::connections::ClientNet>,
+    /// Costly enrollment calls per DID (anyone who signs in can make them).
+    pub per_did: PerDid,
+}
+
+/// Per-DID rates of the enrollment calls that cost the relay: DNS lookups, RSA keys, a
+/// member's domain churn.
+pub struct PerDid {
+    /// Ownership and record checks (the wizard polls every 5–10 s).
+    pub dns_checks: governor::DefaultKeyedRateLimiter<String>,
+    /// Domains added.
+    pub domain_adds: governor::DefaultKeyedRateLimiter<String>,
+    /// Re-enrollments (new key pairs).
+    pub rotations: governor::DefaultKeyedRateLimiter<String>,
+}
+
+fn keyed(per: std::time::Duration, burst: u32) -> governor::DefaultKeyedRateLimiter<String> {
+    let burst = std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN);
+    let quota = governor::Quota::with_period(per)
+        .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN))
+        .allow_burst(burst);
+    governor::RateLimiter::keyed(quota)
+}
+
+impl PerDid {
+    fn new() -> Self {
+        Self {
+            dns_checks: keyed(Duration::from_secs(1), 20),
+            domain_adds: keyed(Duration::from_secs(360), 3),
+            rotations: keyed(Duration::from_secs(60), 2),
+        }
+    }
+
+    /// Takes one call of `limiter` for `did`, or 429 with how long to wait.
+    pub fn take(
+        limiter: &governor::DefaultKeyedRateLimiter<String>,
+        did: &str,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        use governor::clock::Clock;
+        limiter.check_key(&did.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            ApiError::TooMany {
+                message: format!("too many {what} from this account; wait a little"),
+                retry_after: wait.as_secs() + 1,
+            }
+        })
+    }
+
+    /// Forgets DIDs idle long enough to be back at a full burst (the sweep).
+    pub fn sweep(&self) {
+        self.dns_checks.retain_recent();
+        self.domain_adds.retain_recent();
+        self.rotations.retain_recent();
+    }
 }
 
 impl Web {
@@ -75,6 +129,7 @@ impl Web {
             signins: governor::RateLimiter::keyed(governor::Quota::per_minute(
                 std::num::NonZeroU32::new(30).unwrap_or(std::num::NonZeroU32::MIN),
             )),
+            per_did: PerDid::new(),
         }
     }
 

@@ -68,11 +68,15 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// A path of this site, or the default.
+/// A path of this site, or the default. No control character at all: browsers drop a tab or
+/// newline from a URL, so `/\t/evil.example` would leave as `//evil.example`.
 fn local_path(p: Option<&str>) -> String {
     match p {
         Some(p)
-            if p.starts_with('/') && !p.starts_with("//") && !p.contains(['\\', '\r', '\n']) =>
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.chars().any(char::is_control) =>
         {
             p.to_string()
         }
@@ -108,12 +112,8 @@ pub async fn start(
             "identifier: too long",
         ));
     }
-    if state
-        .web
-        .signins
-        .check_key(&crate::connections::ClientNet::of(peer))
-        .is_err()
-    {
+    let site = crate::connections::ClientNet::site(peer);
+    if state.web.signins.check_key(&site).is_err() {
         return Err(ApiError::coded(
             429,
             "RATE_LIMITED",
@@ -138,18 +138,28 @@ pub async fn start(
         browser_hash: token_hash(&browser),
         sealed,
         created_at: now,
+        net: site.to_string(),
     };
-    let max = state.web.settings.max_pending;
+    let caps = sessions::PendingCaps::of(state.web.settings.max_pending);
     let stored = state
         .store
-        .write(|tx| sessions::put_pending(tx, &state_hash, &row, now - PENDING_TTL_S * 1000, max))
+        .write(|tx| sessions::put_pending(tx, &state_hash, &row, now - PENDING_TTL_S * 1000, caps))
         .map_err(|_| ApiError::coded(500, "INTERNAL", "internal error"))?;
-    if !stored {
-        return Err(ApiError::coded(
-            503,
-            "BUSY",
-            "too many sign-ins in progress; try again in a few minutes",
-        ));
+    match stored {
+        Ok(()) => {}
+        Err(sessions::PendingRefused::Network) => {
+            return Err(ApiError::TooMany {
+                message: "too many sign-ins in progress from your network; finish one or wait a few minutes".into(),
+                retry_after: 60,
+            });
+        }
+        Err(sessions::PendingRefused::Full) => {
+            return Err(ApiError::coded(
+                503,
+                "BUSY",
+                "too many sign-ins in progress; try again in a few minutes",
+            ));
+        }
     }
     let cookie = set_cookie(
         SIGNIN_COOKIE,
@@ -202,15 +212,13 @@ pub async fn callback(
     else {
         return failed("/enroll", &OAuthError::UnknownState);
     };
-    // A state works once, and only in the browser that started it.
-    let taken = state.store.write(|tx| {
-        sessions::take_pending(
-            tx,
-            &token_hash(state_param),
-            now_ms() - PENDING_TTL_S * 1000,
-        )
-    });
-    let Ok(Some(row)) = taken else {
+    // A state works once, and only in the browser that started it: the browser is checked
+    // before the state is taken, so whoever learns a state cannot cancel the sign-in.
+    let (hash, expire_before) = (token_hash(state_param), now_ms() - PENDING_TTL_S * 1000);
+    let Ok(Some(row)) = state
+        .store
+        .with(|c| sessions::peek_pending(c, &hash, expire_before))
+    else {
         return failed("/enroll", &OAuthError::UnknownState);
     };
     let browser = session::cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
@@ -218,6 +226,15 @@ pub async fn callback(
         token_hash(&browser).as_bytes(),
         row.browser_hash.as_bytes(),
     ));
+    if !same_browser {
+        return failed("/enroll", &OAuthError::UnknownState);
+    }
+    let taken = state
+        .store
+        .write(|tx| sessions::take_pending(tx, &hash, expire_before));
+    let Ok(Some(row)) = taken else {
+        return failed("/enroll", &OAuthError::UnknownState);
+    };
     let pending: Option<Pending> = state
         .secrets
         .open(&row.sealed, token_hash(state_param).as_bytes())
@@ -352,6 +369,9 @@ mod tests {
             "/x\r\nSet-Cookie: a",
             "\\\\evil",
             "",
+            "/\t/evil.test",
+            "/\u{7f}/x",
+            "/\u{0}x",
         ] {
             assert_eq!(local_path(Some(bad)), "/enroll", "{bad:?}");
         }

@@ -81,6 +81,8 @@ impl Fetcher {
                 .timeout(Duration::from_secs(10))
                 .connect_timeout(Duration::from_secs(5))
                 .redirect(reqwest::redirect::Policy::none())
+                // A proxy from the environment would resolve names itself, past the guard.
+                .no_proxy()
                 .user_agent(concat!("atmosphere-mail/", env!("CARGO_PKG_VERSION")))
         };
         let http = builder()

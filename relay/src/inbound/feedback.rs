@@ -21,6 +21,8 @@ pub enum Proof {
     Envelope,
     /// The enclosed original's `Return-Path` is a VERP address.
     ReturnPath,
+    /// The enclosed original's `X-Atmos-Copy` (its own return path, written at delivery).
+    CopyToken,
     /// An operator DKIM signature verifies over the enclosed headers.
     Signature,
 }
@@ -30,6 +32,7 @@ impl Proof {
         match self {
             Self::Envelope => "verp",
             Self::ReturnPath => "return_path",
+            Self::CopyToken => "copy_token",
             Self::Signature => "dkim",
         }
     }
@@ -42,6 +45,8 @@ pub struct Evidence {
     pub envelope: Option<VerpTarget>,
     /// The VERP address in the enclosed original's `Return-Path`.
     pub return_path: Option<VerpTarget>,
+    /// The VERP address in the enclosed original's `X-Atmos-Copy`.
+    pub copy: Option<VerpTarget>,
     /// The member DID and Message-ID of an enclosed original whose operator signature verified.
     pub signed: Option<(String, String)>,
 }
@@ -87,6 +92,7 @@ pub fn attribute(
     let tagged = [
         (Proof::Envelope, &evidence.envelope),
         (Proof::ReturnPath, &evidence.return_path),
+        (Proof::CopyToken, &evidence.copy),
     ];
     for (proof, target) in tagged {
         if let Some(t) = target
@@ -117,8 +123,31 @@ pub fn attribute(
     })
 }
 
-/// The member and recipients of the member messages `ids` (only `recipient` when given).
+/// The member and recipients of the member messages `ids`: only `recipient` when given. When
+/// the proof names no recipient (a signature over the headers, or a message-level return path),
+/// it is about a copy, not about every recipient: then it reaches a recipient only when the
+/// messages had exactly one, so one reader cannot suppress or complain for the others.
 fn proven(
+    conn: &Connection,
+    ids: &[String],
+    recipient: Option<i64>,
+) -> Result<Option<Attribution>, StoreError> {
+    let mut found = proven_all(conn, ids, recipient)?;
+    if recipient.is_none()
+        && let Some(a) = &mut found
+        && a.recipients.len() > 1
+    {
+        tracing::info!(
+            did = a.did.as_deref().unwrap_or(""),
+            recipients = a.recipients.len(),
+            "inbound: a report proven for a message, not one copy, acts on none of its recipients"
+        );
+        a.recipients.clear();
+    }
+    Ok(found)
+}
+
+fn proven_all(
     conn: &Connection,
     ids: &[String],
     recipient: Option<i64>,

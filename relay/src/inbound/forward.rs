@@ -39,9 +39,11 @@ pub(crate) fn build(
     f: &Forward,
     now_ms: i64,
 ) -> Result<QueueItem, crate::dkim::keys::KeyError> {
+    // A stranger's bytes leave signed by the operator: no bare CR or LF reaches the wire.
+    let raw = crate::line_ends::normalize(raw);
     let mut body = Vec::with_capacity(received.len() + raw.len());
     body.extend_from_slice(received.as_bytes());
-    body.extend_from_slice(raw);
+    body.extend_from_slice(&raw);
     let signatures = signer.sign_operator(&body)?;
     let mut signed = signatures.into_bytes();
     signed.extend_from_slice(&body);
@@ -57,6 +59,7 @@ pub(crate) fn build(
         raw: signed,
         recipients: vec![f.to.clone()],
         header_message_id: None,
+        credential: None,
     })
 }
 

@@ -38,6 +38,9 @@ pub enum InboundError {
     Reroute,
     #[error("queue full, retry later")]
     QueueFull,
+    /// A forward to a member's address is over the member's sending caps or the relay's.
+    #[error("the member's sending limit is reached, retry later")]
+    RateLimited,
     #[error("internal error, retry later")]
     Internal,
 }
@@ -50,6 +53,7 @@ impl InboundError {
             Self::NoRecipients => (554, "5.5.1"),
             Self::Reroute => (451, "4.3.0"),
             Self::QueueFull => (451, "4.3.1"),
+            Self::RateLimited => (451, "4.7.1"),
             Self::Internal => (451, "4.3.0"),
         }
     }
@@ -142,14 +146,33 @@ impl Inbound {
                 }
             }
         }
-        let report = report::parse(&raw);
-        let evidence = match &report {
-            Some(r) => self.evidence(r.original()),
-            None => Evidence::default(),
+        // Reading the report and checking a signature in it is CPU work a stranger chooses the
+        // size of: on the blocking pool, one message's worth at a time, never on the workers
+        // that serve SMTP and HTTP.
+        let judge = Evidence::judge(
+            self.acceptor.store().clone(),
+            self.secrets.clone(),
+            &self.settings.names,
+        );
+        let _turn = readers()
+            .acquire()
+            .await
+            .map_err(|_| InboundError::Internal)?;
+        let read = tokio::task::spawn_blocking(move || {
+            let report = report::parse(&raw);
+            let evidence = match &report {
+                Some(r) => judge.evidence(r.original()),
+                None => Evidence::default(),
+            };
+            let subject = mail_parser::MessageParser::default()
+                .parse_headers(&raw)
+                .and_then(|m| m.subject().map(|s| s.chars().take(200).collect::<String>()));
+            (raw, report, evidence, subject)
+        })
+        .await;
+        let Ok((raw, report, evidence, subject)) = read else {
+            return Err(InboundError::Internal);
         };
-        let subject = mail_parser::MessageParser::default()
-            .parse_headers(&raw)
-            .and_then(|m| m.subject().map(|s| s.chars().take(200).collect::<String>()));
         let id = uuid::Uuid::now_v7().simple().to_string();
         let now = now_ms();
         let names = &self.settings.names;
@@ -216,6 +239,7 @@ impl Inbound {
             let e = crate::accept::SubmitError::from(e);
             match e {
                 crate::accept::SubmitError::QueueFull => InboundError::QueueFull,
+                crate::accept::SubmitError::RateLimited(_) => InboundError::RateLimited,
                 _ => InboundError::Internal,
             }
         })?;
@@ -235,41 +259,6 @@ impl Inbound {
                 .map(|o| (o.recipient, o.action))
                 .collect(),
         })
-    }
-
-    /// What the relay can prove about a report's enclosed original before the transaction: a VERP
-    /// `Return-Path`, and an operator DKIM signature over its headers (with the member and
-    /// Message-ID those signed headers name).
-    fn evidence(&self, original: &report::Original) -> Evidence {
-        let names = &self.settings.names;
-        let return_path = original.return_path.as_deref().and_then(|rp| {
-            crate::verp::parse_return_path(&self.secrets, rp, &names.operator_domain).ok()
-        });
-        // One X-Atmos-Member-Did and one Message-ID, or what the signature covers is ambiguous.
-        let signed = match (&original.member_did, &original.message_id) {
-            (Some(did), Some(mid)) if original.identity_fields == 2 => {
-                let keys = self
-                    .acceptor
-                    .store()
-                    .with(|c| crate::store::dkim_keys::published(c, &names.operator_domain, 0));
-                let keys: Vec<PublicKey> = keys
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|k| PublicKey {
-                        selector: k.selector.clone(),
-                        txt: crate::dkim::keys::txt_value(k),
-                    })
-                    .collect();
-                dkim_verify::verify_headers(&original.raw, &names.operator_domain, &keys)
-                    .map(|_| (did.clone(), mid.clone()))
-            }
-            _ => None,
-        };
-        Evidence {
-            envelope: None,
-            return_path,
-            signed,
-        }
     }
 
     /// What one recipient of a message leads to.
@@ -370,6 +359,72 @@ impl Inbound {
             tracing::error!(error = %e, "inbound: cannot sign a forwarded copy");
             InboundError::Internal
         })
+    }
+}
+
+/// Messages read and judged at once, one per core: a flood of large reports waits its turn
+/// (asynchronously) instead of taking every blocking thread.
+fn readers() -> &'static tokio::sync::Semaphore {
+    static READERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    READERS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
+/// What judging a report's evidence needs, owned so it can run on the blocking pool.
+struct Judge {
+    store: Arc<crate::store::Store>,
+    secrets: Arc<Secrets>,
+    operator_domain: String,
+}
+
+impl Evidence {
+    fn judge(store: Arc<crate::store::Store>, secrets: Arc<Secrets>, names: &RouteNames) -> Judge {
+        Judge {
+            store,
+            secrets,
+            operator_domain: names.operator_domain.clone(),
+        }
+    }
+}
+
+impl Judge {
+    /// What the relay can prove about a report's enclosed original before the transaction: a
+    /// VERP `Return-Path` or `X-Atmos-Copy`, and an operator DKIM signature over its headers
+    /// (with the member and Message-ID those signed headers name).
+    fn evidence(&self, original: &report::Original) -> Evidence {
+        let verp = |address: Option<&str>| {
+            address.and_then(|a| {
+                crate::verp::parse_return_path(&self.secrets, a, &self.operator_domain).ok()
+            })
+        };
+        let return_path = verp(original.return_path.as_deref());
+        let copy = verp(original.copy.as_deref());
+        // One X-Atmos-Member-Did and one Message-ID, or what the signature covers is ambiguous.
+        let signed = match (&original.member_did, &original.message_id) {
+            (Some(did), Some(mid)) if original.identity_fields == 2 => {
+                let keys = self
+                    .store
+                    .with(|c| crate::store::dkim_keys::published(c, &self.operator_domain, 0));
+                let keys: Vec<PublicKey> = keys
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|k| PublicKey {
+                        selector: k.selector.clone(),
+                        txt: crate::dkim::keys::txt_value(k),
+                    })
+                    .collect();
+                dkim_verify::verify_headers(&original.raw, &self.operator_domain, &keys)
+                    .map(|_| (did.clone(), mid.clone()))
+            }
+            _ => None,
+        };
+        Evidence {
+            envelope: None,
+            return_path,
+            copy,
+            signed,
+        }
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Original {
     /// `Return-Path` (the receiving MTA writes the envelope sender there): a VERP address
     /// proves the relay sent the message.
     pub return_path: Option<String>,
+    /// `X-Atmos-Copy`: the VERP return path of the one recipient this copy went to, which the
+    /// relay writes into each copy at delivery (it survives a report that drops `Return-Path`).
+    pub copy: Option<String>,
     /// How many `X-Atmos-Member-Did` and `Message-ID` fields it has (a signed original has one
     /// of each).
     pub identity_fields: usize,
@@ -213,6 +216,8 @@ fn original(message: &Message<'_>) -> Original {
         feedback_id: raw("Feedback-ID"),
         message_id: headers.message_id().map(str::to_string),
         return_path: raw("Return-Path").map(|v| v.trim().trim_matches(['<', '>']).to_string()),
+        copy: raw(crate::delivery::COPY_HEADER)
+            .map(|v| v.trim().trim_matches(['<', '>']).to_string()),
         identity_fields,
         raw: contents.to_vec(),
     }

@@ -102,9 +102,18 @@ pub fn route(
             return Ok(Route::Operator { alias: local_lower });
         }
     }
-    let Some(did) = store.with(|c| members::domain_owner(c, &domain))? else {
+    let Some((did, approved)) = store.with(|c| members::domain_standing(c, &domain))? else {
         return Err(Refusal::RelayDenied);
     };
+    // Only an active member's domain forwards: enrolling is self-service, so a pending or
+    // suspended member is nobody the operator vouches for, and the copy leaves signed with the
+    // operator's key from the shared IP.
+    let active = store
+        .with(|c| members::get(c, &did))?
+        .is_some_and(|m| m.state == members::MemberState::Active);
+    if !active || !approved {
+        return Err(Refusal::RelayDenied);
+    }
     match store.with(|c| members::forward_to(c, &domain))? {
         Some(forward_to) => Ok(Route::Reply {
             did,

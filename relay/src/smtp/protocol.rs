@@ -72,6 +72,9 @@ pub struct SessionState {
     pub tls: bool,
     pub helo: Option<String>,
     pub authenticated: Option<String>,
+    /// Which key the session authenticated with (a fingerprint of its stored hash): a key
+    /// regenerated since then stops the session's next transaction.
+    pub credential: Option<Credential>,
     /// The accepted `MAIL FROM` (`Some(None)` is the null reverse path).
     pub mail_from: Option<ReversePath>,
     pub recipients: Vec<Mailbox>,
@@ -82,6 +85,16 @@ impl SessionState {
     pub fn reset_transaction(&mut self) {
         self.mail_from = None;
         self.recipients.clear();
+    }
+}
+
+/// A fingerprint of the key hash a session authenticated against (never printed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Credential(pub [u8; 32]);
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(<redacted>)")
     }
 }
 

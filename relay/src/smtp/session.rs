@@ -41,13 +41,17 @@ pub struct SessionSettings {
     /// Concurrent sessions on this listener, and from one client network.
     pub max_sessions: usize,
     pub max_sessions_per_client: usize,
+    /// Transactions one session may start, and its longest life (checked at each MAIL).
+    pub max_transactions: u32,
+    pub max_lifetime: Duration,
     pub tls: TlsAcceptor,
 }
 
 /// How an AUTH exchange ended.
 pub enum AuthOutcome {
-    /// Authenticated as this identity (a member DID).
-    Authenticated(String),
+    /// Authenticated as this identity (a member DID), with what the policy needs to notice a
+    /// new key later (a fingerprint of the stored key hash).
+    Authenticated(String, Option<[u8; 32]>),
     /// Refused; the session goes on.
     Refused(Reply),
     /// Refused; the connection closes after this reply.
@@ -147,6 +151,8 @@ pub async fn converse<P: Policy, S: AsyncRead + AsyncWrite + Unpin>(
     let greeting = format!("{} ESMTP Atmosphere Mail", policy.settings().hostname);
     let mut s = Session {
         errors: 0,
+        started: Instant::now(),
+        transactions: 0,
         policy,
         peer,
         state: SessionState::default(),
@@ -192,6 +198,8 @@ struct Session<P> {
     shutdown: CancellationToken,
     out: Vec<u8>,
     errors: u32,
+    started: Instant,
+    transactions: u32,
 }
 
 async fn session<P: Policy>(
@@ -213,6 +221,8 @@ async fn session<P: Policy>(
     );
     let mut s = Session {
         errors: 0,
+        started: Instant::now(),
+        transactions: 0,
         policy: policy.clone(),
         peer,
         state: SessionState::default(),
@@ -512,6 +522,26 @@ impl<P: Policy> Session<P> {
                 Err(r) => self.reply(r),
             },
             Command::Mail { address, .. } => {
+                // A session does not outlive its caps: whatever it authenticated as is looked
+                // at again on a new connection.
+                let settings = self.policy.settings();
+                if self.transactions >= settings.max_transactions {
+                    self.reply(Reply::new(
+                        421,
+                        "4.7.0",
+                        "Too many transactions in one session, reconnect",
+                    ));
+                    return Some(End::Closed);
+                }
+                if self.started.elapsed() >= settings.max_lifetime {
+                    self.reply(Reply::new(
+                        421,
+                        "4.4.2",
+                        "Session lasted too long, reconnect",
+                    ));
+                    return Some(End::Closed);
+                }
+                self.transactions += 1;
                 let reply = self.policy.mail(&self.state, self.peer, &address);
                 if !reply.is_error() {
                     self.state.mail_from = Some(address);
@@ -549,9 +579,10 @@ impl<P: Policy> Session<P> {
 
     async fn finish_auth(&mut self, creds: Result<Credentials, Reply>) -> Option<End> {
         match self.policy.authenticate(self.peer, creds).await {
-            AuthOutcome::Authenticated(identity) => {
+            AuthOutcome::Authenticated(identity, credential) => {
                 tracing::debug!(peer = %self.peer, did = %identity, "smtp: authenticated");
                 self.state.authenticated = Some(identity);
+                self.state.credential = credential.map(super::protocol::Credential);
                 self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
                 None
             }

@@ -22,8 +22,25 @@ impl SubmissionService {
     /// Renders a refusal and records it as a `relay_rejected` event.
     fn reject(&self, did: Option<&str>, e: SubmitError) -> Reply {
         self.acceptor.record_rejection(did, &e);
-        let (code, enhanced, text) = e.smtp();
+        let (code, enhanced, text) = match e {
+            // After AUTH succeeded, a standing that changed is a policy refusal, not a login's.
+            SubmitError::MemberPending | SubmitError::MemberSuspended if did.is_some() => {
+                (550, "5.7.1", e.to_string())
+            }
+            _ => e.smtp(),
+        };
         Reply::new(code, enhanced, text)
+    }
+
+    /// The member is read again at each MAIL: a suspension or a regenerated key reaches a
+    /// session that authenticated before it.
+    fn standing(&self, state: &SessionState) -> Result<(), SubmitError> {
+        let did = state.authenticated.as_deref().unwrap_or_default();
+        let fingerprint = state.credential.map(|c| c.0);
+        match self.store.with(|c| crate::store::members::get(c, did))? {
+            Some(m) => m.may_send(fingerprint.as_ref()).map_err(SubmitError::from),
+            None => Err(SubmitError::KeyChanged),
+        }
     }
 }
 
@@ -41,6 +58,9 @@ impl Policy for SubmissionService {
 
     fn mail(&self, state: &SessionState, _peer: SocketAddr, address: &ReversePath) -> Reply {
         let did = state.authenticated.as_deref().unwrap_or_default();
+        if let Err(e) = self.standing(state) {
+            return self.reject(state.authenticated.as_deref(), e);
+        }
         let Some(address) = address else {
             return Reply::new(
                 550,
@@ -89,7 +109,10 @@ impl Policy for SubmissionService {
             .authenticate(&self.store, &creds.username, &creds.password, peer.ip())
             .await
         {
-            Ok(member) => AuthOutcome::Authenticated(member.did),
+            Ok(member) => {
+                let fingerprint = member.key_fingerprint();
+                AuthOutcome::Authenticated(member.did, Some(fingerprint))
+            }
             Err(e) => match SubmitError::from(e) {
                 e @ SubmitError::AuthThrottled(_) => AuthOutcome::Close(self.reject(None, e)),
                 e => AuthOutcome::Refused(self.reject(None, e)),
@@ -116,6 +139,7 @@ impl Policy for SubmissionService {
             },
             id: None,
             also: None,
+            credential: state.credential.map(|c| c.0),
         };
         match self.acceptor.accept(sub).await {
             Ok(a) => {

@@ -64,7 +64,44 @@ impl std::fmt::Debug for Member {
     }
 }
 
+/// Why a member who authenticated may not send now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Pending,
+    Suspended,
+    /// The key the session or request authenticated with is no longer the member's key.
+    KeyChanged,
+    /// The member row is gone.
+    Gone,
+}
+
 impl Member {
+    /// A fingerprint of the stored key hash: what a session keeps to notice a new key.
+    pub fn key_fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.api_key_hash.as_bytes()).into()
+    }
+
+    /// Whether the member may send now, having authenticated with the key of `fingerprint`.
+    pub fn may_send(&self, fingerprint: Option<&[u8; 32]>) -> Result<(), Standing> {
+        match self.state {
+            MemberState::Pending => return Err(Standing::Pending),
+            MemberState::Suspended => return Err(Standing::Suspended),
+            MemberState::Active => {}
+        }
+        match fingerprint {
+            Some(f)
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                    &f[..],
+                    &self.key_fingerprint()[..],
+                )) =>
+            {
+                Err(Standing::KeyChanged)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// An active member approved at `approved_at`, with no handle, key or own caps (fixtures
     /// and tests).
     pub fn active(did: &str, approved_at: i64) -> Self {
@@ -203,13 +240,15 @@ pub struct SendingDomain {
     pub did: String,
     pub forward_to: Option<String>,
     pub created_at: i64,
+    /// Reviewed: it may send (a domain an active member adds waits for an operator).
+    pub approved: bool,
 }
 
 /// Adds a sending domain to a member.
 pub fn insert_domain(conn: &Connection, d: &SendingDomain) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO sending_domains (domain, did, forward_to, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![d.domain, d.did, d.forward_to, d.created_at],
+        "INSERT INTO sending_domains (domain, did, forward_to, created_at, approved) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![d.domain, d.did, d.forward_to, d.created_at, d.approved],
     )?;
     Ok(())
 }
@@ -217,18 +256,66 @@ pub fn insert_domain(conn: &Connection, d: &SendingDomain) -> Result<(), StoreEr
 /// The member's sending domains, oldest first.
 pub fn domains_of(conn: &Connection, did: &str) -> Result<Vec<SendingDomain>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT domain, did, forward_to, created_at FROM sending_domains WHERE did = ?1
+        "SELECT domain, did, forward_to, created_at, approved FROM sending_domains WHERE did = ?1
          ORDER BY created_at, domain",
     )?;
-    let rows = stmt.query_map([did], |r| {
-        Ok(SendingDomain {
-            domain: r.get(0)?,
-            did: r.get(1)?,
-            forward_to: r.get(2)?,
-            created_at: r.get(3)?,
-        })
-    })?;
+    let rows = stmt.query_map([did], domain_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SendingDomain> {
+    Ok(SendingDomain {
+        domain: r.get(0)?,
+        did: r.get(1)?,
+        forward_to: r.get(2)?,
+        created_at: r.get(3)?,
+        approved: r.get(4)?,
+    })
+}
+
+/// Domains waiting for an operator's review, oldest first.
+pub fn domains_awaiting_review(conn: &Connection) -> Result<Vec<SendingDomain>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT domain, did, forward_to, created_at, approved FROM sending_domains
+         WHERE approved = 0 ORDER BY created_at, domain",
+    )?;
+    let rows = stmt.query_map([], domain_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks a domain reviewed; returns whether it was waiting.
+pub fn approve_domain(conn: &Connection, domain: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE sending_domains SET approved = 1 WHERE domain = lower(?1) AND approved = 0",
+        [domain],
+    )? == 1)
+}
+
+/// The owner of `domain` and whether it is approved to send.
+pub fn domain_standing(
+    conn: &Connection,
+    domain: &str,
+) -> Result<Option<(String, bool)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT did, approved FROM sending_domains WHERE domain = lower(?1)")?
+        .query_row([domain], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Clears `handle` from any member but `did` (its holder changed, so it names `did` now).
+pub fn release_handle(conn: &Connection, handle: &str, did: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE members SET handle = NULL WHERE handle = lower(?1) AND did <> ?2",
+        params![handle.trim(), did],
+    )?)
+}
+
+/// Sets (or clears) a member's handle.
+pub fn set_handle(conn: &Connection, did: &str, handle: Option<&str>) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE members SET handle = lower(?2) WHERE did = ?1",
+        params![did, handle.map(str::trim)],
+    )? == 1)
 }
 
 /// Sets (or clears) the forward-to address of a sending domain.
@@ -319,6 +406,7 @@ mod tests {
                         did: "did:plc:a".into(),
                         forward_to: None,
                         created_at: 1,
+                        approved: true,
                     },
                 )
             })

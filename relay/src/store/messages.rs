@@ -68,16 +68,18 @@ pub struct NewMessage<'a> {
     pub recipients: &'a [Mailbox],
     /// `Message-ID` header value without `<>` (member mail).
     pub header_message_id: Option<&'a str>,
+    /// The recipients count against the member's caps (member mail, and forwards of replies to
+    /// a member's domain; not DSNs or the operator's mail).
+    pub counted: bool,
 }
 
 /// Inserts a message, its body and its recipients (all `accepted`, due now); returns the
 /// recipients as delivery will see them.
 pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>, StoreError> {
-    // The relay's own mail never counts against a member's caps.
-    let counted = if is_relay_source(m.source) {
-        0
-    } else {
+    let counted = if m.counted {
         m.recipients.len() as i64
+    } else {
+        0
     };
     conn.prepare_cached(
         "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at, return_path, category, counted, header_message_id)
@@ -112,13 +114,13 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
         let domain = address.domain_text().to_string();
         rcpt.execute(params![m.id, address.as_str(), domain, m.received_at])?;
         let id = conn.last_insert_rowid();
-        let mail_from = match m.recipient_return_path {
+        let (mail_from, own_return_path) = match m.recipient_return_path {
             Some(path) => {
                 let p = path(id);
                 set_path.execute(params![id, p])?;
-                p
+                (p, true)
             }
-            None => m.return_path.to_string(),
+            None => (m.return_path.to_string(), false),
         };
         due.push(DueRecipient {
             id,
@@ -127,6 +129,7 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
             domain,
             attempts: 0,
             mail_from,
+            own_return_path,
             received_at: m.received_at,
         });
     }
@@ -162,11 +165,14 @@ pub struct DueRecipient {
     pub attempts: u32,
     /// The envelope sender for delivery (the VERP return path).
     pub mail_from: String,
+    /// `mail_from` is this recipient's own VERP return path (member mail): delivery also
+    /// writes it into the copy (`X-Atmos-Copy`).
+    pub own_return_path: bool,
     pub received_at: i64,
 }
 
 /// The delivery queue's poll (a const, so a test can read its statement's counters).
-pub(crate) const DUE: &str = "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, coalesce(r.return_path, m.return_path, m.mail_from), m.received_at
+pub(crate) const DUE: &str = "SELECT r.id, r.message_id, r.address, r.domain, r.attempts, coalesce(r.return_path, m.return_path, m.mail_from), m.received_at, r.return_path IS NOT NULL
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.status IN ('accepted', 'deferred') AND r.next_attempt_at <= ?1
          ORDER BY r.next_attempt_at, r.id LIMIT ?2";
@@ -183,6 +189,7 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<DueRecipient
             attempts: r.get(4)?,
             mail_from: r.get(5)?,
             received_at: r.get(6)?,
+            own_return_path: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -533,6 +540,7 @@ pub(crate) fn test_message<'a>(
         body: b"hello",
         recipients,
         header_message_id,
+        counted: true,
     }
 }
 

@@ -47,6 +47,10 @@ pub enum StoreError {
     /// A sending cap is reached; retry after this many seconds.
     #[error("rate limited")]
     RateLimited(u64),
+    /// The member may no longer send: its state changed, or its key was regenerated, since it
+    /// authenticated.
+    #[error("member may not send: {0:?}")]
+    MayNotSend(members::Standing),
     /// A write was abandoned (a job panicked, or left the transaction unusable).
     #[error("write abandoned: {0}")]
     Abandoned(String),

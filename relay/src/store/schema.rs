@@ -272,6 +272,17 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO send_counts_hourly (did, hour, n)
         SELECT did, minute / 60, sum(n) FROM send_counts GROUP BY did, minute / 60;
     ",
+    "
+    -- A rotation publishes first and switches later: new keys wait, listed but not signing,
+    -- until DNS serves their records.
+    ALTER TABLE dkim_keys ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+    -- A domain an active member adds waits for an operator's review (existing ones are in use).
+    ALTER TABLE sending_domains ADD COLUMN approved INTEGER NOT NULL DEFAULT 1;
+    -- The client network that started a sign-in, so one network cannot fill the table.
+    ALTER TABLE signin_states ADD COLUMN net TEXT NOT NULL DEFAULT '';
+    CREATE INDEX signin_states_net ON signin_states(net);
+    CREATE INDEX web_sessions_last_used ON web_sessions(last_used);
+    ",
 ];
 
 /// Number of migrations this binary knows.

@@ -12,30 +12,113 @@ pub struct PendingRow {
     pub browser_hash: String,
     pub sealed: Vec<u8>,
     pub created_at: i64,
+    /// The client network that started it (an IPv4 address or an IPv6 /48).
+    pub net: String,
 }
 
-/// Stores a pending sign-in, dropping those older than `expire_before` and refusing when
-/// `max` are pending (a stranger can start many).
+/// How many sign-ins may wait at once: in all, per client network, and how many of the last
+/// places only a network with none waiting may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCaps {
+    pub max: usize,
+    pub per_net: usize,
+    pub reserve: usize,
+}
+
+impl PendingCaps {
+    /// The caps for a table of `max`: a network may hold 5 % of it, and the last 10 % are kept
+    /// for networks with nothing waiting, so filling the table takes many networks and a new
+    /// one still gets in.
+    pub fn of(max: usize) -> Self {
+        Self {
+            max,
+            per_net: (max / 20).max(1),
+            reserve: (max / 10).max(1),
+        }
+    }
+}
+
+/// Why a sign-in could not wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingRefused {
+    /// The table is full.
+    Full,
+    /// This network holds its share (or the rest is kept for networks with none).
+    Network,
+}
+
+/// Stores a pending sign-in, dropping those older than `expire_before`, within `caps` (a
+/// stranger can start many).
 pub fn put_pending(
     conn: &Connection,
     state_hash: &str,
     row: &PendingRow,
     expire_before: i64,
-    max: usize,
-) -> Result<bool, StoreError> {
-    conn.execute(
-        "DELETE FROM signin_states WHERE created_at < ?1",
-        [expire_before],
+    caps: PendingCaps,
+) -> Result<Result<(), PendingRefused>, StoreError> {
+    expire_pending(conn, expire_before)?;
+    let total: i64 = conn.query_row("SELECT count(*) FROM signin_states", [], |r| r.get(0))?;
+    let mine: i64 = conn.query_row(
+        "SELECT count(*) FROM signin_states WHERE net = ?1",
+        [&row.net],
+        |r| r.get(0),
     )?;
-    let n: i64 = conn.query_row("SELECT count(*) FROM signin_states", [], |r| r.get(0))?;
-    if n as usize >= max {
-        return Ok(false);
+    let (total, mine) = (total as usize, mine as usize);
+    if total >= caps.max {
+        return Ok(Err(PendingRefused::Full));
+    }
+    if mine >= caps.per_net || (mine > 0 && total + caps.reserve >= caps.max) {
+        return Ok(Err(PendingRefused::Network));
     }
     conn.execute(
-        "INSERT INTO signin_states (state_hash, browser_hash, sealed, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![state_hash, row.browser_hash, row.sealed, row.created_at],
+        "INSERT INTO signin_states (state_hash, browser_hash, sealed, created_at, net) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![state_hash, row.browser_hash, row.sealed, row.created_at, row.net],
     )?;
-    Ok(true)
+    Ok(Ok(()))
+}
+
+/// Drops sign-ins started before `expire_before`.
+pub fn expire_pending(conn: &Connection, expire_before: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM signin_states WHERE created_at < ?1",
+        [expire_before],
+    )?)
+}
+
+/// Sign-ins waiting now.
+pub fn pending_count(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT count(*) FROM signin_states", [], |r| r.get(0))?)
+}
+
+fn read_pending(
+    conn: &Connection,
+    state_hash: &str,
+    expire_before: i64,
+) -> Result<Option<PendingRow>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT browser_hash, sealed, created_at, net FROM signin_states WHERE state_hash = ?1",
+        )?
+        .query_row([state_hash], |r| {
+            Ok(PendingRow {
+                browser_hash: r.get(0)?,
+                sealed: r.get(1)?,
+                created_at: r.get(2)?,
+                net: r.get(3)?,
+            })
+        })
+        .optional()?;
+    Ok(row.filter(|r| r.created_at >= expire_before))
+}
+
+/// Reads a pending sign-in without taking it: the callback checks the browser first, so
+/// someone who learnt a `state` (a log, a Referer) cannot cancel another's sign-in.
+pub fn peek_pending(
+    conn: &Connection,
+    state_hash: &str,
+    expire_before: i64,
+) -> Result<Option<PendingRow>, StoreError> {
+    take_pending_inner(conn, state_hash, expire_before, false)
 }
 
 /// Takes (reads and deletes) a pending sign-in: a state works once, and not after
@@ -45,23 +128,23 @@ pub fn take_pending(
     state_hash: &str,
     expire_before: i64,
 ) -> Result<Option<PendingRow>, StoreError> {
-    let row = conn
-        .prepare_cached(
-            "SELECT browser_hash, sealed, created_at FROM signin_states WHERE state_hash = ?1",
-        )?
-        .query_row([state_hash], |r| {
-            Ok(PendingRow {
-                browser_hash: r.get(0)?,
-                sealed: r.get(1)?,
-                created_at: r.get(2)?,
-            })
-        })
-        .optional()?;
-    conn.execute(
-        "DELETE FROM signin_states WHERE state_hash = ?1",
-        [state_hash],
-    )?;
-    Ok(row.filter(|r| r.created_at >= expire_before))
+    take_pending_inner(conn, state_hash, expire_before, true)
+}
+
+fn take_pending_inner(
+    conn: &Connection,
+    state_hash: &str,
+    expire_before: i64,
+    delete: bool,
+) -> Result<Option<PendingRow>, StoreError> {
+    let row = read_pending(conn, state_hash, expire_before)?;
+    if delete {
+        conn.execute(
+            "DELETE FROM signin_states WHERE state_hash = ?1",
+            [state_hash],
+        )?;
+    }
+    Ok(row)
 }
 
 /// A signed-in session.
@@ -168,11 +251,44 @@ mod tests {
     use crate::store::test_store;
 
     fn pending(at: i64) -> PendingRow {
+        pending_from(at, "192.0.2.1")
+    }
+
+    fn pending_from(at: i64, net: &str) -> PendingRow {
         PendingRow {
             browser_hash: "b".into(),
             sealed: vec![1, 2, 3],
             created_at: at,
+            net: net.into(),
         }
+    }
+
+    #[test]
+    fn one_network_holds_its_share_and_the_last_places_go_to_new_networks() {
+        let (_d, store) = test_store();
+        let caps = PendingCaps::of(40);
+        assert_eq!((caps.per_net, caps.reserve), (2, 4));
+        store
+            .write(|tx| {
+                let put = |state: String, net: &str| {
+                    put_pending(tx, &state, &pending_from(1_000, net), 0, caps)
+                };
+                assert_eq!(put("a1".into(), "a")?, Ok(()));
+                assert_eq!(put("a2".into(), "a")?, Ok(()));
+                assert_eq!(put("a3".into(), "a")?, Err(PendingRefused::Network));
+                // Other networks, one each, up to the reserve...
+                for i in 0..34 {
+                    assert_eq!(put(format!("n{i}"), &format!("net{i}"))?, Ok(()));
+                }
+                // ...then only a network with nothing waiting gets in, until the table is full.
+                assert_eq!(put("n0b".into(), "net0")?, Err(PendingRefused::Network));
+                for i in 0..4 {
+                    assert_eq!(put(format!("f{i}"), &format!("fresh{i}"))?, Ok(()));
+                }
+                assert_eq!(put("late".into(), "fresh-late")?, Err(PendingRefused::Full));
+                Ok(())
+            })
+            .expect("store");
     }
 
     fn session_row(did: &str, at: i64) -> SessionRow {
@@ -191,16 +307,22 @@ mod tests {
         let (_d, store) = test_store();
         store
             .write(|tx| {
-                assert!(put_pending(tx, "s1", &pending(1_000), 0, 2)?);
-                assert!(put_pending(tx, "s2", &pending(1_000), 0, 2)?);
+                let two = PendingCaps {
+                    max: 2,
+                    per_net: 2,
+                    reserve: 0,
+                };
+                let five = PendingCaps { max: 5, ..two };
+                assert!(put_pending(tx, "s1", &pending(1_000), 0, two)?.is_ok());
+                assert!(put_pending(tx, "s2", &pending(1_000), 0, two)?.is_ok());
                 // A stranger starting sign-ins cannot go past the cap...
-                assert!(!put_pending(tx, "s3", &pending(1_000), 0, 2)?);
+                assert!(put_pending(tx, "s3", &pending(1_000), 0, two)?.is_err());
                 // ...until the old ones expire.
-                assert!(put_pending(tx, "s3", &pending(9_000), 5_000, 2)?);
+                assert!(put_pending(tx, "s3", &pending(9_000), 5_000, two)?.is_ok());
                 // A state works once; an expired one not at all.
                 assert!(take_pending(tx, "s3", 5_000)?.is_some());
                 assert!(take_pending(tx, "s3", 5_000)?.is_none());
-                assert!(put_pending(tx, "old", &pending(4_000), 0, 5)?);
+                assert!(put_pending(tx, "old", &pending(4_000), 0, five)?.is_ok());
                 assert!(take_pending(tx, "old", 5_000)?.is_none());
                 assert!(
                     take_pending(tx, "old", 0)?.is_none(),

@@ -42,7 +42,7 @@ impl Policy for Accepting {
     async fn authenticate(&self, _: SocketAddr, c: Result<Credentials, Reply>) -> AuthOutcome {
         match c {
             Ok(c) if c.username == "did:plc:fuzz" && c.password == "key" => {
-                AuthOutcome::Authenticated(c.username)
+                AuthOutcome::Authenticated(c.username, None)
             }
             Ok(_) => AuthOutcome::Refused(Reply::new(535, "5.7.8", "Bad credentials")),
             Err(r) => AuthOutcome::Refused(r),
@@ -73,6 +73,8 @@ fn policy(profile: Profile) -> Arc<Accepting> {
         write_timeout: Duration::from_secs(5),
         max_sessions: 10,
         max_sessions_per_client: 10,
+        max_transactions: 1000,
+        max_lifetime: Duration::from_secs(3600),
         tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
     }))
 }
