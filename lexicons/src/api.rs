@@ -46,6 +46,14 @@ pub struct SigninStarted {
 pub struct SessionDomain {
     pub domain: String,
     pub forward_to: Option<String>,
+    /// False while a domain added by an active member waits for an operator's review: it
+    /// cannot send or forward before.
+    #[serde(default = "approved_by_default")]
+    pub approved: bool,
+}
+
+fn approved_by_default() -> bool {
+    true
 }
 
 /// The member behind a session.

@@ -47,7 +47,7 @@ impl Directory for RelayDirectory {
                 };
                 let mut domains = Vec::new();
                 for d in members::domains_of(c, did)? {
-                    let selectors = dkim_keys::active(c, &d.domain)?
+                    let selectors = dkim_keys::current(c, &d.domain)?
                         .into_iter()
                         .map(|k| (k.selector, k.public_key))
                         .collect();

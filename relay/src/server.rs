@@ -430,6 +430,10 @@ pub async fn serve_with(
         );
     }
     background.close();
+    tokio::spawn(crate::http::session::sweep(
+        http_state.clone(),
+        shutdown.clone(),
+    ));
     for warning in config.warnings() {
         tracing::warn!("config: {warning}");
     }

@@ -411,20 +411,31 @@ fn the_confidential_client_enrolls_a_member_through_https_and_private_key_jwt() 
         format!("https://{PUBLIC_HOST}/oauth/client-metadata.json")
     );
     assert_eq!(meta["token_endpoint_auth_method"], "private_key_jwt");
-    // Cookies are Secure on an https origin.
+    // Cookies are Secure on an https origin, and `__Host-` (issue 27, L5: a sibling subdomain
+    // cannot plant one with Domain=); the answer carries HSTS and the other security headers.
     let did = w.pds.create_account("carol.test").did;
     let body = json!({ "identifier": did }).to_string();
     let (status, _, head) = w.curl("POST", "/api/signin", &[], Some(body.as_bytes()));
     assert_eq!(status, 200, "{head}");
+    let lower = head.to_ascii_lowercase();
     let cookie = head
         .lines()
         .find(|l| {
             l.to_ascii_lowercase()
-                .starts_with("set-cookie: atmos_signin=")
+                .starts_with("set-cookie: __host-atmos_signin=")
         })
         .unwrap_or_default();
     assert!(
-        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/"),
         "{head}"
     );
+    assert!(!cookie.contains("Domain="), "{head}");
+    for h in [
+        "strict-transport-security: max-age=",
+        "x-content-type-options: nosniff",
+        "referrer-policy: no-referrer",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(lower.contains(h), "{h}: {head}");
+    }
 }

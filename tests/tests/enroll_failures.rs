@@ -392,11 +392,15 @@ fn sign_ins_in_progress_are_capped() {
             (status, v)
         })
         .collect();
-    assert_eq!((codes[0].0, codes[1].0), (200, 200), "{codes:?}");
-    assert_eq!(
-        (codes[2].0, codes[2].1["code"].as_str()),
-        (503, Some("BUSY")),
-        "{codes:?}"
-    );
-    assert_eq!(w.relay.count("SELECT count(*) FROM signin_states"), 2);
+    // Two places in all, one per client network (issue 27, L2: one network cannot fill the
+    // table; security_web.rs fills it from many networks and shows a new one still gets in).
+    assert_eq!(codes[0].0, 200, "{codes:?}");
+    for (status, v) in &codes[1..] {
+        assert_eq!(
+            (*status, v["code"].as_str()),
+            (429, Some("RATE_LIMITED")),
+            "{codes:?}"
+        );
+    }
+    assert_eq!(w.relay.count("SELECT count(*) FROM signin_states"), 1);
 }

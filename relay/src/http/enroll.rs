@@ -182,10 +182,18 @@ pub async fn dev_publish(
             format!("the dev zone serves only *.localhost and the demo domains, not {domain}"),
         ));
     }
+    // Another member's domain is theirs to publish, even in the dev zone.
+    let owner = state
+        .store
+        .with(|c| crate::store::members::domain_owner(c, domain.as_str()))
+        .map_err(|_| ApiError::coded(500, "INTERNAL", "internal error"))?;
+    if owner.is_some_and(|o| o != s.did) {
+        return Err(ApiError::NotFound(format!("your domain {domain}")));
+    }
     let mut records = vec![(domain.under("_atmos"), format!("did={}", s.did))];
     let keys = state
         .store
-        .with(|c| crate::store::dkim_keys::active(c, domain.as_str()))
+        .with(|c| crate::store::dkim_keys::current(c, domain.as_str()))
         .map_err(|_| ApiError::coded(500, "INTERNAL", "internal error"))?;
     for r in crate::records::member(
         state.web.enrollment.config(),

@@ -98,7 +98,7 @@ pub async fn status(
         "tier": caps.tier.name(),
         "caps": { "hourly": caps.hourly, "daily": caps.daily },
         "usage": { "lastHour": hour, "lastDay": day },
-        "domains": domains.iter().map(|d| serde_json::json!({"domain": d.domain, "forwardTo": d.forward_to})).collect::<Vec<_>>(),
+        "domains": domains.iter().map(|d| serde_json::json!({"domain": d.domain, "forwardTo": d.forward_to, "approved": d.approved})).collect::<Vec<_>>(),
     })))
 }
 

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod credentials;
 pub mod enroll;
 pub mod error;
+pub mod headers;
 pub mod member;
 pub mod messages;
 pub mod send;
@@ -208,6 +209,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(admin::label_remove),
         )
         .route("/admin/members", get(admin::members_list))
+        .route(
+            "/admin/domains/{domain}/approve",
+            post(admin::domain_approve),
+        )
         .route("/admin/members/{did}", get(admin::member_detail))
         .route("/admin/members/{did}/series", get(admin::member_series))
         .route("/admin/members/{did}/dns/{domain}", get(admin::member_dns))
@@ -282,7 +287,7 @@ impl utoipa::Modify for SecuritySchemes {
         send::send, messages::one, messages::list,
         member::status, member::metrics, member::metrics_series, member::forward_to, member::suppressions_list, member::suppressions_delete,
         unsubscribe::page, unsubscribe::confirm,
-        admin::member_action, admin::label_add, admin::label_remove, admin::members_list, admin::member_detail,
+        admin::member_action, admin::domain_approve, admin::label_add, admin::label_remove, admin::members_list, admin::member_detail,
         admin::events_list, admin::inbound_list, admin::verdicts_list, admin::shadow_verdicts, admin::queue_list, admin::queue_bulk, admin::overview, admin::member_series, admin::member_dns, admin::queue_retry, admin::queue_delete,
         signin::client_metadata, signin::jwks, signin::start, signin::callback, signin::current, signin::signout,
         enroll::ownership, enroll::add, enroll::dns, enroll::attestation, enroll::remove, enroll::rotate, enroll::regenerate_key, enroll::dev_publish,
@@ -329,7 +334,9 @@ pub async fn serve(
     limits: ListenerLimits,
     shutdown: CancellationToken,
 ) {
-    let app = router(state).merge(extra);
+    let app = router(state.clone())
+        .merge(extra)
+        .layer(axum::middleware::from_fn_with_state(state, headers::secure));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // The total is enforced by `slots`; the limiter counts per client network.
     let per_client = ConnectionLimiter::new(usize::MAX, limits.max_connections_per_client);

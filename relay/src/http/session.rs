@@ -21,10 +21,21 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The session cookie.
+/// The session cookie (with `__Host-` over https: a sibling subdomain cannot plant one with
+/// `Domain=`, which would sign the victim in as the attacker).
 pub const SESSION_COOKIE: &str = "atmos_session";
 /// The cookie that ties a sign-in's callback to the browser that started it.
 pub const SIGNIN_COOKIE: &str = "atmos_signin";
+
+/// A cookie's name as set and read: `__Host-<name>` when cookies are `Secure` (the prefix needs
+/// `Secure`, `Path=/` and no `Domain`, which is how every cookie here is set).
+pub fn cookie_name(name: &'static str, secure: bool) -> std::borrow::Cow<'static, str> {
+    if secure {
+        format!("__Host-{name}").into()
+    } else {
+        name.into()
+    }
+}
 /// The header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -83,7 +94,7 @@ impl PerDid {
     fn new() -> Self {
         Self {
             dns_checks: keyed(Duration::from_secs(1), 20),
-            domain_adds: keyed(Duration::from_secs(360), 3),
+            domain_adds: keyed(Duration::from_secs(360), 10),
             rotations: keyed(Duration::from_secs(60), 2),
         }
     }
@@ -139,6 +150,48 @@ impl Web {
     }
 }
 
+/// Forgets, on a timer, what strangers can make the relay remember without ever coming back:
+/// idle sessions (with their sealed tokens), expired sign-ins, and the rate limiters' entries
+/// for clients and DIDs back at a full burst (the labeler's issuers too). Runs every half
+/// `session_idle`, between once a second and once a minute.
+pub async fn sweep(state: Arc<AppState>, shutdown: tokio_util::sync::CancellationToken) {
+    let every = (state.web.settings.session_idle / 2)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        let idle_before = now - state.web.settings.session_idle.as_millis() as i64;
+        let expired = now - crate::oauth::client::PENDING_TTL_S * 1000;
+        let swept = state.store.write(|tx| {
+            Ok((
+                sessions::prune_sessions(tx, idle_before)?,
+                sessions::expire_pending(tx, expired)?,
+            ))
+        });
+        match swept {
+            Ok((0, 0)) => {}
+            Ok((idle, signins)) => {
+                tracing::debug!(
+                    idle,
+                    signins,
+                    "web: swept idle sessions and expired sign-ins"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "web: cannot sweep sessions"),
+        }
+        state.web.signins.retain_recent();
+        state.web.per_did.sweep();
+        if let Some(labeler) = &state.labeler {
+            labeler.sweep();
+        }
+    }
+}
+
 /// SHA-256 hex of a browser token: what the store keys rows by.
 pub fn token_hash(token: &str) -> String {
     base16ct::lower::encode_string(&Sha256::digest(token.as_bytes()))
@@ -157,8 +210,8 @@ pub fn cookie(parts: &axum::http::HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A `Set-Cookie` value; `max_age` 0 deletes.
-pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
-    cookie::Cookie::build((name, value))
+pub fn set_cookie(name: &'static str, value: &str, max_age: Duration, secure: bool) -> String {
+    cookie::Cookie::build((cookie_name(name, secure), value))
         .path("/")
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
@@ -231,7 +284,8 @@ impl AppState {
         &self,
         headers: &axum::http::HeaderMap,
     ) -> Result<Option<SignedIn>, ApiError> {
-        let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        let name = cookie_name(SESSION_COOKIE, self.web.settings.secure_cookies);
+        let Some(token) = cookie(headers, &name) else {
             return Ok(None);
         };
         let id_hash = token_hash(&token);
@@ -483,5 +537,40 @@ impl Repo for SessionRepo {
                 Err(e) => Err(e.to_string()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_did_limits_refuse_with_a_wait_and_the_sweep_forgets_idle_dids() {
+        let limits = PerDid::new();
+        for _ in 0..2 {
+            PerDid::take(&limits.rotations, "did:plc:a", "re-enrollments").expect("burst of 2");
+        }
+        match PerDid::take(&limits.rotations, "did:plc:a", "re-enrollments") {
+            Err(ApiError::TooMany { retry_after, .. }) => {
+                assert!((1..=61).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("the third rotation in a minute: {other:?}"),
+        }
+        PerDid::take(&limits.rotations, "did:plc:b", "re-enrollments").expect("another DID");
+        // One DNS check costs a second of its 20-call burst; once it is back, the sweep forgets
+        // the DID (the map of a limiter anyone can add keys to does not only grow).
+        PerDid::take(&limits.dns_checks, "did:plc:a", "DNS checks").expect("a check");
+        assert_eq!(limits.dns_checks.len(), 1);
+        limits.sweep();
+        assert_eq!(limits.dns_checks.len(), 1, "not back to a full burst yet");
+        // governor forgets a key one period after it is back at a full burst.
+        std::thread::sleep(Duration::from_millis(2100));
+        limits.sweep();
+        assert_eq!(limits.dns_checks.len(), 0);
+        assert_eq!(
+            limits.rotations.len(),
+            2,
+            "rotations are still counting down"
+        );
     }
 }

@@ -221,7 +221,8 @@ pub async fn callback(
     else {
         return failed("/enroll", &OAuthError::UnknownState);
     };
-    let browser = session::cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
+    let signin_cookie = session::cookie_name(SIGNIN_COOKIE, state.web.settings.secure_cookies);
+    let browser = session::cookie(&headers, &signin_cookie).unwrap_or_default();
     let same_browser = bool::from(subtle::ConstantTimeEq::ct_eq(
         token_hash(&browser).as_bytes(),
         row.browser_hash.as_bytes(),
@@ -315,6 +316,7 @@ pub async fn current(
                 .map(|d| SessionDomain {
                     domain: d.domain,
                     forward_to: d.forward_to,
+                    approved: d.approved,
                 })
                 .collect();
             Ok(Some(SessionMember {

@@ -19,7 +19,7 @@ pub fn Domains(
     max: u32,
     reload: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
-    let domains: Vec<(String, Option<String>)> = status["domains"]
+    let domains: Vec<(String, Option<String>, bool)> = status["domains"]
         .as_array()
         .cloned()
         .unwrap_or_default()
@@ -28,6 +28,7 @@ pub fn Domains(
             (
                 d["domain"].as_str().unwrap_or_default().to_string(),
                 d["forwardTo"].as_str().map(str::to_string),
+                d["approved"].as_bool().unwrap_or(true),
             )
         })
         .collect();
@@ -37,7 +38,7 @@ pub fn Domains(
         <section class="card" aria-labelledby="domains-title">
             <h2 id="domains-title">"Domains"</h2>
             <p class="hint">{format!("{count} of {max} domains.")}</p>
-            {domains.into_iter().map(|(d, fwd)| view! { <Domain domain=d forward_to=fwd csrf=csrf.get_value() reload /> }).collect_view()}
+            {domains.into_iter().map(|(d, fwd, approved)| view! { <Domain domain=d forward_to=fwd approved csrf=csrf.get_value() reload /> }).collect_view()}
             {(count < max).then(|| view! { <AddDomain csrf=csrf.get_value() reload /> })}
         </section>
     }
@@ -48,6 +49,7 @@ pub fn Domains(
 fn Domain(
     domain: String,
     forward_to: Option<String>,
+    approved: bool,
     csrf: String,
     reload: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
@@ -128,6 +130,10 @@ fn Domain(
     view! {
         <article class="domain" aria-labelledby=format!("domain-{id}") data-domain=d.clone()>
             <h3 id=format!("domain-{id}")><code>{d.clone()}</code></h3>
+            {(!approved).then(|| view! {
+                <p class="review"><span class="badge pending">"awaiting review"</span>
+                    " An operator looks at every domain added after approval; it sends once they approve it."</p>
+            })}
             <OutcomeLine outcome id=format!("domain-outcome-{id}") />
             <div class="attestation">
                 {move || match attestation.get() {

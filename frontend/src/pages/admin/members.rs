@@ -79,6 +79,41 @@ fn Actions(
     }
 }
 
+/// A domain an active member added, waiting for the operator: approve it to let it send.
+#[component]
+fn DomainReview(
+    domain: String,
+    csrf: String,
+    done: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let outcome = RwSignal::new(None::<Outcome>);
+    let domain = StoredValue::new(domain);
+    let csrf = StoredValue::new(csrf);
+    let id = domain.get_value().replace('.', "-");
+    let approve = move |_| {
+        spawn_local(async move {
+            let path = format!("/admin/domains/{}/approve", api::enc(&domain.get_value()));
+            match api::send("POST", &path, &csrf.get_value(), None).await {
+                Ok(_) => {
+                    outcome.set(Some(Outcome::Done(format!(
+                        "{} may send now.",
+                        domain.get_value()
+                    ))));
+                    done();
+                }
+                Err(e) => outcome.set(Some(Outcome::Failed(e.shown()))),
+            }
+        });
+    };
+    view! {
+        <p class="review" data-domain=domain.get_value()>
+            <span class="badge pending">"domain awaiting review"</span>" " <code>{domain.get_value()}</code>" "
+            <button type="button" class="approve-domain" on:click=approve>{format!("Approve {}", domain.get_value())}</button>
+            <OutcomeLine outcome id=format!("review-outcome-{id}") />
+        </p>
+    }
+}
+
 #[component]
 fn List(csrf: String) -> impl IntoView {
     let q = RwSignal::new(String::new());
@@ -117,12 +152,14 @@ fn List(csrf: String) -> impl IntoView {
                 let st = m["state"].as_str().unwrap_or_default().to_string();
                 let (data_did, data_state) = (did.clone(), st.clone());
                 let domains = m["domains"].as_array().map(|d| d.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                let awaiting: Vec<String> = m["domainsAwaitingReview"].as_array().map(|d| d.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
                 view! {
                     <article class="card member" data-did=data_did data-state=data_state>
                         <h2><a href=format!("/admin/members/{}", api::enc(&did))>{m["handle"].as_str().map(str::to_string).unwrap_or_else(|| did.clone())}</a></h2>
                         {m["handle"].as_str().is_some().then(|| view! { <p class="hint mono">{did.clone()}</p> })}
                         <p><span class=format!("badge {st}")>{st.clone()}</span>" " {domains}
                             {m["stateReason"].as_str().map(|r| view! { <span class="hint">" — " {r.to_string()}</span> })}</p>
+                        {awaiting.into_iter().map(|d| view! { <DomainReview domain=d csrf=csrf.get_value() done=fetch /> }).collect_view()}
                         <Actions did state=st csrf=csrf.get_value() done=fetch />
                     </article>
                 }

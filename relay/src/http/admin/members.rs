@@ -110,6 +110,9 @@ pub struct MemberSummary {
     pub created_at: i64,
     pub approved_at: Option<i64>,
     pub domains: Vec<String>,
+    /// Domains the member added while active, which cannot send before an operator approves
+    /// them (`POST /admin/domains/{domain}/approve`).
+    pub domains_awaiting_review: Vec<String>,
 }
 
 fn summary(m: Member, domains: Vec<SendingDomain>) -> MemberSummary {
@@ -120,8 +123,28 @@ fn summary(m: Member, domains: Vec<SendingDomain>) -> MemberSummary {
         state_reason: m.state_reason,
         created_at: m.created_at,
         approved_at: m.approved_at,
+        domains_awaiting_review: domains
+            .iter()
+            .filter(|d| !d.approved)
+            .map(|d| d.domain.clone())
+            .collect(),
         domains: domains.into_iter().map(|d| d.domain).collect(),
     }
+}
+
+/// `POST /admin/domains/{domain}/approve`: a domain an active member added may send.
+#[utoipa::path(post, path = "/admin/domains/{domain}/approve", tag = "admin", security(("admin" = [])),
+    params(("domain" = String, Path)),
+    responses((status = 200, description = "Approved", body = Object), crate::http::error::AdminErrors))]
+pub async fn domain_approve(
+    State(state): State<Arc<AppState>>,
+    Operator(actor): Operator,
+    Path(domain): Path<String>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    let did = members::approve_domain(&state.store, &domain, &actor)?;
+    Ok(Json(serde_json::json!({
+        "domain": domain.trim().to_ascii_lowercase(), "did": did, "approved": true,
+    })))
 }
 
 /// `?q=&state=` of the member list.
@@ -135,9 +158,10 @@ pub struct MembersQuery {
     pub state: Option<String>,
 }
 
-/// `GET /admin/members?q=&state=`: pending first.
+/// `GET /admin/members?q=&state=`: pending members first, then members with a domain awaiting
+/// review.
 #[utoipa::path(get, path = "/admin/members", tag = "admin", security(("admin" = [])), params(MembersQuery),
-    responses((status = 200, description = "Members, pending first", body = Vec<MemberSummary>), crate::http::error::AdminErrors))]
+    responses((status = 200, description = "Members: pending first, then domains awaiting review", body = Vec<MemberSummary>), crate::http::error::AdminErrors))]
 pub async fn members_list(
     State(state): State<Arc<AppState>>,
     _: Operator,
@@ -175,6 +199,14 @@ pub async fn members_list(
                     out.push(summary(m, d));
                 }
             }
+            // Stable: within each group the store's order (newest first) stays.
+            out.sort_by_key(|m: &MemberSummary| {
+                match (m.state, m.domains_awaiting_review.is_empty()) {
+                    ("pending", _) => 0,
+                    (_, false) => 1,
+                    _ => 2,
+                }
+            });
             Ok(out)
         })
         .map(Json)
@@ -188,6 +220,8 @@ pub struct DomainDetail {
     pub domain: String,
     pub forward_to: Option<String>,
     pub dkim_selectors: Vec<String>,
+    /// False while it awaits an operator's review.
+    pub approved: bool,
 }
 
 /// `GET /admin/members/{did}`: the member, its domains and DKIM selectors, recent events.
@@ -207,7 +241,7 @@ pub async fn member_detail(
             let domains = member_rows::domains_of(c, &did)?;
             let mut detail = Vec::new();
             for d in &domains {
-                let selectors = dkim_keys::active(c, &d.domain)?
+                let selectors = dkim_keys::current(c, &d.domain)?
                     .into_iter()
                     .map(|k| k.selector)
                     .collect();
@@ -215,6 +249,7 @@ pub async fn member_detail(
                     domain: d.domain.clone(),
                     forward_to: d.forward_to.clone(),
                     dkim_selectors: selectors,
+                    approved: d.approved,
                 });
             }
             let recent = events::list(c, Some(&did), None, 50)?;

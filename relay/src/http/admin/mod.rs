@@ -30,6 +30,7 @@ impl From<MemberError> for AdminError {
             MemberError::InvalidTransition { .. } => {
                 Self(StatusCode::CONFLICT, "INVALID_TRANSITION", e.to_string())
             }
+            MemberError::InvalidDomain(_) => invalid(e.to_string()),
             _ => internal(e),
         }
     }
