@@ -15,10 +15,10 @@ pub struct TestMember {
     pub domain: String,
 }
 
-/// Path of the `atmos` binary built by this workspace (`ATMOS_TEST_BIN` names another, e.g. an
+/// Path of the `atmos` binary built by this workspace (`TEST_ATMOS_BIN` names another, e.g. an
 /// older build, to show that a test fails without a fix).
 pub fn atmos_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("ATMOS_TEST_BIN") {
+    if let Some(bin) = std::env::var_os("TEST_ATMOS_BIN") {
         return PathBuf::from(bin);
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -598,8 +598,13 @@ fn a_flood_of_heavy_reports_does_not_slow_a_members_send() {
         )
         .expect("operator selector");
     // A 5 MB report whose enclosed original has 2,000 filler fields and 1,000 signatures of
-    // the operator domain with the real selector, each naming 2,000 fields in h=.
-    let names = "x:".repeat(2000);
+    // the operator domain with the real selector, each naming in h= 1,000 distinct fields that
+    // do not exist: mail-auth looks each name up through every field, so one signature costs
+    // ~3 million comparisons (measured: 2.5 ms in a release build; 1,000 of them per report).
+    let names = (0..1000)
+        .map(|i| format!("y{i}"))
+        .collect::<Vec<_>>()
+        .join(":");
     let mut original = String::from("X-Atmos-Member-Did: ");
     original.push_str(DID);
     original.push_str("\r\nMessage-ID: <flood@sender.test>\r\nFrom: <app@sender.test>\r\n");
@@ -609,7 +614,7 @@ fn a_flood_of_heavy_reports_does_not_slow_a_members_send() {
     for _ in 0..1000 {
         original.push_str(&format!(
             "DKIM-Signature: v=1; a=rsa-sha256; d=operator.test; s={selector}; c=relaxed/relaxed;\r\n \
-             h=from:message-id:x-atmos-member-did:{names}\r\n bh=AAAA; b=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n"
+             h=from:message-id:x-atmos-member-did:{names};\r\n bh=AAAA; b=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n"
         ));
     }
     original.push_str("\r\nbody\r\n");
