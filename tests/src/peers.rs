@@ -528,3 +528,61 @@ mod tests {
         );
     }
 }
+
+/// A private nginx (Debian's nginx-light) in front of the relay's HTTP listener, as
+/// `docs/deploy` recommends: it appends the client's address to `X-Forwarded-For`.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    _temp: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Proxies `127.0.0.1:<port>` to `upstream` (`ip:port`).
+    pub fn proxy_to(upstream: std::net::SocketAddr) -> Self {
+        require_program("/usr/sbin/nginx", "apt-get install nginx-light");
+        let temp = tempfile::tempdir().expect("tempdir");
+        let t = temp.path().display().to_string();
+        let port = free_port();
+        let conf = format!(
+            "user root;\nworker_processes 1;\nerror_log {t}/error.log;\npid {t}/nginx.pid;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n\
+               fastcgi_temp_path {t}/fcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+                 proxy_pass http://{upstream};\n      proxy_set_header Host $host;\n\
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n"
+        );
+        let path = temp.path().join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(temp.path())
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        poll_until(Duration::from_secs(10), "nginx to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Self {
+            child,
+            port,
+            _temp: temp,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master take its worker down with it.
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -732,3 +732,125 @@ fn identity_lookups_ignore_proxy_variables() {
         "the relay went through the proxy from its environment"
     );
 }
+
+/// `curl` from a chosen loopback source address: another client, as a proxy sees it.
+fn curl_from(
+    source: &str,
+    method: &str,
+    url: &str,
+    headers: &[String],
+    body: Option<&[u8]>,
+) -> (u16, serde_json::Value, String) {
+    atmos_tests::http::curl_with(&["--interface", source], method, url, headers, body)
+}
+
+#[test]
+fn behind_a_reverse_proxy_the_client_is_the_client() {
+    let world = World::start_with_env(
+        Some(&[]),
+        "",
+        &[("ATMOS_HTTP_TRUSTED_PROXIES", "[\"127.0.0.1/32\"]")],
+    );
+    let relay = &world.relay;
+    let http = relay.http.expect("http");
+    let nginx = atmos_tests::peers::Nginx::proxy_to(http);
+    let proxied = format!("http://127.0.0.1:{}", nginx.port);
+    let other = relay.add_member(RIVAL, "rival.test", true);
+    relay.trust(RIVAL);
+    let send = |source: &str, member: &atmos_tests::relay::TestMember, n: usize| {
+        let body = json!({"from": format!("app@{}", member.domain), "to": format!("p{n}@{RCPT_DOMAIN}"),
+                          "text": "hi", "category": "transactional"});
+        curl_from(
+            source,
+            "POST",
+            &format!("{proxied}/v1/send"),
+            &member_headers(member),
+            Some(body.to_string().as_bytes()),
+        )
+        .0
+    };
+    // The member sends from 127.0.0.2 (its key is verified once).
+    assert_eq!(send("127.0.0.2", &world.member, 0), 200);
+    // A stranger on the same network tries 25 bad keys through the proxy: throttled.
+    let bad = vec![
+        format!("X-Atmos-DID: {DID}"),
+        "Authorization: Bearer atmos_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".to_string(),
+    ];
+    // At once, as an attacker would (failures are slowed down one by one, not refused).
+    let flood = |source: &'static str, url: String, vary: bool| -> Vec<u16> {
+        let threads: Vec<_> = (0..25)
+            .map(|n| {
+                let (url, mut h) = (url.clone(), bad.clone());
+                if vary {
+                    h.push(format!("X-Forwarded-For: 198.51.100.{n}"));
+                }
+                std::thread::spawn(move || curl_from(source, "GET", &url, &h, None).0)
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("curl"))
+            .collect()
+    };
+    let codes = flood("127.0.0.2", format!("{proxied}/member/status"), false);
+    assert!(
+        codes.contains(&429),
+        "the stranger's network is throttled: {codes:?}"
+    );
+    // Another client through the same proxy is not: before, every client was the proxy.
+    assert_eq!(send("127.0.0.3", &other, 1), 200);
+    // A key already verified is not refused because its own network is throttled.
+    assert_eq!(send("127.0.0.2", &world.member, 2), 200);
+    // Varying X-Forwarded-For does not dodge the throttle: through the proxy its own entry is
+    // right-most, and from a peer that is not a trusted proxy the header is ignored.
+    let through_proxy = flood("127.0.0.4", format!("{proxied}/member/status"), true);
+    assert!(through_proxy.contains(&429), "{through_proxy:?}");
+    let direct = flood("127.0.0.5", format!("http://{http}/member/status"), true);
+    assert!(direct.contains(&429), "{direct:?}");
+    assert!(
+        through_proxy
+            .iter()
+            .chain(&direct)
+            .filter(|c| **c == 401)
+            .count()
+            <= 40,
+        "at most 20 attempts each were paid for"
+    );
+    // Sign-ins are counted per client too: 30 a minute from one, and another still starts.
+    let signin = |source: &str| {
+        curl_from(
+            source,
+            "POST",
+            &format!("{proxied}/api/signin"),
+            &[],
+            Some(
+                json!({"identifier": "nobody.invalid"})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )
+        .0
+    };
+    let codes: Vec<u16> = (0..31).map(|_| signin("127.0.0.6")).collect();
+    assert_eq!(codes.last(), Some(&429), "{codes:?}");
+    assert_eq!(
+        signin("127.0.0.7"),
+        400,
+        "another client's sign-in is judged on its own"
+    );
+    drop(nginx);
+
+    // A TLS proxy in front (public_url https, listen on loopback) with no trusted proxies is
+    // probably a mistake: start-up says so.
+    let mut careless = Relay::new(
+        None,
+        world.sink.port,
+        "[web]\npublic_url = \"https://mail.example.test\"\n",
+    );
+    careless.start();
+    let log = careless.plain_log(1);
+    assert!(
+        log.contains("trusted_proxies is empty"),
+        "no warning at start-up: {log}"
+    );
+}
