@@ -59,6 +59,12 @@ try {
     callbackUrl = url.toString()
     if (args.tamper.iss) url.searchParams.set('iss', args.tamper.iss)
     if (args.tamper.dropSigninCookie) await context.clearCookies({ name: 'atmos_signin' })
+    // Someone who learnt the state (a log, a Referer) opens the callback first, in a browser of
+    // their own: the relay must refuse it without cancelling this person's sign-in.
+    if (args.tamper.strangerFirst) {
+      const res = await fetch(url.toString(), { redirect: 'manual' })
+      say({ step: 'stranger', status: res.status, location: res.headers.get('location') })
+    }
     await page.goto(url.toString())
   }
   await page.waitForURL((u) => u.toString().startsWith(args.relay), { timeout: 30000 })

@@ -208,6 +208,11 @@ impl Enrollment {
             });
         }
         let added = self.enrol_rows(did, handle, &domain).await?;
+        if handle.is_none() {
+            // No handle resolves to this DID now: whatever was stored is stale.
+            self.store
+                .write(|tx| member_rows::set_handle(tx, did, None))?;
+        }
         match self.attest(repo, did, &domain, &added.selectors).await {
             Ok(uri) => Ok(Enrolled {
                 domain: domain.to_string(),
