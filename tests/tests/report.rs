@@ -17,7 +17,10 @@ fn reports_need_a_fresh_service_auth_token_for_this_labeler_and_method() {
     let mut relay = Relay::new(
         None,
         25,
-        &format!("[labeler]\nplc_url = \"{}\"\n", pds.plc_url()),
+        &format!(
+            "[labeler]\nplc_url = \"{}\"\nreports_per_minute = 5\n",
+            pds.plc_url()
+        ),
     );
     relay.env = vec![("ADMIN_TOKEN".into(), ADMIN_TOKEN.into())];
     relay.start();
@@ -104,4 +107,51 @@ fn reports_need_a_fresh_service_auth_token_for_this_labeler_and_method() {
             .iter()
             .all(|r| r["reportedBy"] == alice.did.as_str())
     );
+
+    // Issue 27 (L4). Eleven forged tokens naming alice (right shape, wrong signature) do not
+    // use up her quota: only a verified token is counted, so her next genuine report is taken.
+    for n in 0..11 {
+        let (status, err) = create_report(http, &forged(&alice.did, n), &body);
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (401, Some("BadJwtSignature")),
+            "{err}"
+        );
+    }
+    let (status, err) = create_report(http, &pds.service_auth(&alice, LABELER_DID, LXM), &body);
+    assert_eq!(status, 200, "the genuine report after the forgeries: {err}");
+    // Issuers cost nothing to make, so everyone together is capped too (5 a minute here).
+    let bob = pds.create_account("bob.test");
+    for _ in 0..2 {
+        let (status, err) = create_report(http, &pds.service_auth(&bob, LABELER_DID, LXM), &body);
+        assert_eq!(status, 200, "{err}");
+    }
+    let carol = pds.create_account("carol.test");
+    let (status, err) = create_report(http, &pds.service_auth(&carol, LABELER_DID, LXM), &body);
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (429, Some("RateLimitExceeded")),
+        "{err}"
+    );
+}
+
+/// A service-auth token in the right shape for this labeler, claiming `issuer`, with a
+/// signature nobody made.
+fn forged(issuer: &str, n: u32) -> String {
+    use base64::Engine;
+    let enc = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + 60)
+        .unwrap_or_default();
+    format!(
+        "{}.{}.{}",
+        enc(serde_json::json!({"alg": "ES256K", "typ": "JWT"})),
+        enc(
+            serde_json::json!({"iss": issuer, "aud": LABELER_DID, "lxm": LXM, "exp": exp, "jti": format!("forged-{n}")})
+        ),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 64])
+    )
 }

@@ -160,3 +160,62 @@ pub(crate) fn insert_queued(
     )?;
     Ok(due)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    fn forward(did: &str, to: &str) -> QueueItem {
+        QueueItem {
+            id: crate::accept::new_id(),
+            did: did.into(),
+            mail_from: "stranger@elsewhere.test".into(),
+            return_path: ReturnPath::Fixed(None),
+            category: "forward".into(),
+            from_domain: "operator.test".into(),
+            source: Source::Forward,
+            received_at: 1_000_000,
+            raw: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+            recipients: vec![Mailbox::parse(to).unwrap()],
+            header_message_id: None,
+            credential: None,
+        }
+    }
+
+    #[test]
+    fn a_members_forwards_count_against_the_relay_wide_cap_and_the_operators_do_not() {
+        let (_d, store) = test_store();
+        let caps = QueueCaps {
+            limits: crate::config::LimitsConfig {
+                hourly: 1000,
+                daily: 1000,
+                global_per_minute: 2,
+            },
+            max_queue_bytes: 0,
+            forward_share_percent: 10,
+        };
+        let did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";
+        store
+            .write(|tx| {
+                let mut m = members::Member::active(did, 0);
+                m.api_key_hash = "x".into();
+                members::insert(tx, &m)?;
+                crate::store::labels::add(tx, did, crate::warming::HIGHLY_TRUSTED, None, 0)?;
+                Ok(())
+            })
+            .unwrap();
+        let put = |item: QueueItem| store.write(|tx| insert_queued(tx, &item, &caps).map(|_| ()));
+        put(forward(did, "a@rcpt.test")).expect("first");
+        put(forward(did, "b@rcpt.test")).expect("second");
+        assert!(
+            matches!(
+                put(forward(did, "c@rcpt.test")),
+                Err(StoreError::RateLimited(_))
+            ),
+            "the third forward of the minute is over the relay-wide cap"
+        );
+        // The operator's own forwards (no member) are not held back by the members' traffic.
+        put(forward("", "ops@operator.test")).expect("operator mail");
+    }
+}

@@ -328,4 +328,80 @@ mod tests {
             4
         );
     }
+
+    #[test]
+    fn a_member_rotation_waits_for_dns_and_old_keys_are_pruned_after_the_overlap() {
+        let (_d, store) = test_store();
+        let secrets = Secrets::from_key(&[3; 32]);
+        let day = 1_795_397_691_000;
+        let rotate_at = |now: i64, switch: Switch| {
+            store
+                .write(|tx| {
+                    Ok(rotate(
+                        tx,
+                        &secrets,
+                        "m.test",
+                        Owner::Member,
+                        now,
+                        KeySet::generate()?,
+                        switch,
+                    )?)
+                })
+                .unwrap()
+        };
+        let active = || store.with(|c| dkim_keys::active(c, "m.test")).unwrap();
+        // The first set signs at once, even when asked to wait (nothing signs otherwise).
+        let first = rotate_at(day, Switch::WhenPublished);
+        assert!(first.iter().all(|k| !k.pending));
+        // Later ones wait; a newer rotation replaces the set still waiting.
+        let second = rotate_at(day + 1, Switch::WhenPublished);
+        assert!(second.iter().all(|k| k.pending));
+        let third = rotate_at(day + 2, Switch::WhenPublished);
+        let ids = |rows: &[DkimKeyRow]| rows.iter().map(|k| k.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&active()),
+            ids(&first).into_iter().rev().collect::<Vec<_>>()
+        );
+        let current = store.with(|c| dkim_keys::current(c, "m.test")).unwrap();
+        assert_eq!(
+            current.len(),
+            4,
+            "the signing set and the newest waiting one"
+        );
+        assert!(
+            current
+                .iter()
+                .all(|k| second.iter().all(|s| s.selector != k.selector)),
+            "the replaced set is gone"
+        );
+        assert_eq!(
+            third[0].selector, "atmos20261123-3r",
+            "selectors stay unique in a day"
+        );
+        // Promoted once served: the waiting keys sign, the old ones retire.
+        let promoted = store
+            .write(|tx| dkim_keys::promote_pending(tx, "m.test", day + 3))
+            .unwrap();
+        assert_eq!(promoted, 2);
+        assert_eq!(
+            ids(&active()),
+            ids(&third).into_iter().rev().collect::<Vec<_>>()
+        );
+        // Retired keys stay listed for the overlap, then the next rotation prunes them.
+        let published = |since| {
+            store
+                .with(|c| dkim_keys::published(c, "m.test", since))
+                .unwrap()
+        };
+        assert_eq!(published(day).len(), 4);
+        rotate_at(day + 3 + RECORD_OVERLAP_MS + 1, Switch::Now);
+        let all = store
+            .with(|c| dkim_keys::published(c, "m.test", 0))
+            .unwrap();
+        assert!(
+            all.iter()
+                .all(|k| first.iter().all(|f| f.selector != k.selector)),
+            "keys retired past the overlap are deleted"
+        );
+    }
 }

@@ -49,16 +49,17 @@ pub async fn promote_if_published(
             return Ok(false);
         }
     }
-    let ids: Vec<i64> = pending.iter().map(|k| k.id).collect();
+    // By selector, not row id: SQLite may give a newer set the ids of the one it replaced.
+    let checked: Vec<String> = pending.iter().map(|k| k.selector.clone()).collect();
     let now = now_ms();
     let promoted = store.write(|tx| {
         // The set checked is still the one waiting (no newer rotation replaced it meanwhile).
-        let still: Vec<i64> = dkim_keys::current(tx, domain)?
+        let still: Vec<String> = dkim_keys::current(tx, domain)?
             .into_iter()
             .filter(|k| k.pending)
-            .map(|k| k.id)
+            .map(|k| k.selector)
             .collect();
-        if still != ids {
+        if still != checked {
             return Ok(false);
         }
         Ok(dkim_keys::promote_pending(tx, domain, now)? > 0)
