@@ -34,7 +34,7 @@ pub fn body(topic: &str) -> AnyView {
         "dns" => view! {
             <section class="card">
                 <dl class="facts">
-                    <dt><code>"_atmos.<domain>"</code>" TXT"</dt><dd><code>"did=<your DID>"</code>": proves the domain is yours (or " <code>"_atproto.<domain>"</code> ", or a handle equal to the domain)."</dd>
+                    <dt><code>"_atmos.<domain>"</code>" TXT"</dt><dd><code>"did=<your DID>"</code>": proves the domain is yours (or " <code>"_atproto.<domain>"</code> "). Only DNS proves a mail domain: a handle verified by a web page proves control of a web server, not of the domain's mail."</dd>
                     <dt><code>"atmos<date>r._domainkey"</code>" TXT"</dt><dd>"Your RSA-2048 DKIM key. Longer than 255 bytes: providers that ask for strings get it pre-split on the enroll and account pages."</dd>
                     <dt><code>"atmos<date>e._domainkey"</code>" TXT"</dt><dd>"Your Ed25519 DKIM key."</dd>
                     <dt>"SPF at the domain"</dt><dd>"Authorises the relay's host. If you already have an SPF record, add the relay's " <code>"a:"</code> " or " <code>"include:"</code> " to it: a domain may have only one."</dd>
