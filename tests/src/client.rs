@@ -47,8 +47,9 @@ pub async fn send(
     if go.code != 354 {
         return Err(mail_send::Error::UnexpectedReply(go));
     }
-    // One write for the whole message (dot-stuffed the way the relay's own client does it).
-    let data = atmos_relay::line_ends::dot_stuff(body);
+    // One write for the whole message, dot-stuffed after every LF and otherwise as given: tests
+    // send malformed line ends on purpose (the relay's own client would repair them).
+    let data = stuff_only(body);
     session.stream.write_all(&data).await?;
     session.stream.flush().await?;
     let reply = session.read().await?;
@@ -56,6 +57,25 @@ pub async fn send(
         return Err(mail_send::Error::UnexpectedReply(reply));
     }
     Ok(format!("{} {}", reply.code, reply.message))
+}
+
+/// A dot doubled at the start of each line (after a LF), the final `.` line, nothing else
+/// changed.
+pub fn stuff_only(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
+    let mut at_line_start = true;
+    for &b in body {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
 }
 
 /// A small RFC 5322 message of about `size` bytes, tagged with `X-Test-Id: <id>`.
