@@ -136,6 +136,8 @@ pub struct DidResolver {
         std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>,
     >,
     fetches: governor::DefaultKeyedRateLimiter<String>,
+    plc_fetches: governor::DefaultDirectRateLimiter,
+    per_client: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     per_issuer: governor::DefaultKeyedRateLimiter<String>,
     per_site: governor::DefaultKeyedRateLimiter<String>,
     everyone: governor::DefaultDirectRateLimiter,
@@ -173,6 +175,8 @@ impl DidResolver {
             documents,
             cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             fetches: governor::RateLimiter::keyed(per_minute(30)),
+            plc_fetches: governor::RateLimiter::direct(per_minute(120)),
+            per_client: governor::RateLimiter::keyed(per_minute(20)),
             per_issuer: governor::RateLimiter::keyed(per_minute(10)),
             per_site: governor::RateLimiter::keyed(per_minute(20)),
             everyone: governor::RateLimiter::direct(per_minute(reports_per_minute)),
@@ -185,8 +189,13 @@ impl DidResolver {
             return Ok(doc);
         }
         let site = site_of(did);
-        // did:plc documents come from the operator's directory, one site for every issuer.
-        if site != "plc" && self.fetches.check_key(&site).is_err() {
+        // did:plc documents come from the operator's directory, shared by every issuer.
+        let fetch_allowed = if site == "plc" {
+            self.plc_fetches.check().is_ok()
+        } else {
+            self.fetches.check_key(&site).is_ok()
+        };
+        if !fetch_allowed {
             return Err(err(
                 "RateLimitExceeded",
                 "too many issuers from this site, try later",
@@ -212,6 +221,23 @@ impl DidResolver {
         let cache = self.cache.lock().ok()?;
         let (at, doc) = cache.get(did.as_str())?;
         (at.elapsed() < DOCUMENT_TTL).then(|| doc.clone())
+    }
+
+    /// Counts one request from `client` (its IPv6 /48 or IPv4 address), before anything else.
+    pub fn charge_client(&self, client: std::net::IpAddr) -> Result<(), AuthError> {
+        let site = match client.to_canonical() {
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
+            }
+            v4 => v4,
+        };
+        self.per_client.check_key(&site).map_err(|_| {
+            err(
+                "RateLimitExceeded",
+                "too many reports from your address, try later",
+            )
+        })
     }
 
     /// Counts one report from a verified `issuer`: refused when the issuer, its site or
@@ -243,6 +269,7 @@ impl DidResolver {
     /// Forgets rate state back at full burst and expired documents.
     pub fn sweep(&self) {
         self.fetches.retain_recent();
+        self.per_client.retain_recent();
         self.per_issuer.retain_recent();
         self.per_site.retain_recent();
         if let Ok(mut cache) = self.cache.lock() {
@@ -274,6 +301,7 @@ pub async fn verify(
     lxm: &str,
     resolver: &DidResolver,
     now_s: i64,
+    admit: impl FnOnce(&Did) -> Result<(), AuthError>,
     use_jti: impl FnOnce(&str, &str, i64) -> Result<bool, String>,
 ) -> Result<Claims, AuthError> {
     if token.len() > MAX_TOKEN {
@@ -343,6 +371,9 @@ pub async fn verify(
             "signature does not verify with the issuer's key",
         ));
     }
+    // A verified issuer's quota is charged before its token id is burnt, so a token refused
+    // for the quota can be sent again.
+    admit(&issuer)?;
     // Only a verified token may burn its id, or anyone could block a jti in advance.
     match use_jti(issuer.as_str(), jti, claims.exp) {
         Ok(true) => Ok(claims),
@@ -370,7 +401,7 @@ mod tests {
         let tok = |p: serde_json::Value| format!("{h}.{}.{sig64}", enc(p));
         let never =
             |_: &str, _: &str, _: i64| -> Result<bool, String> { panic!("jti must not be used") };
-        let e = verify("a.b", "did:web:l", "m", &r, 100, never)
+        let e = verify("a.b", "did:web:l", "m", &r, 100, |_| Ok(()), never)
             .await
             .unwrap_err();
         assert_eq!(e.name, "BadJwt");
@@ -383,7 +414,7 @@ mod tests {
         ] {
             let p = serde_json::json!({"iss": iss, "aud": "did:web:l", "exp": 200, "lxm": "m", "jti": "j"});
             assert_eq!(
-                verify(&tok(p), "did:web:l", "m", &r, 100, never)
+                verify(&tok(p), "did:web:l", "m", &r, 100, |_| Ok(()), never)
                     .await
                     .unwrap_err()
                     .name,
@@ -397,7 +428,7 @@ mod tests {
             enc(serde_json::json!({"iss": plc}))
         );
         assert_eq!(
-            verify(&none_alg, "did:web:l", "m", &r, 100, never)
+            verify(&none_alg, "did:web:l", "m", &r, 100, |_| Ok(()), never)
                 .await
                 .unwrap_err()
                 .name,
@@ -410,25 +441,25 @@ mod tests {
             )
         );
         assert_eq!(
-            verify(&short_sig, "did:web:l", "m", &r, 100, never)
+            verify(&short_sig, "did:web:l", "m", &r, 100, |_| Ok(()), never)
                 .await
                 .unwrap_err()
                 .name,
             "BadJwtSignature"
         );
         let p = serde_json::json!({"iss": plc, "aud": "did:web:other", "exp": 200, "lxm": "m", "jti": "j"});
-        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
+        let e = verify(&tok(p), "did:web:l", "m", &r, 100, |_| Ok(()), never)
             .await
             .unwrap_err();
         assert_eq!(e.name, "BadJwtAudience");
         let p =
             serde_json::json!({"iss": plc, "aud": "did:web:l", "exp": 50, "lxm": "m", "jti": "j"});
-        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
+        let e = verify(&tok(p), "did:web:l", "m", &r, 100, |_| Ok(()), never)
             .await
             .unwrap_err();
         assert_eq!(e.name, "JwtExpired");
         let p = serde_json::json!({"iss": plc, "aud": "did:web:l", "exp": 200, "lxm": "other", "jti": "j"});
-        let e = verify(&tok(p), "did:web:l", "m", &r, 100, never)
+        let e = verify(&tok(p), "did:web:l", "m", &r, 100, |_| Ok(()), never)
             .await
             .unwrap_err();
         assert_eq!(e.name, "BadJwtLexiconMethod");

@@ -163,13 +163,15 @@ impl Authenticator {
             return Err(AuthError::Throttled(secs));
         }
         if !cached {
+            let ticket = Ticket::new(&self.throttle, net);
             let verified = match (&member, digest) {
                 (Some(m), Some(digest)) if well_formed_key(key) => {
-                    self.verify_once(digest, key, &m.api_key_hash, net).await
+                    self.verify_once(digest, key, &m.api_key_hash, &ticket)
+                        .await
                 }
                 // Unknown users and malformed keys cost the same as a wrong key.
                 _ => {
-                    self.throttle.reserve(net).map_err(AuthError::Throttled)?;
+                    ticket.reserve().map_err(AuthError::Throttled)?;
                     let _ = self
                         .bcrypt(net, key.to_string(), dummy_hash().to_string())
                         .await;
@@ -177,11 +179,9 @@ impl Authenticator {
                 }
             };
             if let Err(e) = verified {
-                // Every error but a refusal up front ends a reserved attempt.
-                if !matches!(e, AuthError::Throttled(_)) {
-                    // A deliberate tarpit for repeated failures from one network.
-                    tokio::time::sleep(self.throttle.failed(net)).await;
-                }
+                // A deliberate tarpit for repeated failures from one network (nothing to wait
+                // for when the attempt was refused before it was reserved).
+                tokio::time::sleep(ticket.failed()).await;
                 return Err(e);
             }
         }
@@ -213,8 +213,9 @@ impl Authenticator {
         digest: [u8; 32],
         key: &str,
         hash: &str,
-        net: ClientNet,
+        ticket: &Ticket<'_>,
     ) -> Result<(), AuthError> {
+        let net = ticket.net;
         let (gate, follower) = self
             .verifying
             .lock()
@@ -230,7 +231,7 @@ impl Authenticator {
             digest,
             gate: gate.clone(),
         };
-        if !follower && let Err(secs) = self.throttle.reserve(net) {
+        if !follower && let Err(secs) = ticket.reserve() {
             return Err(AuthError::Throttled(secs));
         }
         let mut verdict = gate.lock().await;
@@ -238,17 +239,17 @@ impl Authenticator {
         // meanwhile stops working at once.
         let result = if self.is_cached(&digest, hash) {
             if !follower {
-                self.throttle.succeeded(net);
+                ticket.succeeded();
             }
             Ok(())
         } else if follower && *verdict == Some(false) {
             // The leader just proved this very key wrong: no second bcrypt, one more failure.
-            self.throttle.reserve(net).map_err(AuthError::Throttled)?;
+            ticket.reserve().map_err(AuthError::Throttled)?;
             Err(AuthError::InvalidCredentials)
         } else {
             // The leader, or a follower whose leader gave up before a verdict.
             if follower {
-                self.throttle.reserve(net).map_err(AuthError::Throttled)?;
+                ticket.reserve().map_err(AuthError::Throttled)?;
             }
             let ok = self.bcrypt(net, key.to_string(), hash.to_string()).await?;
             *verdict = Some(ok);
@@ -259,7 +260,7 @@ impl Authenticator {
                     }
                     cache.insert(digest, hash.to_string());
                 }
-                self.throttle.succeeded(net);
+                ticket.succeeded();
                 Ok(())
             } else {
                 Err(AuthError::InvalidCredentials)
@@ -318,6 +319,67 @@ fn cache_key(did: &str, key: &str) -> [u8; 32] {
     h.update([0]);
     h.update(key.as_bytes());
     h.finalize().into()
+}
+
+/// The attempts one login reserved in the throttle. Each ends exactly once, however the login
+/// ends: answered, or abandoned mid-bcrypt by a client that went away (counted as a failure:
+/// its bcrypt runs anyway). Without it, abandoned reservations stayed pending and could block a
+/// network until restart.
+struct Ticket<'a> {
+    throttle: &'a AuthThrottle,
+    net: ClientNet,
+    open: std::sync::atomic::AtomicU32,
+}
+
+impl<'a> Ticket<'a> {
+    fn new(throttle: &'a AuthThrottle, net: ClientNet) -> Self {
+        Self {
+            throttle,
+            net,
+            open: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// Reserves one more attempt (refused when the network is over its limit).
+    fn reserve(&self) -> Result<(), u64> {
+        self.throttle.reserve(self.net)?;
+        self.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn take_one(&self) -> bool {
+        self.open
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+    }
+
+    /// Ends a reserved attempt as a success.
+    fn succeeded(&self) {
+        if self.take_one() {
+            self.throttle.succeeded(self.net);
+        }
+    }
+
+    /// Ends a reserved attempt as a failure; how long to wait before answering.
+    fn failed(&self) -> Duration {
+        if self.take_one() {
+            self.throttle.failed(self.net)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        while self.take_one() {
+            self.throttle.failed(self.net);
+        }
+    }
 }
 
 /// Slows, then refuses, client networks that keep failing authentication (SPEC §4.1), on SMTP
@@ -661,5 +723,42 @@ mod tests {
         assert!(well_formed_key(&generate_api_key()));
         assert!(!well_formed_key("atmos_short"));
         assert!(!well_formed_key(&format!("atmos_{}", "+".repeat(32))));
+    }
+
+    /// A client that goes away while its attempt waits for bcrypt ends the attempt as a
+    /// failure: before, the reservation stayed pending for ever, and a network with pending
+    /// attempts was never forgiven when its window passed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_login_ends_its_reservation() {
+        let (_d, store) = test_store();
+        let store = Arc::new(store);
+        let auth = Arc::new(Authenticator::new(AuthThrottle {
+            window: Duration::from_millis(300),
+            block_after: 3,
+            ..AuthThrottle::default()
+        }));
+        let ip = IpAddr::from([192, 0, 2, 9]);
+        for n in 1..=3 {
+            let (a, store) = (auth.clone(), store.clone());
+            // An unknown DID costs a dummy bcrypt at the real cost: abandoned long before it ends.
+            let login = tokio::spawn(async move {
+                a.authenticate(&store, "did:plc:nobody", "atmos_x", ip)
+                    .await
+            });
+            // Its bcrypt has started (so its attempt is reserved) when the client goes away.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while auth.bcrypt_runs() < n {
+                assert!(std::time::Instant::now() < deadline, "bcrypt never started");
+                tokio::task::yield_now().await;
+            }
+            login.abort();
+            let _ = login.await;
+        }
+        assert!(auth.throttle().is_blocked(ip), "three failures block");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            !auth.throttle().is_blocked(ip),
+            "forgiven once the window passed (no attempt left pending)"
+        );
     }
 }

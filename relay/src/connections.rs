@@ -96,28 +96,46 @@ impl<'de> serde::Deserialize<'de> for Cidr {
 /// whatever the client wrote). From any other peer the header is ignored.
 pub fn client_address<'a>(
     peer: IpAddr,
-    forwarded_for: impl Iterator<Item = &'a str>,
+    forwarded_for: impl Iterator<Item = &'a [u8]>,
     trusted: &[Cidr],
 ) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
         return peer;
     }
-    let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+    // Element by element from the raw bytes: a client's unreadable bytes on the left must not
+    // cost the entry the proxy appended on the right.
+    let hops: Vec<&[u8]> = forwarded_for
+        .flat_map(|v| v.split(|b| *b == b','))
+        .collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) => {
+        match std::str::from_utf8(hop).ok().and_then(parse_hop) {
+            Some(ip) => {
                 client = ip.to_canonical();
                 if !is_trusted(client) {
                     return client;
                 }
             }
             // Garbage left of a trusted hop: the last address a trusted proxy vouched for.
-            Err(_) => return client,
+            None => return client,
         }
     }
     client
+}
+
+/// One `X-Forwarded-For` element: an address, possibly `[v6]`, `v4:port` or `[v6]:port`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sock) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse().ok())
 }
 
 /// Why a connection was not admitted.
@@ -213,8 +231,9 @@ mod tests {
             Cidr::parse("10.0.0.0/8").unwrap(),
         ];
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let client =
-            |peer: &str, xff: &[&str]| client_address(ip(peer), xff.iter().copied(), &trusted);
+        let client = |peer: &str, xff: &[&str]| {
+            client_address(ip(peer), xff.iter().map(|h| h.as_bytes()), &trusted)
+        };
         // An untrusted peer: the header is ignored, whatever it says.
         assert_eq!(client("192.0.2.9", &["198.51.100.1"]), ip("192.0.2.9"));
         // Through one trusted proxy: what it appended.
@@ -235,6 +254,23 @@ mod tests {
         assert_eq!(
             client("::ffff:127.0.0.1", &["::ffff:203.0.113.5"]),
             ip("203.0.113.5")
+        );
+        // Unreadable bytes a client wrote do not hide the entry the proxy appended.
+        assert_eq!(
+            client_address(
+                ip("127.0.0.1"),
+                [&b"\xff\xfe, 203.0.113.7"[..]].into_iter(),
+                &trusted
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client("127.0.0.1", &["[2001:db8::1]:443"]),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client("127.0.0.1", &["203.0.113.8:5000"]),
+            ip("203.0.113.8")
         );
         assert!(Cidr::parse("::1").unwrap().contains(ip("::1")));
         assert!(Cidr::parse("nope").is_err());

@@ -218,6 +218,10 @@ pub fn add(
 /// working at once: its hash is gone, so the login cache misses, and sessions that logged in
 /// with it are refused at their next transaction.
 pub fn new_key(store: &Store, did: &str, actor: &str) -> Result<String, MemberError> {
+    // No bcrypt for a DID that is no member (anyone signed in can ask).
+    if store.with(|c| members::get(c, did))?.is_none() {
+        return Err(MemberError::NotFound(did.into()));
+    }
     let key = auth::generate_api_key();
     let hash = auth::hash_api_key(&key)?;
     let now = now_ms();

@@ -86,8 +86,8 @@ pub fn usage(
 ) -> Result<(Caps, Vec<String>, i64, i64), StoreError> {
     let member_labels = labels::active(conn, &member.did, now)?;
     let caps = caps(member, &member_labels, limits, now);
-    let hour = send_counts::recipients_since(conn, Some(&member.did), now - HOUR_MS)?;
-    let day = send_counts::recipients_since(conn, Some(&member.did), now - DAY_MS)?;
+    let hour = send_counts::recipients_since(conn, &member.did, now - HOUR_MS)?;
+    let day = send_counts::recipients_since(conn, &member.did, now - DAY_MS)?;
     Ok((caps, member_labels, hour, day))
 }
 
@@ -102,7 +102,65 @@ fn retry_after(oldest: Option<i64>, window: i64, now: i64) -> u64 {
     (until.max(1000) as u64).div_ceil(1000)
 }
 
-/// Checks that `adding` more recipients from `member` fit every cap.
+/// Whose sending a message spends, and the buckets it is counted in.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget<'a> {
+    /// A member's own mail: the member's caps and the relay's.
+    Member(&'a Member),
+    /// Replies to a member's domain that the relay forwards: the member's caps in a bucket of
+    /// their own (a stranger mailing the domain cannot spend the member's own sending), and at
+    /// most `share` percent of the relay-wide cap (nor the other members').
+    Forwards(&'a Member, u8),
+    /// Bounces of forwarded mail returned to their sender (no member): at most `share` percent
+    /// of the relay-wide cap, shared with forwards.
+    Returns(u8),
+}
+
+/// The bucket of every recipient the relay sends.
+const RELAY: &str = "*";
+/// The bucket of every forwarded recipient.
+const FORWARDS: &str = "fwd:*";
+
+impl Budget<'_> {
+    /// The member bucket this budget is checked against (none for returns).
+    fn member(&self) -> Option<(&Member, String)> {
+        match self {
+            Self::Member(m) => Some((m, m.did.clone())),
+            Self::Forwards(m, _) => Some((m, format!("fwd:{}", m.did))),
+            Self::Returns(_) => None,
+        }
+    }
+
+    /// Every bucket the recipients are counted in.
+    pub fn buckets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.member().map(|(_, b)| b).into_iter().collect();
+        out.push(RELAY.into());
+        if !matches!(self, Self::Member(_)) {
+            out.push(FORWARDS.into());
+        }
+        out
+    }
+}
+
+fn over(
+    conn: &Connection,
+    bucket: &str,
+    cap: u32,
+    window: i64,
+    adding: u32,
+    now: i64,
+) -> Result<Option<OverLimit>, StoreError> {
+    let used = send_counts::recipients_since(conn, bucket, now - window)?;
+    if used + i64::from(adding) <= i64::from(cap) {
+        return Ok(None);
+    }
+    let oldest = send_counts::oldest_since(conn, bucket, now - window)?;
+    Ok(Some(OverLimit {
+        retry_after_secs: retry_after(oldest, window, now),
+    }))
+}
+
+/// Checks that `adding` more recipients from `member`'s own mail fit every cap.
 pub fn check(
     conn: &Connection,
     member: &Member,
@@ -110,24 +168,46 @@ pub fn check(
     adding: u32,
     now: i64,
 ) -> Result<Result<(), OverLimit>, StoreError> {
-    let member_labels = labels::active(conn, &member.did, now)?;
-    let caps = caps(member, &member_labels, limits, now);
-    for (cap, window) in [(caps.hourly, HOUR_MS), (caps.daily, DAY_MS)] {
-        let used = send_counts::recipients_since(conn, Some(&member.did), now - window)?;
-        if used + i64::from(adding) > i64::from(cap) {
-            let oldest = send_counts::oldest_since(conn, Some(&member.did), now - window)?;
-            return Ok(Err(OverLimit {
-                retry_after_secs: retry_after(oldest, window, now),
-            }));
+    check_budget(conn, Budget::Member(member), limits, adding, now)
+}
+
+/// Checks that `adding` more recipients fit every cap of `budget`.
+pub fn check_budget(
+    conn: &Connection,
+    budget: Budget<'_>,
+    limits: &LimitsConfig,
+    adding: u32,
+    now: i64,
+) -> Result<Result<(), OverLimit>, StoreError> {
+    if let Some((member, bucket)) = budget.member() {
+        let member_labels = labels::active(conn, &member.did, now)?;
+        let caps = caps(member, &member_labels, limits, now);
+        for (cap, window) in [(caps.hourly, HOUR_MS), (caps.daily, DAY_MS)] {
+            if let Some(o) = over(conn, &bucket, cap, window, adding, now)? {
+                return Ok(Err(o));
+            }
         }
     }
     if limits.global_per_minute > 0 {
-        let used = send_counts::recipients_since(conn, None, now - MINUTE_MS)?;
-        if used + i64::from(adding) > i64::from(limits.global_per_minute) {
-            let oldest = send_counts::oldest_since(conn, None, now - MINUTE_MS)?;
-            return Ok(Err(OverLimit {
-                retry_after_secs: retry_after(oldest, MINUTE_MS, now),
-            }));
+        if let Some(o) = over(
+            conn,
+            RELAY,
+            limits.global_per_minute,
+            MINUTE_MS,
+            adding,
+            now,
+        )? {
+            return Ok(Err(o));
+        }
+        let share = match budget {
+            Budget::Member(_) => None,
+            Budget::Forwards(_, share) | Budget::Returns(share) => Some(share),
+        };
+        if let Some(share) = share {
+            let cap = (u64::from(limits.global_per_minute) * u64::from(share) / 100).max(1) as u32;
+            if let Some(o) = over(conn, FORWARDS, cap, MINUTE_MS, adding, now)? {
+                return Ok(Err(o));
+            }
         }
     }
     Ok(Ok(()))

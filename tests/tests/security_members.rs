@@ -99,7 +99,7 @@ fn forwarding_is_only_for_active_members_and_counts_against_their_caps() {
     let relay = &world.relay;
     let inbound = relay.inbound.expect("inbound listener");
     // An approved member still warming (5 recipients an hour) with a forward-to address.
-    relay.add_member(RIVAL, "rival.test", true);
+    let rival = relay.add_member(RIVAL, "rival.test", true);
     let out = relay.cli(&[
         "member",
         "forward-to",
@@ -126,6 +126,21 @@ fn forwarding_is_only_for_active_members_and_counts_against_their_caps() {
         v["data"][1].as_str().unwrap_or_default().contains("4.7.1"),
         "{v}"
     );
+    // Forwards have a budget of their own: strangers mailing the domain did not spend the
+    // member's own sending.
+    let http = relay.http.expect("http");
+    let (status, v, _) = curl(
+        "POST",
+        &format!("http://{http}/v1/send"),
+        &member_headers(&rival),
+        Some(
+            json!({"from": "app@rival.test", "to": format!("own@{RCPT_DOMAIN}"), "text": "mine",
+                   "category": "transactional"})
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(status, 200, "the member's own send: {v}");
     let forwards = || {
         count(
             relay,
@@ -852,5 +867,67 @@ fn behind_a_reverse_proxy_the_client_is_the_client() {
     assert!(
         log.contains("trusted_proxies is empty"),
         "no warning at start-up: {log}"
+    );
+}
+
+#[test]
+fn an_srs_address_takes_only_bounces() {
+    let world = World::start_with_env(
+        Some(&[]),
+        "",
+        &[
+            ("ATMOS_SMTP_INBOUND_RATE_PER_MINUTE", "1000"),
+            ("ATMOS_SMTP_INBOUND_RATE_BURST", "100"),
+        ],
+    );
+    let relay = &world.relay;
+    let inbound = relay.inbound.expect("inbound listener");
+    let out = relay.cli(&[
+        "member",
+        "forward-to",
+        "--domain",
+        "sender.test",
+        "--address",
+        &format!("inbox@{RCPT_DOMAIN}"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // Mail forwarded from a sender the relay then names in an SRS address (a member can forge
+    // that sender by mailing its own domain).
+    let v = mx::send(
+        inbound,
+        &format!("victim@{RCPT_DOMAIN}"),
+        &["reply@sender.test"],
+        "From: <victim@rcpt.test>\nSubject: hi\n\nhello\n",
+        false,
+    );
+    assert_eq!(code(&v["data"]), 250, "{v}");
+    let srs: String = relay
+        .db()
+        .query_row(
+            "SELECT return_path FROM messages WHERE source = 'forward' AND return_path LIKE 'SRS0=%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the SRS sender of the forward");
+    let spam = "From: <ceo@anywhere.test>\nSubject: buy\n\nnow\n";
+    // A message of a stranger's choosing to that address would leave signed by the operator.
+    let v = mx::send(inbound, "stranger@elsewhere.test", &[&srs], spam, false);
+    assert_eq!(code(&v["rcpt"][0]), 550, "{v}");
+    assert!(
+        v["rcpt"][0][1]
+            .as_str()
+            .unwrap_or_default()
+            .contains("5.7.1"),
+        "{v}"
+    );
+    // A bounce (the null sender) is what it exists for: returned, counted as a return.
+    let v = mx::send(inbound, "", &[&srs], spam, false);
+    assert_eq!(code(&v["data"]), 250, "{v}");
+    assert_eq!(
+        count(
+            relay,
+            "SELECT count(*) FROM messages WHERE category = 'srs_return'"
+        ),
+        1
     );
 }

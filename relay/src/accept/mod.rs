@@ -9,7 +9,7 @@ pub mod error;
 mod queue;
 
 pub use error::SubmitError;
-pub(crate) use queue::{QueueCaps, QueueItem, ReturnPath, insert_queued};
+pub(crate) use queue::{QueueCaps, QueueItem, RETURN_CATEGORY, ReturnPath, insert_queued};
 
 use crate::address::Mailbox;
 use crate::delivery::QueuedSender;

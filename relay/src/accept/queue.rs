@@ -8,6 +8,7 @@ use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
 use crate::store::members;
 use crate::store::messages::{self, NewMessage};
+use crate::warming::Budget;
 use std::sync::Arc;
 
 /// The envelope sender delivery uses for a queued message.
@@ -43,18 +44,32 @@ pub(crate) struct QueueItem {
     pub credential: Option<[u8; 32]>,
 }
 
+/// What a queued message spends of the sending caps.
+enum Spends {
+    /// A member's own mail.
+    Member,
+    /// A forwarded reply to a member's domain: a stranger mailing that domain makes the relay
+    /// send from its shared IP on the member's behalf.
+    Forward,
+    /// A bounce of forwarded mail returned to its sender.
+    Return,
+    /// DSNs and the operator's own forwards.
+    Nothing,
+}
+
 impl QueueItem {
-    /// Member mail counts against the member's caps and the relay-wide cap, and so does a
-    /// forwarded reply to a member's domain: a stranger mailing that domain makes the relay send
-    /// from its shared IP on the member's behalf. DSNs and the operator's forwards do not.
-    pub(crate) fn counts_against_member(&self) -> bool {
+    fn spends(&self) -> Spends {
         match self.source {
-            Source::Smtp | Source::Http => true,
-            Source::Forward => !self.did.is_empty(),
-            Source::Dsn => false,
+            Source::Smtp | Source::Http => Spends::Member,
+            Source::Forward if !self.did.is_empty() => Spends::Forward,
+            Source::Forward if self.category == RETURN_CATEGORY => Spends::Return,
+            Source::Forward | Source::Dsn => Spends::Nothing,
         }
     }
 }
+
+/// The category of a bounce of forwarded mail on its way back to the original sender.
+pub(crate) const RETURN_CATEGORY: &str = "srs_return";
 
 /// Caps acceptance applies inside the transaction.
 #[derive(Debug, Clone)]
@@ -90,17 +105,31 @@ pub(crate) fn insert_queued(
             return Err(StoreError::QueueFull);
         }
     }
-    let counted = item.counts_against_member();
-    if matches!(item.source, Source::Smtp | Source::Http) {
-        let standing = match members::get(tx, &item.did)? {
+    let spends = item.spends();
+    let member = match spends {
+        Spends::Member | Spends::Forward => members::get(tx, &item.did)?,
+        Spends::Return | Spends::Nothing => None,
+    };
+    if matches!(spends, Spends::Member) {
+        let standing = match &member {
             Some(m) => m.may_send(item.credential.as_ref()),
             None => Err(members::Standing::Gone),
         };
         standing.map_err(StoreError::MayNotSend)?;
     }
-    if counted && let Some(m) = members::get(tx, &item.did)? {
+    let share = caps.forward_share_percent;
+    let budget = match (&spends, &member) {
+        (Spends::Member, Some(m)) => Some(Budget::Member(m)),
+        (Spends::Forward, Some(m)) => Some(Budget::Forwards(m, share)),
+        (Spends::Return, _) => Some(Budget::Returns(share)),
+        _ => None,
+    };
+    let counted = budget.map(|b| b.buckets()).unwrap_or_default();
+    if let Some(budget) = budget {
         let adding = item.recipients.len() as u32;
-        if let Err(over) = crate::warming::check(tx, &m, &caps.limits, adding, item.received_at)? {
+        let verdict =
+            crate::warming::check_budget(tx, budget, &caps.limits, adding, item.received_at)?;
+        if let Err(over) = verdict {
             return Err(StoreError::RateLimited(over.retry_after_secs));
         }
     }
@@ -139,7 +168,7 @@ pub(crate) fn insert_queued(
             body: &item.raw,
             recipients: &item.recipients,
             header_message_id: item.header_message_id.as_deref(),
-            counted,
+            counted: &counted,
         },
     )?;
     events::append(
@@ -184,16 +213,16 @@ mod tests {
     }
 
     #[test]
-    fn a_members_forwards_count_against_the_relay_wide_cap_and_the_operators_do_not() {
+    fn forwards_have_their_own_budget_and_a_share_of_the_relay_cap() {
         let (_d, store) = test_store();
         let caps = QueueCaps {
             limits: crate::config::LimitsConfig {
-                hourly: 1000,
+                hourly: 3,
                 daily: 1000,
-                global_per_minute: 2,
+                global_per_minute: 10,
             },
             max_queue_bytes: 0,
-            forward_share_percent: 10,
+            forward_share_percent: 30,
         };
         let did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";
         store
@@ -206,16 +235,36 @@ mod tests {
             })
             .unwrap();
         let put = |item: QueueItem| store.write(|tx| insert_queued(tx, &item, &caps).map(|_| ()));
-        put(forward(did, "a@rcpt.test")).expect("first");
-        put(forward(did, "b@rcpt.test")).expect("second");
+        let limited = |r: Result<(), StoreError>| matches!(r, Err(StoreError::RateLimited(_)));
+        // A stranger mailing the member's domain: at most 30 % of the relay's minute (3).
+        for to in ["a@rcpt.test", "b@rcpt.test", "c@rcpt.test"] {
+            put(forward(did, to)).expect("a forward within the share");
+        }
         assert!(
-            matches!(
-                put(forward(did, "c@rcpt.test")),
-                Err(StoreError::RateLimited(_))
-            ),
-            "the third forward of the minute is over the relay-wide cap"
+            limited(put(forward(did, "d@rcpt.test"))),
+            "over the forwards' share"
         );
-        // The operator's own forwards (no member) are not held back by the members' traffic.
+        // Returned bounces share the forwards' part.
+        let mut back = forward("", "sender@elsewhere.test");
+        back.category = RETURN_CATEGORY.into();
+        assert!(limited(put(back)), "returns count with forwards");
+        // None of it spent the member's own sending (its hourly cap is 3).
+        let mut own = forward(did, "e@rcpt.test");
+        own.source = Source::Http;
+        own.credential = None;
+        put(own).expect("the member's own mail: its budget is untouched");
+        // The operator's own forwards are not held back.
         put(forward("", "ops@operator.test")).expect("operator mail");
+        // The member's own mail stops at its own hourly cap.
+        for n in 0..6 {
+            let mut own = forward(did, &format!("m{n}@rcpt.test"));
+            own.source = Source::Http;
+            let r = put(own);
+            if n < 2 {
+                r.expect("within the member's hour");
+            } else {
+                assert!(limited(r), "the member's hourly cap of 3 ({n})");
+            }
+        }
     }
 }

@@ -113,6 +113,16 @@ pub fn is_private(ip: IpAddr) -> bool {
             if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
                 return true;
             }
+            // IPv4-compatible (`::a.b.c.d`, deprecated) and SIIT (`::ffff:0:a.b.c.d`) forms.
+            if (s[..6] == [0, 0, 0, 0, 0, 0] && (s[6] != 0 || s[7] > 1))
+                || s[..6] == [0, 0, 0, 0, 0xffff, 0]
+            {
+                return is_private(embedded(s[6], s[7]));
+            }
+            // Teredo (`2001:0::/32`) hides an IPv4 address behind a relay: never a mail host.
+            if s[0] == 0x2001 && s[1] == 0 {
+                return true;
+            }
             // 6to4: the IPv4 address in bits 16-47.
             if s[0] == 0x2002 {
                 return is_private(embedded(s[1], s[2]));
@@ -212,6 +222,9 @@ mod tests {
             "198.18.0.1",
             "198.19.255.255",
             "192.0.0.8",
+            "::7f00:1",
+            "::ffff:0:a00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }

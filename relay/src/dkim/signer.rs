@@ -68,7 +68,9 @@ impl<K: SigningKey> SigningKey for Shared<K> {
 
 /// The unsealed signing keys of one domain.
 struct DomainKeys {
-    ids: Vec<i64>,
+    /// What the cached keys were loaded from: (id, selector, created_at) of each active row.
+    /// The id alone is not enough: SQLite reuses the ids of deleted rows.
+    ids: Vec<dkim_keys::KeyStamp>,
     rsa: Option<(String, Arc<RsaKey<Sha256>>)>,
     ed25519: Option<(String, Arc<Ed25519Key>)>,
 }

@@ -21,6 +21,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+/// The member's handle as resolved at the moment of an enrollment.
+#[derive(Debug, Clone, Copy)]
+pub enum HandleNow<'a> {
+    /// The DID resolved: its handle (that resolves back to it), or none.
+    Resolved(Option<&'a str>),
+    /// The DID could not be resolved just now: whatever is stored stays.
+    Unknown,
+}
+
 /// The member's repo, written through their OAuth session.
 pub trait Repo: Send + Sync {
     /// `com.atproto.repo.putRecord`; returns the record's URI.
@@ -178,13 +187,17 @@ impl Enrollment {
     pub async fn add_domain(
         &self,
         did: &str,
-        handle: Option<&str>,
+        handle_now: HandleNow<'_>,
         domain: &str,
         repo: &dyn Repo,
     ) -> Result<Enrolled, EnrollError> {
         let domain = Self::parse(domain)?;
         members::reserved(&self.config, &domain)
             .map_err(|e| EnrollError::InvalidDomain(e.to_string()))?;
+        let handle = match handle_now {
+            HandleNow::Resolved(h) => h,
+            HandleNow::Unknown => None,
+        };
         let (owner, count) = self.store.with(|c| {
             Ok((
                 member_rows::domain_owner(c, domain.as_str())?,
@@ -208,7 +221,7 @@ impl Enrollment {
             });
         }
         let added = self.enrol_rows(did, handle, &domain).await?;
-        if handle.is_none() {
+        if let HandleNow::Resolved(None) = handle_now {
             // No handle resolves to this DID now: whatever was stored is stale.
             self.store
                 .write(|tx| member_rows::set_handle(tx, did, None))?;
@@ -432,9 +445,10 @@ impl Enrollment {
     /// authentication cache misses too).
     pub async fn regenerate_key(&self, did: &str) -> Result<String, EnrollError> {
         let (store, did) = (self.store.clone(), did.to_string());
-        tokio::task::spawn_blocking(move || members::new_key(&store, &did, ACTOR))
+        // bcrypt at the real cost: on the bounded pool with key generation.
+        crate::dkim::keys::generate_bounded(move || members::new_key(&store, &did, ACTOR))
             .await
-            .map_err(|_| EnrollError::Internal)?
+            .map_err(|_| busy())?
             .map_err(|e| match e {
                 MemberError::NotFound(_) => EnrollError::NotYours("this account".into()),
                 other => {
@@ -452,10 +466,12 @@ impl Enrollment {
     ) -> Result<Vec<dnscheck::RecordCheck>, EnrollError> {
         let domain = Self::parse(domain)?;
         self.own(did, &domain)?;
-        // Both sets while a rotation waits: the old keep signing until the new are served.
+        // Every record to keep published: the signing keys, the ones waiting for DNS, and those
+        // retired less than the overlap ago (mail they signed may still be on its way).
+        let since = now_ms() - crate::dkim::keys::RECORD_OVERLAP_MS;
         let rows = self
             .store
-            .with(|c| dkim_keys::current(c, domain.as_str()))?;
+            .with(|c| dkim_keys::published(c, domain.as_str(), since))?;
         let expected = crate::records::member(&self.config, did, domain.as_str(), &rows);
         let checks =
             dnscheck::check(&self.dns, &domain, &expected, &self.config.server.hostname).await;

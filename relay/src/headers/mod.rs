@@ -120,6 +120,8 @@ pub fn received(trace: &Trace, hostname: &str, id: &str, date: &str) -> String {
 /// Headers a member may not set: the relay writes them.
 const RELAY_OWNED: &[&str] = &[
     "x-atmos-member-did",
+    // Delivery writes each copy's own; one a member planted could point a report elsewhere.
+    "x-atmos-copy",
     "feedback-id",
     "list-unsubscribe",
     "list-unsubscribe-post",

@@ -66,29 +66,36 @@ pub async fn ownership(
     responses((status = 200, description = "Enrolled", body = Enrolled), super::error::WebErrors))]
 pub async fn add(
     State(state): State<Arc<AppState>>,
+    super::Peer(peer): super::Peer,
     Changing(s): Changing,
     body: Result<Json<AddDomain>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Enrolled>, ApiError> {
     let Json(req) = body
         .map_err(|e| ApiError::coded(400, "INVALID_REQUEST", format!("body: {}", e.body_text())))?;
     PerDid::take(&state.web.per_did.domain_adds, &s.did, "domains added")?;
+    state.web.per_did.take_key_work(peer)?;
     // The handle as it is now, not as it was at sign-in: a session outlives a handle's owner.
     let handle = current_handle(&state, &s.did).await;
     let (did, repo) = SessionRepo::of(&state, s);
+    let handle = match &handle {
+        Ok(h) => crate::enrollment::HandleNow::Resolved(h.as_deref()),
+        Err(()) => crate::enrollment::HandleNow::Unknown,
+    };
     Ok(Json(
         state
             .web
             .enrollment
-            .add_domain(&did, handle.as_deref(), &req.domain, &repo)
+            .add_domain(&did, handle, &req.domain, &repo)
             .await?,
     ))
 }
 
-/// The DID's handle resolved now, when it resolves back to the DID (`None` otherwise).
-async fn current_handle(state: &AppState, did: &str) -> Option<String> {
+/// The DID's handle resolved now: `Ok(None)` when the DID names none that resolves back to it,
+/// `Err` when the DID could not be resolved at all (the stored handle is then left alone).
+async fn current_handle(state: &AppState, did: &str) -> Result<Option<String>, ()> {
     state.web.identity.forget(did);
-    let identity = state.web.identity.resolve(did).await.ok()?;
-    identity.handle.map(|h| h.to_string())
+    let identity = state.web.identity.resolve(did).await.map_err(|_| ())?;
+    Ok(identity.handle.map(|h| h.to_string()))
 }
 
 /// `GET /api/domains/{domain}/dns`: each record to publish, checked against DNS now.
@@ -133,10 +140,12 @@ pub async fn remove(
     responses((status = 200, description = "New keys", body = Enrolled), super::error::WebErrors))]
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
+    super::Peer(peer): super::Peer,
     Changing(s): Changing,
     Path(domain): Path<String>,
 ) -> Result<Json<Enrolled>, ApiError> {
     PerDid::take(&state.web.per_did.rotations, &s.did, "re-enrollments")?;
+    state.web.per_did.take_key_work(peer)?;
     let (did, repo) = SessionRepo::of(&state, s);
     Ok(Json(
         state
@@ -153,8 +162,11 @@ pub async fn rotate(
     responses((status = 200, description = "The new key, once", body = NewKey), super::error::WebErrors))]
 pub async fn regenerate_key(
     State(state): State<Arc<AppState>>,
+    super::Peer(peer): super::Peer,
     Changing(s): Changing,
 ) -> Result<Json<NewKey>, ApiError> {
+    PerDid::take(&state.web.per_did.new_keys, &s.did, "new keys")?;
+    state.web.per_did.take_key_work(peer)?;
     Ok(Json(NewKey {
         api_key: state.web.enrollment.regenerate_key(&s.did).await?,
     }))
@@ -220,6 +232,8 @@ pub async fn attestation(
     Session(s): Session,
     Path(domain): Path<String>,
 ) -> Result<Json<atmos_lexicons::api::AttestationCheck>, ApiError> {
+    // A read from the member's PDS: counted with the DNS checks.
+    PerDid::take(&state.web.per_did.dns_checks, &s.did, "checks")?;
     let (did, repo) = SessionRepo::of(&state, s);
     Ok(Json(
         state

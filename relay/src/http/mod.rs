@@ -448,7 +448,7 @@ where
                         req.headers()
                             .get_all("x-forwarded-for")
                             .iter()
-                            .filter_map(|v| v.to_str().ok()),
+                            .map(|v| v.as_bytes()),
                         &proxied.trusted,
                     )
                 } else {

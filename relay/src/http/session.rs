@@ -80,6 +80,11 @@ pub struct PerDid {
     pub domain_adds: governor::DefaultKeyedRateLimiter<String>,
     /// Re-enrollments (new key pairs).
     pub rotations: governor::DefaultKeyedRateLimiter<String>,
+    /// New API keys (a bcrypt each).
+    pub new_keys: governor::DefaultKeyedRateLimiter<String>,
+    /// Key work (domains added, re-enrollments, new API keys) per client network (IPv6 /48):
+    /// DIDs cost a stranger nothing, so the shared key pool is also shared out by network.
+    pub key_work_per_site: governor::DefaultKeyedRateLimiter<String>,
 }
 
 fn keyed(per: std::time::Duration, burst: u32) -> governor::DefaultKeyedRateLimiter<String> {
@@ -96,6 +101,8 @@ impl PerDid {
             dns_checks: keyed(Duration::from_secs(1), 20),
             domain_adds: keyed(Duration::from_secs(360), 10),
             rotations: keyed(Duration::from_secs(60), 2),
+            new_keys: keyed(Duration::from_secs(60), 3),
+            key_work_per_site: keyed(Duration::from_secs(60), 20),
         }
     }
 
@@ -115,11 +122,23 @@ impl PerDid {
         })
     }
 
+    /// Takes one unit of key work for the client network of `peer`.
+    pub fn take_key_work(&self, peer: std::net::IpAddr) -> Result<(), ApiError> {
+        let site = crate::connections::ClientNet::site(peer).to_string();
+        Self::take(
+            &self.key_work_per_site,
+            &site,
+            "key requests from your network",
+        )
+    }
+
     /// Forgets DIDs idle long enough to be back at a full burst (the sweep).
     pub fn sweep(&self) {
         self.dns_checks.retain_recent();
         self.domain_adds.retain_recent();
         self.rotations.retain_recent();
+        self.new_keys.retain_recent();
+        self.key_work_per_site.retain_recent();
     }
 }
 
@@ -337,6 +356,11 @@ impl AppState {
             .map(|mut m| m.entry(s.id_hash.clone()).or_default().clone())
             .unwrap_or_default();
         let _turn = gate.lock().await;
+        // The entry leaves the map however this ends, the caller going away included.
+        let _forget = ForgetRefresh {
+            web: &self.web,
+            id_hash: &s.id_hash,
+        };
         // Someone else may have refreshed while we waited: read the row again.
         let current = self
             .store
@@ -373,10 +397,21 @@ impl AppState {
                 Err(e)
             }
         };
-        if let Ok(mut m) = self.web.refreshing.lock() {
-            m.remove(&s.id_hash);
-        }
         result
+    }
+}
+
+/// Drops a session's refresh gate from the map when its refresh ends.
+struct ForgetRefresh<'a> {
+    web: &'a Web,
+    id_hash: &'a str,
+}
+
+impl Drop for ForgetRefresh<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.web.refreshing.lock() {
+            m.remove(self.id_hash);
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Forward {
     /// Where it goes: an address the relay derived itself (forward-to, operator_forward_to, the
     /// original sender of an SRS address).
     pub to: Mailbox,
+    /// `forward`, or `srs_return` for a bounce on its way back to the original sender.
+    pub category: &'static str,
 }
 
 /// The `Received` trace field the relay adds (RFC 5321 §4.4).
@@ -52,7 +54,7 @@ pub(crate) fn build(
         did: f.did.clone(),
         mail_from: f.mail_from.clone(),
         return_path: ReturnPath::Fixed(f.return_path.clone()),
-        category: "forward".into(),
+        category: f.category.into(),
         from_domain: operator_domain.to_string(),
         source: Source::Forward,
         received_at: now_ms,

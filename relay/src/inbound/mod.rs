@@ -299,6 +299,7 @@ impl Inbound {
                         mail_from: mail_from_text(env),
                         return_path: self.srs(&env.mail_from),
                         to: to.clone(),
+                        category: "forward",
                     });
                     plan.kind = PlanKind::Operator;
                 }
@@ -311,6 +312,8 @@ impl Inbound {
                     // A bounce of a bounce must not bounce again: null sender.
                     return_path: None,
                     to: sender.clone(),
+                    // Counted against the relay's cap: an SRS address lives 21 days.
+                    category: crate::accept::RETURN_CATEGORY,
                 });
                 plan.kind = PlanKind::SrsBounce;
             }
@@ -322,6 +325,7 @@ impl Inbound {
                     mail_from: mail_from_text(env),
                     return_path: self.srs(&env.mail_from),
                     to: forward_to.clone(),
+                    category: "forward",
                 });
                 plan.kind = PlanKind::Reply(did.clone());
             }

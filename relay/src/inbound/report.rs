@@ -216,7 +216,14 @@ fn original(message: &Message<'_>) -> Original {
         feedback_id: raw("Feedback-ID"),
         message_id: headers.message_id().map(str::to_string),
         return_path: raw("Return-Path").map(|v| v.trim().trim_matches(['<', '>']).to_string()),
-        copy: raw(crate::delivery::COPY_HEADER)
+        // Exactly one, the relay's: with two, which copy this is would be the sender's choice.
+        copy: (headers
+            .headers_raw()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(crate::delivery::COPY_HEADER))
+            .count()
+            == 1)
+            .then(|| raw(crate::delivery::COPY_HEADER))
+            .flatten()
             .map(|v| v.trim().trim_matches(['<', '>']).to_string()),
         identity_fields,
         raw: contents.to_vec(),

@@ -72,16 +72,39 @@ impl Policy for InboundService {
         Reply::new(250, "2.1.0", "Sender OK")
     }
 
-    fn rcpt(&self, _state: &SessionState, address: &Mailbox) -> Reply {
+    fn rcpt(&self, state: &SessionState, address: &Mailbox) -> Reply {
+        use crate::inbound::route::Route;
         match self.inbound.route(address) {
-            Ok(crate::inbound::route::Route::Reply { domain, .. })
-                if self.forwards.check_key(&domain).is_err() =>
-            {
+            Ok(Route::Reply { domain, .. }) if self.forwards.check_key(&domain).is_err() => {
                 tracing::info!(%domain, "inbound: forward rate limited");
                 Reply::new(
                     450,
                     "4.7.1",
                     "Too much mail for this domain, try again later",
+                )
+            }
+            // An SRS address only takes what it exists for: the bounce of a forwarded message,
+            // with the null sender. Anything else would be a message of the sender's choosing,
+            // relayed to the original sender under the operator's signature.
+            Ok(Route::SrsBounce { .. }) if !matches!(state.mail_from, Some(None)) => Reply::new(
+                550,
+                "5.7.1",
+                "this address takes bounces only (MAIL FROM:<>)",
+            ),
+            Ok(Route::SrsBounce { sender })
+                if self
+                    .forwards
+                    .check_key(&format!("srs:{}", sender.domain_text()))
+                    .is_err() =>
+            {
+                tracing::info!(
+                    domain = sender.domain_text(),
+                    "inbound: returned bounces rate limited"
+                );
+                Reply::new(
+                    450,
+                    "4.7.1",
+                    "Too many bounces for this sender, try again later",
                 )
             }
             Ok(_) => Reply::new(250, "2.1.5", "Recipient OK"),

@@ -147,12 +147,16 @@ pub fn published(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Ids of the active keys of `domain` (cheap check for a cache).
-pub fn active_ids(conn: &Connection, domain: &str) -> Result<Vec<i64>, StoreError> {
+/// Which row a key was loaded from: id, selector and creation time (a cache's check; SQLite
+/// gives a new row the id of a deleted one, so the id alone could name another key).
+pub type KeyStamp = (i64, String, i64);
+
+/// Stamps of the active keys of `domain` (cheap check for a cache).
+pub fn active_ids(conn: &Connection, domain: &str) -> Result<Vec<KeyStamp>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id FROM dkim_keys WHERE domain = lower(?1) AND retired_at IS NULL AND pending = 0 ORDER BY id DESC",
+        "SELECT id, selector, created_at FROM dkim_keys WHERE domain = lower(?1) AND retired_at IS NULL AND pending = 0 ORDER BY id DESC",
     )?;
-    let rows = stmt.query_map([domain], |r| r.get(0))?;
+    let rows = stmt.query_map([domain], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

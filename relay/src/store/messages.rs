@@ -68,18 +68,18 @@ pub struct NewMessage<'a> {
     pub recipients: &'a [Mailbox],
     /// `Message-ID` header value without `<>` (member mail).
     pub header_message_id: Option<&'a str>,
-    /// The recipients count against the member's caps (member mail, and forwards of replies to
-    /// a member's domain; not DSNs or the operator's mail).
-    pub counted: bool,
+    /// The send-count buckets its recipients are counted in (`warming::Budget::buckets`; empty
+    /// for DSNs and the operator's mail, which no cap holds back).
+    pub counted: &'a [String],
 }
 
 /// Inserts a message, its body and its recipients (all `accepted`, due now); returns the
 /// recipients as delivery will see them.
 pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>, StoreError> {
-    let counted = if m.counted {
-        m.recipients.len() as i64
-    } else {
+    let counted = if m.counted.is_empty() {
         0
+    } else {
+        m.recipients.len() as i64
     };
     conn.prepare_cached(
         "INSERT INTO messages (id, did, mail_from, from_domain, size, source, received_at, return_path, category, counted, header_message_id)
@@ -99,7 +99,7 @@ pub fn insert(conn: &Connection, m: &NewMessage<'_>) -> Result<Vec<DueRecipient>
         m.header_message_id
     ])?;
     if counted > 0 {
-        super::send_counts::add(conn, m.did, m.received_at, counted)?;
+        super::send_counts::add(conn, m.counted, m.received_at, counted)?;
     }
     conn.prepare_cached("INSERT INTO message_bodies (message_id, data) VALUES (?1, ?2)")?
         .execute(params![m.id, m.body])?;
@@ -540,7 +540,8 @@ pub(crate) fn test_message<'a>(
         body: b"hello",
         recipients,
         header_message_id,
-        counted: true,
+        // Counted for its member and the relay (leaked once per test message: test code only).
+        counted: Box::leak(Box::new(["did:plc:a".to_string(), "*".to_string()])),
     }
 }
 
