@@ -131,7 +131,12 @@ try {
   const card = (did) => `article.member[data-did="${did}"]`
   await operator.activate(`${card(args.pending)} button.approve`)
   await o.waitForSelector(`${card(args.pending)}[data-state=active]`)
-  say({ step: 'approved', order })
+  // The member's second domain waits for review: approve it from its card.
+  const review = `${card(args.member.did)} p.review`
+  const awaiting = await o.$$eval(review, (ps) => ps.map((p) => p.dataset.domain))
+  await operator.activate(`${review} button.approve-domain`)
+  await o.waitForSelector(review, { state: 'detached' })
+  say({ step: 'approved', order, awaiting })
   await next()
 
   // Suspending needs a reason; without one the page says so and nothing happens.

@@ -165,6 +165,25 @@ fn members_and_operators_use_every_page_in_a_browser() {
         );
     }
     relay.trust(&alice.did);
+    // A second domain of hers, added while she is active: it waits for the operator's review
+    // (the web path that makes it so is in security_web.rs; here the pages show and settle it).
+    let out = relay.cli(&[
+        "member",
+        "add",
+        "--did",
+        &alice.did,
+        "--domain",
+        "alice-news.test",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let db = rusqlite::Connection::open(relay.data_dir().join("atmos.sqlite")).expect("db");
+    db.busy_timeout(Duration::from_secs(5)).expect("busy");
+    db.execute(
+        "UPDATE sending_domains SET approved = 0 WHERE domain = 'alice-news.test'",
+        [],
+    )
+    .expect("awaiting review");
+    drop(db);
     let b = relay.add_member(&bob.did, "bob-mail.test", false);
 
     // Before the walk: a hard bounce (a suppression), four recipients deferred in three
@@ -335,6 +354,19 @@ fn members_and_operators_use_every_page_in_a_browser() {
         v["order"][0],
         json!([bob.did, "pending"]),
         "pending first: {v}"
+    );
+    assert_eq!(
+        v["order"][1],
+        json!([alice.did, "active"]),
+        "then a domain awaiting review: {v}"
+    );
+    assert_eq!(v["awaiting"], json!(["alice-news.test"]), "{v}");
+    assert_eq!(
+        relay.count(
+            "SELECT count(*) FROM sending_domains WHERE domain = 'alice-news.test' AND approved = 1"
+        ),
+        1,
+        "approved from the page"
     );
     let (code, out) = swaks(&relay, &bob.did, &b.api_key, "app@bob-mail.test");
     assert_eq!(code, 0, "bob approved: {out}");

@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn adds_missing_ids_keeps_existing_and_removes_forged_relay_headers() {
-        let raw = b"From: a@member.test\r\nSubject: long\r\n folded\r\nX-Atmos-Member-Did: did:plc:forged\r\n\r\n.body\r\n";
+        let raw = b"From: a@member.test\r\nSubject: long\r\n folded\r\nX-Atmos-Member-Did: did:plc:forged\r\nX-Atmos-Copy: <bounces+forged@pool.test>\r\n\r\n.body\r\n";
         let stamped = stamp(raw, &input(None)).expect("stamped");
         assert_eq!(stamped.message_id, "abc@relay.test");
         let text = String::from_utf8(stamped.raw).unwrap();
@@ -334,7 +334,10 @@ mod tests {
             text.contains("Subject: long\r\n folded\r\n"),
             "folded header kept whole"
         );
-        assert!(!text.contains("forged"));
+        assert!(
+            !text.contains("forged"),
+            "relay-owned fields a member set are removed: {text}"
+        );
         assert_eq!(text.matches("X-Atmos-Member-Did: did:plc:x").count(), 1);
         assert!(text.ends_with("\r\n\r\n.body\r\n"));
         let raw = b"Message-ID: <mine@x>\r\nDate: Tue, 1 Dec 2026 00:00:00 +0000\r\nFrom: a@member.test\r\n\r\nb";
