@@ -23,6 +23,19 @@ fn count(relay: &Relay, sql: &str) -> i64 {
     relay.count(sql)
 }
 
+/// `atmos <args>`, which must succeed.
+fn cli_ok(relay: &Relay, args: &[&str]) {
+    let out = relay.cli(args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+}
+
+/// `MAIL FROM:<app@sender.test>` on an open session; its reply.
+async fn mail_from(s: &mut client::Session) -> smtp_proto::Response<String> {
+    s.cmd(b"MAIL FROM:<app@sender.test>\r\n")
+        .await
+        .expect("a reply to MAIL")
+}
+
 /// One plain SMTP transaction whose DATA bytes are written exactly as given (no dot-stuffing,
 /// no repair of line ends), as a hostile client would; returns every reply line.
 fn raw_transaction(to: SocketAddr, from: &str, rcpts: &[&str], data: &[u8]) -> Vec<String> {
@@ -100,15 +113,17 @@ fn forwarding_is_only_for_active_members_and_counts_against_their_caps() {
     let inbound = relay.inbound.expect("inbound listener");
     // An approved member still warming (5 recipients an hour) with a forward-to address.
     let rival = relay.add_member(RIVAL, "rival.test", true);
-    let out = relay.cli(&[
-        "member",
-        "forward-to",
-        "--domain",
-        "rival.test",
-        "--address",
-        &format!("inbox@{RCPT_DOMAIN}"),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    cli_ok(
+        relay,
+        &[
+            "member",
+            "forward-to",
+            "--domain",
+            "rival.test",
+            "--address",
+            &format!("inbox@{RCPT_DOMAIN}"),
+        ],
+    );
     let mail = |to: &str, n: usize| {
         let message =
             format!("From: <stranger@elsewhere.test>\nTo: <{to}>\nSubject: spam {n}\n\nbuy now\n");
@@ -150,8 +165,7 @@ fn forwarding_is_only_for_active_members_and_counts_against_their_caps() {
     assert_eq!(forwards(), 5);
 
     // Suspended: its domain takes no mail to forward at all.
-    let out = relay.cli(&["member", "suspend", RIVAL, "--reason", "abuse"]);
-    assert!(out.status.success(), "{out:?}");
+    cli_ok(relay, &["member", "suspend", RIVAL, "--reason", "abuse"]);
     let v = mail("anyone@rival.test", 6);
     assert_eq!(code(&v["rcpt"][0]), 550, "{v}");
     assert!(
@@ -384,26 +398,18 @@ fn a_suspension_or_a_new_key_reaches_an_open_session() {
             .await
             .expect("first message");
         // Suspended while the session is open: its next MAIL is refused.
-        let out = relay.cli(&["member", "suspend", DID, "--reason", "test"]);
-        assert!(out.status.success(), "{out:?}");
-        let r = s
-            .cmd(b"MAIL FROM:<app@sender.test>\r\n")
-            .await
-            .expect("reply");
+        cli_ok(relay, &["member", "suspend", DID, "--reason", "test"]);
+        let r = mail_from(&mut s).await;
         assert_eq!(r.code, 550, "{r:?}");
         assert!(r.message.contains("suspended"), "{r:?}");
-        let out = relay.cli(&["member", "reactivate", DID]);
-        assert!(out.status.success(), "{out:?}");
+        cli_ok(relay, &["member", "reactivate", DID]);
         // Suspended between RCPT and DATA: the commit refuses, nothing is queued.
         let before = relay.count("SELECT count(*) FROM messages");
-        s.cmd(b"MAIL FROM:<app@sender.test>\r\n")
-            .await
-            .expect("mail");
+        mail_from(&mut s).await;
         s.cmd(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
             .await
             .expect("rcpt");
-        let out = relay.cli(&["member", "suspend", DID]);
-        assert!(out.status.success(), "{out:?}");
+        cli_ok(relay, &["member", "suspend", DID]);
         let go = s.cmd(b"DATA\r\n").await.expect("data");
         assert_eq!(go.code, 354);
         use tokio::io::AsyncWriteExt;
@@ -414,15 +420,10 @@ fn a_suspension_or_a_new_key_reaches_an_open_session() {
         let r = s.read().await.expect("reply");
         assert_eq!(r.code, 550, "{r:?}");
         assert_eq!(relay.count("SELECT count(*) FROM messages"), before);
-        let out = relay.cli(&["member", "reactivate", DID]);
-        assert!(out.status.success(), "{out:?}");
+        cli_ok(relay, &["member", "reactivate", DID]);
         // A new key (the old one leaked): the session that logged in with the old one stops.
-        let out = relay.cli(&["member", "new-key", DID]);
-        assert!(out.status.success(), "{out:?}");
-        let r = s
-            .cmd(b"MAIL FROM:<app@sender.test>\r\n")
-            .await
-            .expect("reply");
+        cli_ok(relay, &["member", "new-key", DID]);
+        let r = mail_from(&mut s).await;
         assert_eq!(r.code, 530, "{r:?}");
         assert!(r.message.contains("key was changed"), "{r:?}");
     });
@@ -448,19 +449,13 @@ fn a_session_ends_after_its_transactions_and_its_lifetime() {
                 .await
                 .expect("within the cap");
         }
-        let r = s
-            .cmd(b"MAIL FROM:<app@sender.test>\r\n")
-            .await
-            .expect("reply");
+        let r = mail_from(&mut s).await;
         assert_eq!((r.code, r.esc[0]), (421, 4), "{r:?}");
         assert!(s.read().await.is_err(), "the session is closed");
         // A new session, kept busy with NOOPs past its lifetime: its next MAIL is refused.
         let mut s = client::connect(submission, DID, &key).await.expect("login");
         let started = Instant::now();
-        let r = s
-            .cmd(b"MAIL FROM:<app@sender.test>\r\n")
-            .await
-            .expect("reply");
+        let r = mail_from(&mut s).await;
         assert_eq!(r.code, 250, "young enough: {r:?}");
         s.cmd(b"RSET\r\n").await.expect("rset");
         while started.elapsed() < Duration::from_millis(3500) {
@@ -468,10 +463,7 @@ fn a_session_ends_after_its_transactions_and_its_lifetime() {
             assert_eq!(r.code, 250, "{r:?}");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let end = s
-            .cmd(b"MAIL FROM:<app@sender.test>\r\n")
-            .await
-            .expect("reply");
+        let end = mail_from(&mut s).await;
         assert_eq!(end.code, 421, "{end:?}");
         assert!(end.message.contains("too long"), "{end:?}");
     });
@@ -494,9 +486,7 @@ fn bare_line_ends_never_reach_a_recipient_mx() {
     let reply = tokio::runtime::Runtime::new().expect("rt").block_on(async {
         use tokio::io::AsyncWriteExt;
         let mut s = client::connect(submission, DID, &key).await.expect("login");
-        s.cmd(b"MAIL FROM:<app@sender.test>\r\n")
-            .await
-            .expect("mail");
+        mail_from(&mut s).await;
         s.cmd(b"RCPT TO:<s@rcpt.test>\r\n").await.expect("rcpt");
         assert_eq!(s.cmd(b"DATA\r\n").await.expect("data").code, 354);
         s.stream.write_all(smuggled).await.expect("write");
@@ -505,15 +495,17 @@ fn bare_line_ends_never_reach_a_recipient_mx() {
     });
     assert_eq!(reply.code, 250, "normalised and accepted: {reply:?}");
     // A stranger's bytes forwarded to a member's address.
-    let out = relay.cli(&[
-        "member",
-        "forward-to",
-        "--domain",
-        "sender.test",
-        "--address",
-        &format!("inbox@{RCPT_DOMAIN}"),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    cli_ok(
+        &relay,
+        &[
+            "member",
+            "forward-to",
+            "--domain",
+            "sender.test",
+            "--address",
+            &format!("inbox@{RCPT_DOMAIN}"),
+        ],
+    );
     let replies = raw_transaction(
         inbound,
         "stranger@elsewhere.test",
@@ -882,15 +874,17 @@ fn an_srs_address_takes_only_bounces() {
     );
     let relay = &world.relay;
     let inbound = relay.inbound.expect("inbound listener");
-    let out = relay.cli(&[
-        "member",
-        "forward-to",
-        "--domain",
-        "sender.test",
-        "--address",
-        &format!("inbox@{RCPT_DOMAIN}"),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    cli_ok(
+        relay,
+        &[
+            "member",
+            "forward-to",
+            "--domain",
+            "sender.test",
+            "--address",
+            &format!("inbox@{RCPT_DOMAIN}"),
+        ],
+    );
     // Mail forwarded from a sender the relay then names in an SRS address (a member can forge
     // that sender by mailing its own domain).
     let v = mx::send(
