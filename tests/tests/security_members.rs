@@ -23,6 +23,19 @@ fn count(relay: &Relay, sql: &str) -> i64 {
     relay.count(sql)
 }
 
+/// The usual world, where one remote MTA may send many transactions (every report and
+/// forward of these tests comes from one address).
+fn many_inbound_transactions() -> World {
+    World::start_with_env(
+        Some(&[]),
+        "",
+        &[
+            ("ATMOS_SMTP_INBOUND_RATE_PER_MINUTE", "1000"),
+            ("ATMOS_SMTP_INBOUND_RATE_BURST", "100"),
+        ],
+    )
+}
+
 /// `atmos <args>`, which must succeed.
 fn cli_ok(relay: &Relay, args: &[&str]) {
     let out = relay.cli(args);
@@ -101,14 +114,7 @@ fn assert_clean_on_the_wire(raw: &[u8], what: &str) {
 
 #[test]
 fn forwarding_is_only_for_active_members_and_counts_against_their_caps() {
-    let world = World::start_with_env(
-        Some(&[]),
-        "",
-        &[
-            ("ATMOS_SMTP_INBOUND_RATE_PER_MINUTE", "1000"),
-            ("ATMOS_SMTP_INBOUND_RATE_BURST", "100"),
-        ],
-    );
+    let world = many_inbound_transactions();
     let relay = &world.relay;
     let inbound = relay.inbound.expect("inbound listener");
     // An approved member still warming (5 recipients an hour) with a forward-to address.
@@ -258,14 +264,7 @@ fn without(message: &str, names: &[&str]) -> String {
 
 #[test]
 fn a_recipient_complains_and_bounces_only_for_its_own_copy() {
-    let world = World::start_with_env(
-        Some(&[]),
-        "",
-        &[
-            ("ATMOS_SMTP_INBOUND_RATE_PER_MINUTE", "1000"),
-            ("ATMOS_SMTP_INBOUND_RATE_BURST", "100"),
-        ],
-    );
+    let world = many_inbound_transactions();
     let relay = &world.relay;
     let inbound = relay.inbound.expect("inbound listener");
     let http = relay.http.expect("http");
@@ -864,14 +863,7 @@ fn behind_a_reverse_proxy_the_client_is_the_client() {
 
 #[test]
 fn an_srs_address_takes_only_bounces() {
-    let world = World::start_with_env(
-        Some(&[]),
-        "",
-        &[
-            ("ATMOS_SMTP_INBOUND_RATE_PER_MINUTE", "1000"),
-            ("ATMOS_SMTP_INBOUND_RATE_BURST", "100"),
-        ],
-    );
+    let world = many_inbound_transactions();
     let relay = &world.relay;
     let inbound = relay.inbound.expect("inbound listener");
     cli_ok(

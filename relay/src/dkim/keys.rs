@@ -136,7 +136,7 @@ pub async fn generate_bounded<T: Send + 'static>(
             QUEUED.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    if QUEUED.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING + 1 {
+    if QUEUED.fetch_add(1, Ordering::SeqCst) > MAX_WAITING {
         QUEUED.fetch_sub(1, Ordering::SeqCst);
         return Err(Busy);
     }

@@ -96,7 +96,7 @@ fn hashes_of(html: &str) -> Vec<String> {
             break;
         };
         if !tag.contains(" src=") {
-            let digest = Sha256::digest(body[..close].as_bytes());
+            let digest = Sha256::digest(&body.as_bytes()[..close]);
             out.push(base64::engine::general_purpose::STANDARD.encode(digest));
         }
         rest = &body[close..];

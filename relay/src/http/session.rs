@@ -377,7 +377,7 @@ impl AppState {
         if current.access_token != s.tokens.access_token && current.expires_at > now_s() + margin {
             return Ok(current);
         }
-        let result = match self.web.oauth.refresh(&current).await {
+        match self.web.oauth.refresh(&current).await {
             Ok(new) => {
                 let sealed = self
                     .seal_tokens(&s.id_hash, &new)
@@ -396,8 +396,7 @@ impl AppState {
                 }
                 Err(e)
             }
-        };
-        result
+        }
     }
 }
 
