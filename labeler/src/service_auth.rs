@@ -137,7 +137,6 @@ pub struct DidResolver {
     >,
     fetches: governor::DefaultKeyedRateLimiter<String>,
     plc_fetches: governor::DefaultDirectRateLimiter,
-    per_client: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     per_issuer: governor::DefaultKeyedRateLimiter<String>,
     per_site: governor::DefaultKeyedRateLimiter<String>,
     everyone: governor::DefaultDirectRateLimiter,
@@ -176,7 +175,6 @@ impl DidResolver {
             cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             fetches: governor::RateLimiter::keyed(per_minute(30)),
             plc_fetches: governor::RateLimiter::direct(per_minute(120)),
-            per_client: governor::RateLimiter::keyed(per_minute(20)),
             per_issuer: governor::RateLimiter::keyed(per_minute(10)),
             per_site: governor::RateLimiter::keyed(per_minute(20)),
             everyone: governor::RateLimiter::direct(per_minute(reports_per_minute)),
@@ -223,23 +221,6 @@ impl DidResolver {
         (at.elapsed() < DOCUMENT_TTL).then(|| doc.clone())
     }
 
-    /// Counts one request from `client` (its IPv6 /48 or IPv4 address), before anything else.
-    pub fn charge_client(&self, client: std::net::IpAddr) -> Result<(), AuthError> {
-        let site = match client.to_canonical() {
-            std::net::IpAddr::V6(v6) => {
-                let s = v6.segments();
-                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
-            }
-            v4 => v4,
-        };
-        self.per_client.check_key(&site).map_err(|_| {
-            err(
-                "RateLimitExceeded",
-                "too many reports from your address, try later",
-            )
-        })
-    }
-
     /// Counts one report from a verified `issuer`: refused when the issuer, its site or
     /// everyone together is over their rate.
     pub fn charge_report(&self, issuer: &Did) -> Result<(), AuthError> {
@@ -269,7 +250,6 @@ impl DidResolver {
     /// Forgets rate state back at full burst and expired documents.
     pub fn sweep(&self) {
         self.fetches.retain_recent();
-        self.per_client.retain_recent();
         self.per_issuer.retain_recent();
         self.per_site.retain_recent();
         if let Ok(mut cache) = self.cache.lock() {
@@ -301,6 +281,7 @@ pub async fn verify(
     lxm: &str,
     resolver: &DidResolver,
     now_s: i64,
+    // Charges the verified issuer's quota (after its token id is spent).
     admit: impl FnOnce(&Did) -> Result<(), AuthError>,
     use_jti: impl FnOnce(&str, &str, i64) -> Result<bool, String>,
 ) -> Result<Claims, AuthError> {
@@ -371,12 +352,12 @@ pub async fn verify(
             "signature does not verify with the issuer's key",
         ));
     }
-    // A verified issuer's quota is charged before its token id is burnt, so a token refused
-    // for the quota can be sent again.
-    admit(&issuer)?;
     // Only a verified token may burn its id, or anyone could block a jti in advance.
     match use_jti(issuer.as_str(), jti, claims.exp) {
-        Ok(true) => Ok(claims),
+        // The issuer's quota is charged last: a forged token (no signature) or a replayed one
+        // (its id spent) never uses it up. A token refused here stays spent; the client asks
+        // its PDS for another.
+        Ok(true) => admit(&issuer).map(|()| claims),
         Ok(false) => Err(err("BadJwt", "token was already used")),
         Err(e) => {
             tracing::error!(error = %e, "service auth: cannot record the token id");

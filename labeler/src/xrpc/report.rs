@@ -43,13 +43,9 @@ fn auth_error(e: service_auth::AuthError) -> XrpcError {
     ))]
 pub async fn create_report(
     State(labeler): State<Arc<Labeler>>,
-    client: Client,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, XrpcError> {
-    if let Some(ip) = client.0 {
-        labeler.resolver.charge_client(ip).map_err(auth_error)?;
-    }
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -139,25 +135,6 @@ pub async fn create_report(
         out["reason"] = serde_json::json!(reason);
     }
     Ok(Json(out))
-}
-
-/// The client address the listener recorded (behind a trusted proxy, the proxy's client).
-pub struct Client(Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
 }
 
 fn valid_subject(s: &serde_json::Value) -> bool {
