@@ -39,9 +39,14 @@ fuzz_target!(|data: &[u8]| {
             .return_path
             .as_deref()
             .and_then(|rp| parse_return_path(secrets(), rp, OPERATOR_DOMAIN).ok()),
+        copy: original
+            .copy
+            .as_deref()
+            .and_then(|c| parse_return_path(secrets(), c, OPERATOR_DOMAIN).ok()),
         signed: None,
     };
     assert!(evidence.return_path.is_none(), "a forged Return-Path verified");
+    assert!(evidence.copy.is_none(), "a forged X-Atmos-Copy verified");
     let a = store()
         .with(|c| attribute(c, &evidence, original))
         .expect("attribution failed on a store that works");

@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
             key().verifying_key(),
             "https://pds.example",
         );
-        DidResolver::new(Arc::new(Documents(doc)))
+        DidResolver::new(Arc::new(Documents(doc)), 60)
     });
     let Some((&mode, rest)) = data.split_first() else { return };
     let token = if mode & 1 == 0 {
@@ -70,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
         LXM,
         resolver,
         NOW,
+        |_| Ok(()),
         |_, _, _| Ok(std::mem::replace(&mut fresh, false)),
     ));
     if let Ok(claims) = result {

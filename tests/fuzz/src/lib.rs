@@ -54,6 +54,7 @@ pub fn labeler(
         retry_max: std::time::Duration::from_secs(30),
         plc_url: "http://127.0.0.1:9".into(),
         max_subscribers: 4,
+        reports_per_minute: 60,
     };
     let key = k256::ecdsa::SigningKey::from_slice(&[9u8; 32]).expect("key");
     let l = atmos_labeler::Labeler::open(
