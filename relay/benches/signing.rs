@@ -13,25 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn cpu_time() -> f64 {
-    let mut ts = libc_timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the struct we own.
-    unsafe {
-        clock_gettime(2 /* CLOCK_PROCESS_CPUTIME_ID */, &mut ts)
-    };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-#[repr(C)]
-struct libc_timespec {
-    tv_sec: i64,
-    tv_nsec: i64,
-}
-
-unsafe extern "C" {
-    fn clock_gettime(clk: i32, ts: *mut libc_timespec) -> i32;
 }
 
 /// Runs `f` `n` times; returns (µs wall, µs CPU) per call.
@@ -75,6 +58,7 @@ fn main() {
                     owner,
                     1_795_397_691_000,
                     set,
+                    keys::Switch::Now,
                 )?)
             })
             .expect("rotate");

@@ -203,10 +203,10 @@ impl Pds {
     /// Stops the PDS (the PLC directory stays): its accounts' DIDs still resolve, to a PDS that
     /// is down.
     pub fn stop_pds(&self) {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.pds.id() as i32, libc::SIGKILL);
-        }
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.pds),
+            rustix::process::Signal::KILL,
+        );
         crate::poll_until(Duration::from_secs(10), "the PDS to stop", || {
             std::net::TcpStream::connect(("127.0.0.1", self.port))
                 .is_err()

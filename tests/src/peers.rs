@@ -505,30 +505,6 @@ pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::SmtpSink;
-
-    #[test]
-    fn a_stopped_sink_keeps_its_port_refused_and_its_own() {
-        let mut sink = SmtpSink::stopped();
-        let addr = ("127.0.0.1", sink.port);
-        assert!(
-            std::net::TcpListener::bind(addr).is_err(),
-            "another listener took the port of a stopped sink"
-        );
-        assert!(
-            std::net::TcpStream::connect(addr).is_err(),
-            "a stopped sink accepted a connection"
-        );
-        sink.restart(&[]);
-        assert!(
-            std::net::TcpStream::connect(addr).is_ok(),
-            "the sink is not up"
-        );
-    }
-}
-
 /// A private nginx (Debian's nginx-light) in front of the relay's HTTP listener, as
 /// `docs/deploy` recommends: it appends the client's address to `X-Forwarded-For`.
 pub struct Nginx {
@@ -579,10 +555,34 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM lets the master take its worker down with it.
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        );
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SmtpSink;
+
+    #[test]
+    fn a_stopped_sink_keeps_its_port_refused_and_its_own() {
+        let mut sink = SmtpSink::stopped();
+        let addr = ("127.0.0.1", sink.port);
+        assert!(
+            std::net::TcpListener::bind(addr).is_err(),
+            "another listener took the port of a stopped sink"
+        );
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "a stopped sink accepted a connection"
+        );
+        sink.restart(&[]);
+        assert!(
+            std::net::TcpStream::connect(addr).is_ok(),
+            "the sink is not up"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The `atmos` binary under test: config in a temp dir, started as a real process.
 
 use crate::poll_until;
+use rustix::process::{Pid, Signal, kill_process};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -322,10 +323,7 @@ allow_private_destinations = true
     /// SIGTERM, then wait for the exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        // SAFETY: sending a signal to our own child process by pid.
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
-        }
+        let _ = kill_process(Pid::from_child(&c), Signal::TERM);
         let status = poll_until(
             Duration::from_secs(60),
             "relay to exit after SIGTERM",
@@ -336,16 +334,13 @@ allow_private_destinations = true
 
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
-        self.signal(libc::SIGTERM);
+        self.signal(Signal::TERM);
     }
 
     /// Sends `signal` (SIGHUP: reload) to the running relay.
-    pub fn signal(&self, signal: i32) {
+    pub fn signal(&self, signal: Signal) {
         if let Some(c) = &self.child {
-            // SAFETY: kill(2) on our own child's pid, which has not been reaped.
-            unsafe {
-                libc::kill(c.id() as i32, signal);
-            }
+            let _ = kill_process(Pid::from_child(c), signal);
         }
     }
 

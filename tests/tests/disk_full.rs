@@ -47,8 +47,7 @@ impl Drop for Tmpfs {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 enum Outcome {

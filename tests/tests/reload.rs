@@ -110,7 +110,7 @@ async fn sighup_reloads_certificate_and_rules_and_keeps_sessions() {
     )
     .expect("new rules");
     assert_eq!(presented(&w).await, first, "reloaded before SIGHUP");
-    w.relay.signal(libc::SIGHUP);
+    w.relay.signal(rustix::process::Signal::HUP);
     poll_until(Duration::from_secs(20), "the reload", || {
         (reloads(&w, "ok") == 1).then_some(())
     });
@@ -133,7 +133,7 @@ async fn sighup_reloads_certificate_and_rules_and_keeps_sessions() {
         "[[rule]]\nname = \"broken\"\n",
     )
     .expect("bad");
-    w.relay.signal(libc::SIGHUP);
+    w.relay.signal(rustix::process::Signal::HUP);
     poll_until(Duration::from_secs(20), "the failed reload", || {
         (reloads(&w, "failed") == 1).then_some(())
     });

@@ -133,26 +133,26 @@ pub(crate) fn insert_queued(
             return Err(StoreError::RateLimited(over.retry_after_secs));
         }
     }
-    let (message_return_path, per_recipient): (String, Option<Box<dyn Fn(i64) -> String>>) =
-        match &item.return_path {
-            ReturnPath::Verp {
-                secrets,
-                operator_domain,
-            } => {
-                let (secrets, domain, id) =
-                    (secrets.clone(), operator_domain.clone(), item.id.clone());
-                (
-                    crate::verp::return_path(secrets.as_ref(), &item.id, None, operator_domain),
-                    Some(Box::new(move |rcpt: i64| {
-                        crate::verp::return_path(secrets.as_ref(), &id, Some(rcpt), &domain)
-                    })),
-                )
-            }
-            ReturnPath::Fixed(path) => (
-                path.as_ref().map(|m| m.to_string()).unwrap_or_default(),
-                None,
-            ),
-        };
+    let (message_return_path, per_recipient): (String, Option<PerRecipientPath>) = match &item
+        .return_path
+    {
+        ReturnPath::Verp {
+            secrets,
+            operator_domain,
+        } => {
+            let (secrets, domain, id) = (secrets.clone(), operator_domain.clone(), item.id.clone());
+            (
+                crate::verp::return_path(secrets.as_ref(), &item.id, None, operator_domain),
+                Some(Box::new(move |rcpt: i64| {
+                    crate::verp::return_path(secrets.as_ref(), &id, Some(rcpt), &domain)
+                })),
+            )
+        }
+        ReturnPath::Fixed(path) => (
+            path.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+            None,
+        ),
+    };
     let due = messages::insert(
         tx,
         &NewMessage {
@@ -189,6 +189,9 @@ pub(crate) fn insert_queued(
     )?;
     Ok(due)
 }
+
+/// Builds one recipient's return path from its row id (VERP per recipient).
+type PerRecipientPath = Box<dyn Fn(i64) -> String>;
 
 #[cfg(test)]
 mod tests {

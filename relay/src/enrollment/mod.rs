@@ -63,7 +63,8 @@ pub enum EnrollError {
         domain: String,
         name: String,
         did: String,
-        check: ownership::OwnershipCheck,
+        /// Boxed: the check is large and errors travel by value.
+        check: Box<ownership::OwnershipCheck>,
     },
     #[error("{0} is already enrolled with this relay")]
     Taken(String),
@@ -217,7 +218,7 @@ impl Enrollment {
                 name: check.expected_name.clone(),
                 domain: domain.to_string(),
                 did: did.to_string(),
-                check,
+                check: Box::new(check),
             });
         }
         let added = self.enrol_rows(did, handle, &domain).await?;

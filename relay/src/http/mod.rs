@@ -45,7 +45,7 @@ pub struct AppState {
     /// Sending caps, for `/member/status`.
     pub limits: crate::config::LimitsConfig,
     /// One lock per (DID, Idempotency-Key) in use, so lookup and send are one step.
-    pub idempotency: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    pub idempotency: IdempotencyLocks,
     /// Sign-in, sessions and enrollment.
     pub web: Arc<session::Web>,
     /// The co-located labeler (public labels on the pages), when enabled.
@@ -482,3 +482,6 @@ where
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     watcher.watch(conn.into_owned()).await
 }
+
+/// One lock per (DID, Idempotency-Key) in use.
+pub type IdempotencyLocks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;

@@ -114,11 +114,11 @@ impl Resolver {
         let identity = if input.starts_with("did:") {
             let did =
                 did_grammar::parse(input).map_err(|_| IdentityError::Invalid(input.into()))?;
-            self.from_did(&did, None).await?
+            self.identity_of_did(&did, None).await?
         } else {
             let handle = Domain::parse(input).map_err(|_| IdentityError::Invalid(input.into()))?;
             let did = self.resolve_handle(&handle).await?;
-            let identity = self.from_did(&did, Some(&handle)).await?;
+            let identity = self.identity_of_did(&did, Some(&handle)).await?;
             if identity.handle.as_ref() != Some(&handle) {
                 // The document does not claim this handle back: the handle is not theirs.
                 return Err(IdentityError::HandleNotFound(handle.to_string()));
@@ -181,7 +181,11 @@ impl Resolver {
 
     /// The identity of `did`; `typed` is the handle the person gave, checked against the
     /// document (saves resolving it twice).
-    async fn from_did(&self, did: &Did, typed: Option<&Domain>) -> Result<Identity, IdentityError> {
+    async fn identity_of_did(
+        &self,
+        did: &Did,
+        typed: Option<&Domain>,
+    ) -> Result<Identity, IdentityError> {
         let json = self.document(did).await?;
         let doc: DidDocument = serde_json::from_value(json)
             .map_err(|_| IdentityError::BadDocument(did.as_str().into()))?;
