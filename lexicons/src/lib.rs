@@ -1,5 +1,5 @@
 //! Shared Rust types for the `email.atmos.*` lexicons. The lexicon JSON itself lives in
-//! `lexicons/email/atmos/` beside this crate; `tests/tests/lexicons.rs` validates records made here
+//! `lexicons/email/atmos/` beside this crate; `tests/e2e/lexicons.rs` validates records made here
 //! against it with `@atproto/lexicon`.
 
 pub mod api;

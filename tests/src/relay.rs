@@ -22,6 +22,12 @@ pub fn atmos_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("TEST_ATMOS_BIN") {
         return PathBuf::from(bin);
     }
+    // Set by cargo for tests of the package that owns the binary (tests/e2e): the build that
+    // cargo just made, so a test never drives a stale `atmos`.
+    if let Some(bin) = std::env::var_os("CARGO_BIN_EXE_atmos") {
+        return PathBuf::from(bin);
+    }
+    // The load tools (tests/src/bin), run outside cargo test: the workspace's last build.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"));

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const DEFAULT_RULES: &str = include_str!("../../relay/rules/default.toml");
+const DEFAULT_RULES: &str = include_str!("../../../relay/rules/default.toml");
 const BOUNCE_DOMAIN: &str = "bounce.test";
 const FBL_DOMAIN: &str = "fbl.test";
 const SAMPLE: Duration = Duration::from_secs(10);
