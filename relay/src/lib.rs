@@ -40,3 +40,6 @@ pub mod suppression;
 pub mod tls;
 pub mod verp;
 pub mod warming;
+
+#[cfg(test)]
+mod tidy;

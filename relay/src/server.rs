@@ -173,7 +173,7 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeE
 #[derive(Default)]
 pub struct Extras {
     /// The embedded DNS zone the wizard may publish to.
-    pub dev_zone: Option<Arc<crate::dev::zone::DevZone>>,
+    pub dev_zone: Option<Arc<dyn crate::dns::ZonePublisher>>,
     /// Attestations the labeler knows without a repository: (DID, record). `atmos dev`'s demo
     /// member has no PDS to hold one.
     pub attestations: Vec<(String, atmos_lexicons::Attestation)>,
@@ -221,6 +221,11 @@ pub async fn serve_with(
         .then(|| crate::rules::spec::Rules::load(&config.rules.files).map(Arc::new))
         .transpose()?;
     let (spool, writer) = Spool::start(&store)?;
+    spool.stats().on_commit.set(|d| {
+        crate::metrics::METRICS
+            .fsync_seconds
+            .observe(d.as_secs_f64())
+    });
     let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
     let acceptor = Arc::new(Acceptor::new(
         store.clone(),

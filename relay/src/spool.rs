@@ -67,6 +67,36 @@ pub struct SpoolStats {
     pub commit_micros: std::sync::atomic::AtomicU64,
     /// Batches of only lazy writes that waited for company.
     pub lingered: std::sync::atomic::AtomicU64,
+    /// Told each commit's duration (the serving relay's latency histogram); the spool itself
+    /// knows no metrics registry.
+    pub on_commit: CommitObserver,
+}
+
+/// A callback for each commit's duration, set once.
+#[derive(Default)]
+pub struct CommitObserver(std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>);
+
+impl std::fmt::Debug for CommitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "CommitObserver(set)"
+        } else {
+            "CommitObserver(unset)"
+        })
+    }
+}
+
+impl CommitObserver {
+    /// Sets the callback; a second one is ignored.
+    pub fn set(&self, f: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.0.set(Box::new(f));
+    }
+
+    fn observe(&self, d: Duration) {
+        if let Some(f) = self.0.get() {
+            f(d);
+        }
+    }
 }
 
 impl Spool {
@@ -251,9 +281,7 @@ fn writer_loop(
             )))
         };
         let elapsed = started.elapsed();
-        crate::metrics::METRICS
-            .fsync_seconds
-            .observe(elapsed.as_secs_f64());
+        stats.on_commit.observe(elapsed);
         let micros = elapsed.as_micros() as u64;
         stats.commits.fetch_add(1, Relaxed);
         stats.jobs.fetch_add(n as u64, Relaxed);

@@ -3,7 +3,7 @@
 // watch a message go out, filter, open it, make a new key, remove a suppression; approve,
 // suspend with a reason, retry a filtered queue, negate a label, settle a report; read the
 // public pages. Each page is looked at (screenshot + axe-core) at 1280 and 375 px.
-// Talks to tests/tests/web_pages.rs over stdin/stdout, one JSON object per line.
+// Talks to tests/e2e/web_pages.rs over stdin/stdout, one JSON object per line.
 //
 // usage: node walk.mjs '{"relay": URL, "shots": DIR, "member": {"did", "password"},
 //   "operator": {"did", "password"}, "pending": DID, "suppressed": ADDRESS, "queueDomain": D,

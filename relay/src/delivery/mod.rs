@@ -105,7 +105,7 @@ impl Delivery {
         spool: Spool,
         reporter: Option<Arc<dyn BounceReporter>>,
     ) -> Result<Self, String> {
-        let resolver = mx::resolver(&config.nameservers())?;
+        let resolver = crate::dns::resolver(&config.nameservers())?;
         let tls = mail_send::smtp::tls::build_tls_connector(true)?;
         Ok(Self {
             store,
@@ -567,7 +567,7 @@ impl Delivery {
             return Ok(hosts);
         }
         for h in &mut hosts {
-            h.addresses.retain(|ip| !mx::is_private(*ip));
+            h.addresses.retain(|ip| !crate::dns::is_private(*ip));
         }
         hosts.retain(|h| !h.addresses.is_empty());
         if hosts.is_empty() {

@@ -88,11 +88,6 @@ impl DevZone {
         }))
     }
 
-    /// Whether the zone answers for `domain`.
-    pub fn serves(&self, domain: &Domain) -> bool {
-        domain.as_str().ends_with(".localhost")
-    }
-
     /// Publishes TXT records `(name, value)` under `localhost.`.
     pub async fn publish(&self, records: &[(String, String)]) {
         let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
@@ -108,5 +103,18 @@ impl DevZone {
         for r in records {
             self.zone.upsert(r, serial).await;
         }
+    }
+}
+
+impl crate::dns::ZonePublisher for DevZone {
+    fn serves(&self, domain: &Domain) -> bool {
+        domain.as_str().ends_with(".localhost")
+    }
+
+    fn publish<'a>(
+        &'a self,
+        records: &'a [(String, String)],
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(DevZone::publish(self, records))
     }
 }

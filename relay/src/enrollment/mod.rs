@@ -320,7 +320,7 @@ impl Enrollment {
             member_rows::delete_domain(tx, did, domain.as_str())?;
             dkim_keys::delete_domain(tx, domain.as_str())?;
             if remove_member && member_rows::domains_of(tx, did)?.is_empty() {
-                tx.execute("DELETE FROM members WHERE did = ?1", [did])?;
+                member_rows::delete_member(tx, did)?;
             }
             events::append(
                 tx,

@@ -5,38 +5,18 @@
 //! every request that changes state.
 
 use super::AppState;
+use super::csrf;
 use super::error::ApiError;
-use super::session::{CSRF_HEADER, SignedIn};
 use crate::store::members::{self as member_rows, Member};
 use atmos_labeler::admin::AdminError;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// Whether `parts` changes state (anything but GET and HEAD).
 pub fn changes_state(parts: &Parts) -> bool {
     !matches!(parts.method, Method::GET | Method::HEAD)
-}
-
-/// Whether the request carries the session's CSRF token (constant time).
-pub fn csrf_ok(parts: &Parts, s: &SignedIn) -> bool {
-    let sent = parts
-        .headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    bool::from(sent.as_bytes().ct_eq(s.csrf.as_bytes()))
-}
-
-/// 403 `CSRF`.
-pub fn csrf_refused() -> ApiError {
-    ApiError::coded(
-        403,
-        "CSRF",
-        "the request lacks this session's CSRF token; reload the page",
-    )
 }
 
 /// The member a request acts for: by API key, or by web session.
@@ -58,8 +38,8 @@ impl axum::extract::FromRequestParts<Arc<AppState>> for Account {
         let Some(s) = state.session_of(&parts.headers)? else {
             return Err(crate::accept::SubmitError::AuthRequired.into());
         };
-        if changes_state(parts) && !csrf_ok(parts, &s) {
-            return Err(csrf_refused());
+        if changes_state(parts) && !csrf::carries(parts, &s.csrf) {
+            return Err(csrf::refused());
         }
         state
             .store
@@ -106,11 +86,11 @@ pub fn admit_operator(
             "this account is not an operator of this relay".into(),
         ));
     }
-    if changing && !csrf_ok(parts, &s) {
+    if changing && !csrf::carries(parts, &s.csrf) {
         return Err(AdminError(
             StatusCode::FORBIDDEN,
-            "CSRF",
-            "the request lacks this session's CSRF token; reload the page".into(),
+            csrf::REFUSED.0,
+            csrf::REFUSED.1.into(),
         ));
     }
     Ok(s.did)

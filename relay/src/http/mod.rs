@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin;
 pub mod credentials;
+pub mod csrf;
 pub mod enroll;
 pub mod error;
 pub mod headers;
@@ -163,7 +164,7 @@ impl Proxied {
 
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -201,7 +202,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/domains/{domain}/rotate", post(enroll::rotate))
         .route("/api/key", post(enroll::regenerate_key))
-        .route("/api/dev/publish/{domain}", post(enroll::dev_publish))
         .route("/admin/member/{did}/{action}", post(admin::member_action))
         .route("/admin/member/{did}/labels", post(admin::label_add))
         .route(
@@ -227,7 +227,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/admin/queue/{id}",
             axum::routing::delete(admin::queue_delete),
-        )
+        );
+    // Only `atmos dev` has a zone to publish into; a production relay has no such route.
+    if state.web.settings.dev_zone.is_some() {
+        routes = routes.route("/api/dev/publish/{domain}", post(enroll::dev_publish));
+    }
+    routes
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SEND_BODY))
         .fallback_service(
             tower::ServiceBuilder::new()

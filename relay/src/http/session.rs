@@ -36,9 +36,6 @@ pub fn cookie_name(name: &'static str, secure: bool) -> std::borrow::Cow<'static
         name.into()
     }
 }
-/// The header carrying the CSRF token.
-pub const CSRF_HEADER: &str = "x-csrf-token";
-
 /// Web settings from `[web]`.
 #[derive(Clone)]
 pub struct WebSettings {
@@ -51,7 +48,7 @@ pub struct WebSettings {
     /// The built UI.
     pub dist_dir: std::path::PathBuf,
     /// `atmos dev`: the embedded DNS zone that the wizard can publish to.
-    pub dev_zone: Option<Arc<crate::dev::zone::DevZone>>,
+    pub dev_zone: Option<Arc<dyn crate::dns::ZonePublisher>>,
     /// `host:port` of SMTP submission, as members should type it.
     pub submission: String,
     /// Access tokens this close to expiry are refreshed before use.
@@ -443,8 +440,8 @@ impl axum::extract::FromRequestParts<Arc<AppState>> for Changing {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let s = state.session_of(&parts.headers)?.ok_or_else(signed_out)?;
-        if !super::access::csrf_ok(parts, &s) {
-            return Err(super::access::csrf_refused());
+        if !super::csrf::carries(parts, &s.csrf) {
+            return Err(super::csrf::refused());
         }
         Ok(Changing(s))
     }

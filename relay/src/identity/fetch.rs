@@ -4,7 +4,7 @@
 //! addresses, whether the URL names one or DNS answers with one. One client for identity
 //! resolution, OAuth and the labeler's service-auth checks.
 
-use crate::delivery::mx::is_private;
+use crate::dns::is_private;
 use hickory_resolver::TokioResolver;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
@@ -235,7 +235,7 @@ mod tests {
     use super::*;
 
     fn fetcher(allow_private: bool) -> Fetcher {
-        let dns = crate::delivery::mx::fresh_resolver(&["127.0.0.1:9".parse().unwrap()]).unwrap();
+        let dns = crate::dns::fresh_resolver(&["127.0.0.1:9".parse().unwrap()]).unwrap();
         Fetcher::new(dns, allow_private)
     }
 

@@ -90,7 +90,7 @@ impl Resolver {
         let nameservers = config.nameservers();
         Ok(Self::new(
             Fetcher::new(
-                crate::delivery::mx::resolver(&nameservers)?,
+                crate::dns::resolver(&nameservers)?,
                 config.atproto.allow_private_endpoints,
             ),
             crate::dns::Dns::new(&nameservers)?,

@@ -240,21 +240,6 @@ fn unverified(
     Ok(Effect::Unverified)
 }
 
-/// A verified fact is counted once per recipient of a message.
-fn first_time(
-    tx: &Connection,
-    recipient_id: i64,
-    kind: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    Ok(tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO report_facts (recipient_id, kind, at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(rusqlite::params![recipient_id, kind, now])?
-        == 1)
-}
-
 /// Applies a DSN.
 pub fn apply_dsn(
     tx: &Connection,
@@ -283,7 +268,7 @@ pub fn apply_dsn(
         }
         seen.push(rcpt.id);
         let permanent = r.is_permanent();
-        if permanent && !first_time(tx, rcpt.id, "bounce", now)? {
+        if permanent && !crate::store::inbound::first_report_fact(tx, rcpt.id, "bounce", now)? {
             duplicate += 1;
             continue;
         }
@@ -367,7 +352,7 @@ pub fn apply_arf(
     };
     let (mut recorded, mut duplicate) = (0, 0);
     for rcpt in complainants {
-        if !first_time(tx, rcpt.id, "complaint", now)? {
+        if !crate::store::inbound::first_report_fact(tx, rcpt.id, "complaint", now)? {
             duplicate += 1;
             continue;
         }

@@ -91,3 +91,19 @@ pub fn list(
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Records that a verified report of `kind` touched `recipient_id`; false when one already did
+/// (a fact is counted once per recipient of a message).
+pub fn first_report_fact(
+    tx: &Connection,
+    recipient_id: i64,
+    kind: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO report_facts (recipient_id, kind, at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![recipient_id, kind, now])?
+        == 1)
+}

@@ -347,6 +347,11 @@ pub fn forward_to(conn: &Connection, domain: &str) -> Result<Option<Mailbox>, St
     }))
 }
 
+/// Removes a member row (an enrollment undone before it finished); returns whether it existed.
+pub fn delete_member(conn: &Connection, did: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM members WHERE did = ?1", [did])? == 1)
+}
+
 /// Removes a sending domain; returns whether it existed.
 pub fn delete_domain(conn: &Connection, did: &str, domain: &str) -> Result<bool, StoreError> {
     Ok(conn.execute(

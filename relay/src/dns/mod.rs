@@ -1,9 +1,13 @@
 //! TXT lookups (handles, domain ownership, the DKIM/SPF/DMARC records a member publishes), on
-//! the resolvers `delivery::mx` builds from `[dns] nameservers`.
+//! the resolvers of `resolver.rs`, built from `[dns] nameservers`.
 //!
 //! Names under `localhost.` are asked of the first configured nameserver directly: resolver
 //! libraries answer them locally (RFC 6761; hickory returns "no records" for TXT), and `atmos
 //! dev` serves its demo and `*.localhost` domains from an embedded zone.
+
+mod resolver;
+
+pub use resolver::{fresh_resolver, is_private, resolver};
 
 use futures_util::future::BoxFuture;
 use hickory_resolver::TokioResolver;
@@ -26,7 +30,7 @@ impl Dns {
     /// Lookups through `nameservers` (empty: the system's resolver, and no `localhost.` zone).
     pub fn new(nameservers: &[SocketAddr]) -> Result<Self, String> {
         Ok(Self {
-            resolver: crate::delivery::mx::fresh_resolver(nameservers)?,
+            resolver: fresh_resolver(nameservers)?,
             local: nameservers.first().copied(),
         })
     }
@@ -102,4 +106,14 @@ async fn direct_txt(server: SocketAddr, name: Name) -> Txt {
         Ok(Err(e)) => Txt::Failed(format!("{server}: {e}")),
         Err(_) => Txt::Failed(format!("{server}: timed out")),
     }
+}
+
+/// A DNS zone the relay serves itself and can publish a member's records into: `atmos dev`'s
+/// embedded zone. The web side holds it as this trait, so production code never names dev
+/// tooling.
+pub trait ZonePublisher: Send + Sync {
+    /// Whether the zone answers for `domain`.
+    fn serves(&self, domain: &crate::address::Domain) -> bool;
+    /// Publishes TXT records `(name, value)`.
+    fn publish<'a>(&'a self, records: &'a [(String, String)]) -> BoxFuture<'a, ()>;
 }
