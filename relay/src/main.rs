@@ -257,6 +257,29 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// The web UI this binary was compiled beside (Trunk's `dist/`, when it had been built): the
+/// binary carries its pages, so an install is one file.
+#[derive(rust_embed::RustEmbed, Debug)]
+#[folder = "../dist"]
+#[allow_missing = true]
+struct EmbeddedUi;
+
+impl atmos_relay::http::ui_bundle::UiBundle for EmbeddedUi {
+    fn files(&self) -> Vec<(String, std::borrow::Cow<'static, [u8]>)> {
+        Self::iter()
+            .filter_map(|path| Self::get(&path).map(|f| (path.into_owned(), f.data)))
+            .collect()
+    }
+}
+
+/// The embedded UI, when the build had one.
+fn embedded_ui() -> Option<std::sync::Arc<dyn atmos_relay::http::ui_bundle::UiBundle>> {
+    EmbeddedUi::get("index.html").map(|_| {
+        std::sync::Arc::new(EmbeddedUi)
+            as std::sync::Arc<dyn atmos_relay::http::ui_bundle::UiBundle>
+    })
+}
+
 fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
     Config::load(Some(path), std::env::vars()).map_err(|e| Failure::Usage(e.to_string()))
 }
@@ -267,7 +290,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&config)?;
             runtime()?.block_on(async {
                 let shutdown = shutdown_on_signal();
-                server::serve(config, shutdown, |l| {
+                let extras = server::Extras {
+                    ui_bundle: embedded_ui(),
+                    ..Default::default()
+                };
+                server::serve_with(config, extras, shutdown, |l| {
                     println!("{}", serde_json::json!({ "listening": l }));
                 })
                 .await
@@ -295,6 +322,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                             (false, Some(dir)) => dev::Ui::Dir(dir),
                             (false, None) => dev::Ui::Build,
                         },
+                        ui_bundle: embedded_ui(),
                     },
                     shutdown,
                 )

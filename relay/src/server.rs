@@ -18,6 +18,7 @@ use crate::store::{Store, StoreError};
 use crate::tls;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -151,7 +152,7 @@ fn web(
             sessions_per_member: w.sessions_per_member,
             max_pending: w.max_pending_signins,
             operator_dids: w.operator_dids.clone(),
-            dist_dir: w.dist_dir.clone(),
+            dist_dir: ui_dir(config, extras.ui_bundle.as_deref()),
             dev_zone: extras.dev_zone,
             refresh_margin: w.token_refresh_margin,
             submission: match &public {
@@ -169,9 +170,26 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeE
         .map_err(|source| ServeError::Bind { key, addr, source })
 }
 
-/// What `atmos dev` adds to a relay.
+/// Where the UI is served from: `[web] dist_dir` when set, else the build inside the binary
+/// (written out under the data directory), else `dist/` in the working directory.
+fn ui_dir(config: &Config, bundle: Option<&dyn crate::http::ui_bundle::UiBundle>) -> PathBuf {
+    if let Some(dir) = &config.web.dist_dir {
+        return dir.clone();
+    }
+    if let Some(bundle) = bundle {
+        match crate::http::ui_bundle::unpack(bundle, &config.server.data_dir) {
+            Ok(dir) => return dir,
+            Err(e) => tracing::warn!(error = %e, "ui: the binary's own UI cannot be served"),
+        }
+    }
+    PathBuf::from("dist")
+}
+
+/// What the binary and `atmos dev` add to a relay.
 #[derive(Default)]
 pub struct Extras {
+    /// The web UI built into the binary.
+    pub ui_bundle: Option<Arc<dyn crate::http::ui_bundle::UiBundle>>,
     /// The embedded DNS zone the wizard may publish to.
     pub dev_zone: Option<Arc<dyn crate::dns::ZonePublisher>>,
     /// Attestations the labeler knows without a repository: (DID, record). `atmos dev`'s demo

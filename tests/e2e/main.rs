@@ -21,6 +21,7 @@ mod enroll_failures;
 mod headers;
 mod http_api;
 mod inbound;
+mod install;
 mod jetstream;
 mod kafka;
 mod labeler;

@@ -485,3 +485,134 @@ global_per_minute = 500
         assert!(err.to_string().contains("tls.cert_file"), "{err}");
     }
 }
+
+/// Every configuration key the documentation names (`[section] key`, `section.key`,
+/// `ATMOS_SECTION_KEY`) exists: a renamed key cannot leave the docs behind.
+#[cfg(test)]
+mod documented_keys {
+    use super::*;
+
+    fn docs() -> Vec<(std::path::PathBuf, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut out = vec![root.join("README.md")];
+        let mut dirs = vec![root.join("docs")];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).expect("docs").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "md") {
+                    out.push(p);
+                }
+            }
+        }
+        out.into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).expect("read doc");
+                (p, text)
+            })
+            .collect()
+    }
+
+    fn key_at(s: &str) -> &str {
+        let end = s
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(s.len());
+        &s[..end]
+    }
+
+    /// (section, key) pairs named in `text`.
+    fn named(text: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for section in SECTIONS {
+            for (i, _) in text.match_indices(&format!("[{section}] ")) {
+                let key = key_at(&text[i + section.len() + 3..]);
+                if !key.is_empty() {
+                    found.push((section.to_string(), key.to_string()));
+                }
+            }
+            for (i, _) in text.match_indices(&format!("`{section}.")) {
+                let rest = &text[i + section.len() + 2..];
+                let key = key_at(rest);
+                // `server.rs`, `labeler.sqlite`: files, not keys.
+                if !key.is_empty()
+                    && rest[key.len()..].starts_with('`')
+                    && !["rs", "sqlite", "toml", "md", "json"].contains(&key)
+                {
+                    found.push((section.to_string(), key.to_string()));
+                }
+            }
+        }
+        for (i, _) in text.match_indices("ATMOS_") {
+            let name_len = text[i..]
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(text.len() - i);
+            let name = &text[i..i + name_len];
+            if RESERVED_ENV.contains(&name) {
+                continue;
+            }
+            let rest = name["ATMOS_".len()..].to_ascii_lowercase();
+            if let Some((section, key)) = rest.split_once('_').filter(|(s, _)| SECTIONS.contains(s))
+                && !key.is_empty()
+                && !key.contains("<")
+            {
+                found.push((section.to_string(), key.to_string()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_key_the_docs_name_exists() {
+        let mut checked = std::collections::BTreeSet::new();
+        let mut missing = Vec::new();
+        for (path, text) in docs() {
+            for (section, key) in named(&text) {
+                if !checked.insert((section.clone(), key.clone())) {
+                    continue;
+                }
+                let mut table = toml::Table::new();
+                let mut inner = toml::Table::new();
+                // A value no key takes: a known key fails on its type, an unknown one on its name.
+                inner.insert(key.clone(), toml::Value::Table(toml::Table::new()));
+                table.insert(section.clone(), toml::Value::Table(inner));
+                if let Err(ConfigError::Key { message, .. }) = Config::from_table(table)
+                    && message.contains("unknown field")
+                {
+                    missing.push(format!("[{section}] {key} (in {})", path.display()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "documented keys the relay does not know: {missing:#?}"
+        );
+        assert!(
+            checked.len() > 50,
+            "the scan found only {} keys",
+            checked.len()
+        );
+    }
+
+    #[test]
+    fn the_scan_reads_all_three_spellings_and_catches_a_wrong_key() {
+        let mut found =
+            named("`[web] dist_dir`, `smtp.max_sessions`, ATMOS_HTTP_LISTEN, `server.rs`");
+        found.sort();
+        let expected: Vec<(String, String)> = [
+            ("http", "listen"),
+            ("smtp", "max_sessions"),
+            ("web", "dist_dir"),
+        ]
+        .iter()
+        .map(|(s, k)| (s.to_string(), k.to_string()))
+        .collect();
+        assert_eq!(found, expected);
+        let mut table = toml::Table::new();
+        let mut inner = toml::Table::new();
+        inner.insert("ui_dir".into(), toml::Value::Table(toml::Table::new()));
+        table.insert("web".into(), toml::Value::Table(inner));
+        let err = Config::from_table(table).expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

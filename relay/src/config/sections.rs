@@ -18,8 +18,10 @@ pub struct WebConfig {
     pub public_url: String,
     /// DIDs allowed into `/admin`.
     pub operator_dids: Vec<String>,
-    /// The built UI (Trunk's `dist`); relative paths are from the working directory.
-    pub dist_dir: PathBuf,
+    /// Serve the UI from this Trunk build (`dist/`; relative paths are from the working
+    /// directory), e.g. while developing it. Unset: the UI built into the binary, or else
+    /// `dist/` in the working directory.
+    pub dist_dir: Option<PathBuf>,
     /// A sign-in session ends after this long without use.
     #[serde(deserialize_with = "duration")]
     pub session_idle: Duration,
@@ -37,7 +39,7 @@ impl Default for WebConfig {
         Self {
             public_url: String::new(),
             operator_dids: Vec::new(),
-            dist_dir: PathBuf::from("dist"),
+            dist_dir: None,
             session_idle: Duration::from_secs(7 * 86_400),
             sessions_per_member: 10,
             max_pending_signins: 10_000,

@@ -13,6 +13,7 @@ use crate::store::{Store, StoreError};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The demo member's DID (valid did:plc syntax, not registered anywhere).
@@ -28,6 +29,8 @@ pub struct DevOptions {
     pub inbound_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub ui: Ui,
+    /// The UI built into the binary: served when there is no source checkout to build from.
+    pub ui_bundle: Option<Arc<dyn crate::http::ui_bundle::UiBundle>>,
 }
 
 /// Where the web UI comes from.
@@ -117,16 +120,17 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
     let ui_note: Option<String> = match (&opts.ui, ui::workspace()) {
         (Ui::None, _) => Some("(off)".to_string()),
         (Ui::Dir(dir), _) => {
-            config.web.dist_dir = dir.clone();
+            config.web.dist_dir = Some(dir.clone());
             page
         }
         (Ui::Build, Some(root)) => match ui::ensure_built(&root) {
             Ok(dist) => {
-                config.web.dist_dir = dist;
+                config.web.dist_dir = Some(dist);
                 page
             }
             Err(e) => Some(format!("(not built: {e})")),
         },
+        (Ui::Build, None) if opts.ui_bundle.is_some() => page,
         (Ui::Build, None) => Some("(no source checkout: pass --ui-dir with a UI build)".into()),
     };
 
@@ -170,6 +174,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
         );
     };
     let extras = server::Extras {
+        ui_bundle: opts.ui_bundle.clone(),
         dev_zone: Some(zone),
         attestations: vec![(DEMO_DID.to_string(), demo_attestation(&config)?)],
     };

@@ -14,6 +14,7 @@ pub mod send;
 pub mod session;
 pub mod signin;
 pub mod ui;
+pub mod ui_bundle;
 pub mod unsubscribe;
 
 use crate::accept::Acceptor;
