@@ -85,20 +85,6 @@ enum Cmd {
         #[command(subcommand)]
         command: OauthCmd,
     },
-    /// The Kafka bridge; `serve` runs it as a child process (kafka/process.rs).
-    #[command(name = "kafka-bridge", hide = true)]
-    KafkaBridge {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        brokers: String,
-        #[arg(long)]
-        events_topic: String,
-        #[arg(long)]
-        results_topic: String,
-        #[arg(long)]
-        group_id: String,
-    },
 }
 
 #[derive(Subcommand)]
@@ -328,25 +314,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 )
                 .await
                 .context("dev relay failed")
-            })?;
-        }
-        Cmd::KafkaBridge {
-            data_dir,
-            brokers,
-            events_topic,
-            results_topic,
-            group_id,
-        } => {
-            let kafka = atmos_relay::config::KafkaConfig {
-                brokers,
-                events_topic,
-                results_topic,
-                group_id,
-            };
-            runtime()?.block_on(async {
-                atmos_relay::kafka::process::run_child(kafka, &data_dir, shutdown_on_signal())
-                    .await
-                    .context("kafka bridge failed")
             })?;
         }
         Cmd::Member { command } => member(command)?,

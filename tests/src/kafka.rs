@@ -25,6 +25,47 @@ pub fn tansu_bin() -> Option<PathBuf> {
     candidates.map(|d| d.join("tansu")).find(|p| p.exists())
 }
 
+/// The newest modification time of the files under `dir`.
+fn newest(dir: &std::path::Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
+}
+
+/// Requires the bridge executable `atmos` starts (`atmos-kafka-bridge`, beside it) to be built
+/// from the sources as they are: cargo builds only the binaries of the test's own package, so
+/// tests/run builds the bridge first and this refuses a stale one.
+pub fn require_fresh_bridge() {
+    let atmos = crate::relay::atmos_bin();
+    let bridge = atmos.with_file_name("atmos-kafka-bridge");
+    let built = std::fs::metadata(&bridge)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build --workspace --bins`",
+                bridge.display()
+            )
+        });
+    let root = workspace_root();
+    for sources in ["relay/src", "relay/kafka-bridge/src"] {
+        assert!(
+            newest(&root.join(sources)) <= built,
+            "{} is older than {sources}: run `cargo build --workspace --bins` (tests/run does)",
+            bridge.display()
+        );
+    }
+}
+
 impl Tansu {
     /// Starts a broker, or `None` (with the reason printed) when tansu is not installed. Under
     /// CI (`CI` set) a missing broker is a failure: CI must build it.
@@ -37,6 +78,7 @@ impl Tansu {
             eprintln!("SKIPPED: tansu is not installed (tests/install-peers builds it)");
             return None;
         };
+        require_fresh_bridge();
         let port = free_port();
         let child = Self::spawn(&bin, port);
         poll_until(Duration::from_secs(20), "tansu to listen", || {

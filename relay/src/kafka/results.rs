@@ -13,17 +13,12 @@
 //! twice changes nothing (effects are idempotent and a public label is only re-published when its
 //! state differs).
 
-use super::{KafkaSetupError, client_config};
-use crate::config::KafkaConfig;
+use super::Outcome;
 use crate::rules::spec::Effect;
 use crate::rules::{Emission, enforce, publish};
 use crate::store::{Store, StoreError, events, now_ms};
 use atmos_labeler::Labeler;
-use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// The rule name external verdicts are recorded under.
 pub const SOURCE: &str = "osprey";
@@ -93,68 +88,6 @@ pub fn verdict(text: &str) -> Result<Effect, ResultError> {
         None => (text, None),
     };
     Effect::add_label(name, expires).ok_or_else(bad)
-}
-
-/// Whether a result message is done with (its offset may be committed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Applied, or skipped as unreadable: commit.
-    Done,
-    /// The store failed: leave it uncommitted, so it is read again after a restart.
-    Failed,
-}
-
-/// Reads the results topic (in the bridge process) and hands each message to `apply`.
-pub struct Reader {
-    consumer: StreamConsumer,
-}
-
-impl Reader {
-    /// A reader subscribed to `config.results_topic`.
-    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaSetupError> {
-        let consumer: StreamConsumer = client_config(config)
-            .set("group.id", config.group_id.trim())
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()?;
-        consumer.subscribe(&[config.results_topic.trim()])?;
-        Ok(Self { consumer })
-    }
-
-    /// Reads until `shutdown`, committing each message `apply` is done with.
-    pub async fn run<F, Fut>(self, mut apply: F, shutdown: CancellationToken)
-    where
-        F: FnMut(Vec<u8>) -> Fut,
-        Fut: std::future::Future<Output = Outcome>,
-    {
-        loop {
-            let message = tokio::select! {
-                m = self.consumer.recv() => m,
-                _ = shutdown.cancelled() => break,
-            };
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "kafka: cannot read results; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let payload = message.payload().unwrap_or_default().to_vec();
-            let outcome = tokio::select! {
-                o = apply(payload) => o,
-                _ = shutdown.cancelled() => break,
-            };
-            if outcome == Outcome::Failed {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            if let Err(e) = self.consumer.commit_message(&message, CommitMode::Async) {
-                tracing::warn!(error = %e, "kafka: cannot commit offset");
-            }
-        }
-        tracing::info!("kafka results reader stopped");
-    }
 }
 
 /// Parses one result message and applies its verdicts (in the relay process, which owns the
@@ -231,6 +164,7 @@ pub(crate) fn apply_verdicts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn results_and_verdicts_parse() {

@@ -3,10 +3,10 @@
 //! DID so one member's events stay in order, and moves the cursor only after the broker
 //! acknowledged the whole batch. A crash between the two re-sends the batch: at least once.
 
-use super::{KafkaSetupError, client_config};
-use crate::config::KafkaConfig;
-use crate::store::events::{self, Event};
-use crate::store::{Store, outbox};
+use crate::broker::{KafkaSetupError, client_config};
+use atmos_relay::config::KafkaConfig;
+use atmos_relay::store::events::{self, Event};
+use atmos_relay::store::{Store, outbox};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ const BATCH: u32 = 500;
 
 /// Publishes the event log to the events topic.
 pub struct Publisher {
+    config: KafkaConfig,
     producer: FutureProducer,
     topic: String,
     store: Arc<Store>,
@@ -57,6 +58,7 @@ impl Publisher {
     /// A publisher for `config.events_topic`.
     pub fn new(config: &KafkaConfig, store: Arc<Store>) -> Result<Self, KafkaSetupError> {
         Ok(Self {
+            config: config.clone(),
             producer: producer(config)?,
             topic: config.events_topic.trim().to_string(),
             store,
@@ -64,7 +66,7 @@ impl Publisher {
     }
 
     /// Publishes until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(500);
         loop {
             let wait = match self.step().await {
@@ -75,6 +77,16 @@ impl Publisher {
                 Ok(_) => Duration::from_millis(500),
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka: publishing failed; retrying");
+                    // A broker that restarted without its storage knows neither the topics nor
+                    // this idempotent producer's id: make both again, as a new bridge process
+                    // would (the outbox cursor keeps the order; consumers dedupe by action_id).
+                    if let Err(e) = crate::broker::ensure_topics(&self.config).await {
+                        tracing::warn!(error = %e, "kafka: cannot check the topics");
+                    }
+                    match producer(&self.config) {
+                        Ok(p) => self.producer = p,
+                        Err(e) => tracing::warn!(error = %e, "kafka: cannot make a new producer"),
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     backoff
                 }

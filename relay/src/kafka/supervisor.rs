@@ -1,4 +1,5 @@
-//! The Kafka bridge runs in a child process (`atmos kafka-bridge`), supervised by the relay.
+//! The Kafka bridge runs in its own executable (`atmos-kafka-bridge`, relay/kafka-bridge),
+//! a child process supervised by the relay; librdkafka is linked into it alone.
 //!
 //! Why: librdkafka is C, and a broker can crash it. tansu 0.6, once restarted, answers with a
 //! leader-change tag whose topic name is null, and librdkafka 2.12.1 dereferences it (SIGSEGV in
@@ -13,8 +14,8 @@
 //! the offset only after `done`. The child exits when its stdin closes, so it never outlives the
 //! relay, even after SIGKILL.
 
-use super::outbox::Publisher;
-use super::results::{Outcome, Reader, apply_payload};
+use super::Outcome;
+use super::results::apply_payload;
 use crate::config::KafkaConfig;
 use crate::store::Store;
 use atmos_labeler::Labeler;
@@ -23,16 +24,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-/// The hidden subcommand the child runs.
-pub const SUBCOMMAND: &str = "kafka-bridge";
+/// The bridge executable, installed beside `atmos`.
+pub const BRIDGE_BIN: &str = "atmos-kafka-bridge";
 
-/// The largest result message forwarded to the relay; a bigger one is skipped.
-const MAX_RESULT_BYTES: usize = 1 << 20;
+/// The largest result message the bridge forwards to the relay; a bigger one is skipped.
+pub const MAX_RESULT_BYTES: usize = 1 << 20;
 
-/// The child's arguments after [`SUBCOMMAND`]: what it needs of the configuration.
+/// The bridge's arguments: what it needs of the configuration.
 pub fn child_args(config: &KafkaConfig, data_dir: &Path) -> Vec<std::ffi::OsString> {
     vec![
         "--data-dir".into(),
@@ -60,17 +60,19 @@ impl Supervisor {
     /// Starts, serves and restarts the bridge process until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let exe = match std::env::current_exe() {
-            Ok(exe) => exe,
+            Ok(exe) => exe.with_file_name(BRIDGE_BIN),
             Err(e) => {
                 tracing::error!(error = %e, "kafka: cannot find the atmos binary; the bridge is off");
                 return;
             }
         };
+        if !exe.exists() {
+            tracing::error!(path = %exe.display(), "kafka: the bridge executable is missing (install it beside atmos); retrying");
+        }
         let mut backoff = Duration::from_secs(1);
         loop {
             let started = Instant::now();
             let spawned = tokio::process::Command::new(&exe)
-                .arg(SUBCOMMAND)
                 .args(child_args(&self.config, &self.data_dir))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -157,78 +159,4 @@ async fn serve(
             break;
         }
     }
-}
-
-/// Why the child could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ChildError {
-    #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Setup(#[from] super::KafkaSetupError),
-}
-
-/// The child's body: publishes the outbox and forwards results until stdin closes (the relay
-/// stopped or died) or `shutdown`.
-pub async fn run_child(
-    config: KafkaConfig,
-    data_dir: &Path,
-    shutdown: CancellationToken,
-) -> Result<(), ChildError> {
-    super::ensure_topics(&config).await?;
-    let store = Arc::new(Store::open(data_dir)?);
-    let publisher = Publisher::new(&config, store)?;
-    let (replies, answers) = mpsc::channel(1);
-    tokio::spawn(read_replies(replies, shutdown.clone()));
-    let publishing = tokio::spawn(publisher.run(shutdown.clone()));
-    if !config.results_topic.trim().is_empty() {
-        let reader = Reader::new(&config)?;
-        let pipe = Arc::new(Mutex::new((tokio::io::stdout(), answers)));
-        reader
-            .run(
-                move |payload| forward(pipe.clone(), payload),
-                shutdown.clone(),
-            )
-            .await;
-    }
-    let _ = publishing.await;
-    Ok(())
-}
-
-/// The relay's answers, read from stdin; EOF or an error means the relay is gone.
-async fn read_replies(replies: mpsc::Sender<Outcome>, shutdown: CancellationToken) {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let outcome = match line.trim() {
-            "done" => Outcome::Done,
-            _ => Outcome::Failed,
-        };
-        if replies.send(outcome).await.is_err() {
-            break;
-        }
-    }
-    shutdown.cancel();
-}
-
-/// Sends one result to the relay and waits for its answer.
-async fn forward(
-    pipe: Arc<Mutex<(tokio::io::Stdout, mpsc::Receiver<Outcome>)>>,
-    payload: Vec<u8>,
-) -> Outcome {
-    if payload.len() > MAX_RESULT_BYTES {
-        tracing::warn!(bytes = payload.len(), "kafka: result too large, skipped");
-        return Outcome::Done;
-    }
-    let Ok(text) = String::from_utf8(payload) else {
-        tracing::warn!("kafka: result is not UTF-8, skipped");
-        return Outcome::Done;
-    };
-    let mut line = serde_json::json!({ "result": text }).to_string();
-    line.push('\n');
-    let mut pipe = pipe.lock().await;
-    let (out, answers) = &mut *pipe;
-    if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
-        return Outcome::Failed;
-    }
-    answers.recv().await.unwrap_or(Outcome::Failed)
 }
