@@ -382,7 +382,7 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// Slows, then refuses, client networks that keep failing authentication (SPEC §4.1), on SMTP
+/// Slows, then refuses, client networks that keep failing authentication (BEHAVIOUR §4.1), on SMTP
 /// and HTTP alike. Attempts in flight count as failures until they succeed, so a burst of
 /// concurrent guesses is refused before bcrypt is paid for it.
 pub struct AuthThrottle {

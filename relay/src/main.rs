@@ -1,4 +1,4 @@
-//! The `atmos` binary: the CLI edge (SPEC §14). Exit codes: 0 ok, 1 runtime error, 2 usage or
+//! The `atmos` binary: the CLI edge (BEHAVIOUR §14). Exit codes: 0 ok, 1 runtime error, 2 usage or
 //! configuration error naming the bad key.
 
 use anyhow::Context;
@@ -211,13 +211,7 @@ struct StateArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATMOS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    atmos_relay::logging::init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -428,7 +422,7 @@ fn labeler_cmd(cmd: LabelerCmd) -> Result<(), Failure> {
             let (_, secrets) = open_state(&config)?;
             let identity = atmos_relay::identity::Resolver::from_config(&config)
                 .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
-            let labeler = atmos_relay::labeler::open(
+            let labeler = atmos_relay::labeler_host::open(
                 &config,
                 std::sync::Arc::new(secrets),
                 std::sync::Arc::new(identity),

@@ -1,4 +1,4 @@
-//! Member lifecycle (SPEC §2): enrol with a sending domain, approve, suspend, reactivate.
+//! Member lifecycle (BEHAVIOUR §2): enrol with a sending domain, approve, suspend, reactivate.
 //! Every transition writes its event in the same transaction.
 
 use crate::auth;

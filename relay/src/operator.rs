@@ -1,4 +1,4 @@
-//! The operator's pool-domain DKIM keys (SPEC §13): made on first start, rotated on command,
+//! The operator's pool-domain DKIM keys (BEHAVIOUR §13): made on first start, rotated on command,
 //! old records kept listed for 48 hours so mail in flight still verifies.
 
 use crate::config::Config;

@@ -48,7 +48,7 @@ fn spf_and_dmarc(config: &Config, domain: &str) -> [DnsRecord; 2] {
     ]
 }
 
-/// Everything a member publishes for `domain` (SPEC §3 step 6).
+/// Everything a member publishes for `domain` (BEHAVIOUR §3 step 6).
 pub fn member(config: &Config, did: &str, domain: &str, keys: &[DkimKeyRow]) -> Vec<DnsRecord> {
     let mut out = dkim(keys);
     out.push(txt(format!("_atmos.{domain}"), format!("did={did}")));

@@ -9,7 +9,7 @@ use crate::dkim::keys::KeyError;
 use crate::inbound::route::RouteNames;
 use crate::inbound::{Inbound, InboundSettings};
 use crate::secrets::{SecretError, Secrets};
-use crate::smtp::inbound::InboundService;
+use crate::smtp::mx_policy::InboundService;
 use crate::smtp::protocol::{Limits, Profile};
 use crate::smtp::session::{self, SessionSettings};
 use crate::smtp::submission::SubmissionService;
@@ -44,7 +44,7 @@ pub enum ServeError {
     #[error("operator DKIM keys: {0}")]
     Keys(#[from] KeyError),
     #[error("labeler: {0}")]
-    Labeler(#[from] crate::labeler::LabelerSetupError),
+    Labeler(#[from] crate::labeler_host::LabelerSetupError),
     #[error("rules: {0}")]
     Rules(#[from] crate::rules::spec::RulesError),
     #[error("web: {0}")]
@@ -105,7 +105,7 @@ fn web(
     identity: &Arc<crate::identity::Resolver>,
     labeler: Option<Arc<atmos_labeler::Labeler>>,
     extras: Extras,
-) -> Result<crate::http::session::Web, ServeError> {
+) -> Result<crate::http::web_session::Web, ServeError> {
     use crate::oauth::client::ClientKind;
     let public = config.public_url().ok().flatten();
     let (client_id, redirect_uri, kind) = match &public {
@@ -142,11 +142,11 @@ fn web(
         labeler,
     );
     let w = &config.web;
-    Ok(crate::http::session::Web::new(
+    Ok(crate::http::web_session::Web::new(
         oauth,
         identity.clone(),
         enrollment,
-        crate::http::session::WebSettings {
+        crate::http::web_session::WebSettings {
             secure_cookies: public.as_deref().is_some_and(|u| u.starts_with("https://")),
             session_idle: w.session_idle,
             sessions_per_member: w.sessions_per_member,
@@ -224,7 +224,7 @@ pub async fn serve_with(
     let identity =
         Arc::new(crate::identity::Resolver::from_config(&config).map_err(ServeError::Delivery)?);
     let labeler = if config.labeler.enabled {
-        Some(crate::labeler::open(
+        Some(crate::labeler_host::open(
             &config,
             secrets.clone(),
             identity.clone(),
@@ -402,7 +402,7 @@ pub async fn serve_with(
         let dns = crate::dns::Dns::new(&config.nameservers()).map_err(ServeError::Delivery)?;
         let verifier = atmos_labeler::verification::Verifier::new(
             labeler.clone(),
-            Arc::new(crate::labeler::RelayDirectory(store.clone())),
+            Arc::new(crate::labeler_host::RelayDirectory(store.clone())),
             Arc::new(dns),
         );
         background.spawn(verifier.run(shutdown.clone()));
@@ -453,7 +453,7 @@ pub async fn serve_with(
         );
     }
     background.close();
-    tokio::spawn(crate::http::session::sweep(
+    tokio::spawn(crate::http::web_session::sweep(
         http_state.clone(),
         shutdown.clone(),
     ));

@@ -1,4 +1,4 @@
-//! Suppression policy (SPEC §4.1, §4.4, §7): which suppressed recipients a message may still
+//! Suppression policy (BEHAVIOUR §4.1, §4.4, §7): which suppressed recipients a message may still
 //! reach. Auth categories (login links, resets, codes, verification) bypass unsubscribes; nothing
 //! bypasses bounces, complaints or manual entries.
 

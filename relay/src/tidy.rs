@@ -144,8 +144,8 @@ fn web_sessions_and_access_do_not_import_each_other() {
             .map(|(_, t)| t.clone())
             .expect("file exists")
     };
-    assert!(!text("http/session.rs").contains("access::"));
-    assert!(!text("http/csrf.rs").contains("session::"));
+    assert!(!text("http/web_session.rs").contains("access::"));
+    assert!(!text("http/csrf.rs").contains("web_session::"));
     assert!(!text("http/csrf.rs").contains("access::"));
 }
 

@@ -1,4 +1,4 @@
-//! Warming tiers and sending limits (SPEC §6): caps by age since approval, the member's own caps,
+//! Warming tiers and sending limits (BEHAVIOUR §6): caps by age since approval, the member's own caps,
 //! `highly_trusted` (skips warming) and `burst_warming` (halves the hourly cap), and a relay-wide
 //! per-minute cap. Windows are rolling and counted per recipient from the store, so a restart
 //! does not reset them.

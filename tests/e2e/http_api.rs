@@ -1,4 +1,4 @@
-//! The HTTP send API with a real client (curl): the SPEC §4.2 error codes, idempotent replay and
+//! The HTTP send API with a real client (curl): the BEHAVIOUR §4.2 error codes, idempotent replay and
 //! conflict, and per-message status moving from accepted to sent as the MX answers.
 
 use atmos_tests::http::curl;

@@ -1,4 +1,4 @@
-//! Inbound MX (SPEC §7), with Python's smtplib as the remote mail server and smtp-sink as the
+//! Inbound MX (BEHAVIOUR §7), with Python's smtplib as the remote mail server and smtp-sink as the
 //! next hop. A DSN to a message's VERP address bounces that recipient and suppresses it; an ARF
 //! complaint to `fbl@` suppresses the complainant; operator aliases and replies to a member domain
 //! are forwarded with an SRS sender, and a bounce of such a forward goes back to its sender;

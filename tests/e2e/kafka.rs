@@ -1,4 +1,4 @@
-//! The Kafka bridge (SPEC §8) against a real Kafka-protocol broker (tansu) and an independent
+//! The Kafka bridge (BEHAVIOUR §8) against a real Kafka-protocol broker (tansu) and an independent
 //! client (PyPI confluent-kafka): every event reaches the events topic in Osprey's action format,
 //! once each across a restart, and verdicts written to the results topic act on the member like
 //! embedded rules. Skips, saying so, where tansu is not installed.

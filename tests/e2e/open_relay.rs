@@ -1,4 +1,4 @@
-//! No open relay: every probe is refused with the SPEC's reply, and nothing is queued or delivered.
+//! No open relay: every probe is refused with the documented reply (docs/BEHAVIOUR.md §4.1, §7), and nothing is queued or delivered.
 //! Protocol probes use mail-send's raw client; credential probes use swaks.
 
 use atmos_tests::client;

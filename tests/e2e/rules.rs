@@ -1,4 +1,4 @@
-//! The embedded rules engine (SPEC §8) acting on real traffic: a bounce spike suspends the member
+//! The embedded rules engine (BEHAVIOUR §8) acting on real traffic: a bounce spike suspends the member
 //! (the next AUTH is refused), a shadow rule only records, a member with 30 clean days becomes
 //! `highly_trusted` and gets the public `clean-sender` label; bad rule files and failing fixtures
 //! are reported.

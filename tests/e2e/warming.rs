@@ -1,4 +1,4 @@
-//! Warming (SPEC §6): a new member's 6th recipient within an hour is refused on SMTP (451 4.7.1)
+//! Warming (BEHAVIOUR §6): a new member's 6th recipient within an hour is refused on SMTP (451 4.7.1)
 //! and HTTP (429 + Retry-After); a restart does not reset the count; `burst_warming` halves the
 //! cap; `highly_trusted` lifts it. Labels are set through the admin API.
 

@@ -1,4 +1,4 @@
-//! `/enroll`: the enrollment wizard (SPEC §3). Sign in with a handle or DID through the
+//! `/enroll`: the enrollment wizard (BEHAVIOUR §3). Sign in with a handle or DID through the
 //! member's own PDS → name a sending domain → publish the ownership record (live check) →
 //! enroll: the API key once, the DNS records with their live status, examples → pending
 //! approval. Reloading resumes from what the session says.

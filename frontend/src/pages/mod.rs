@@ -1,4 +1,4 @@
-//! One module per route (SPEC §11).
+//! One module per route (BEHAVIOUR §11).
 
 pub mod account;
 pub mod admin;

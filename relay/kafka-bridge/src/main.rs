@@ -31,13 +31,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATMOS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    atmos_relay::logging::init();
     let config = atmos_relay::config::KafkaConfig {
         brokers: args.brokers,
         events_topic: args.events_topic,

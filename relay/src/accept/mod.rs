@@ -86,7 +86,7 @@ pub struct AcceptSettings {
     pub operator_domain: String,
     /// Base of the one-click unsubscribe URL (`https://<host>/unsubscribe/`).
     pub unsubscribe_base: String,
-    /// Sending caps (SPEC §6).
+    /// Sending caps (BEHAVIOUR §6).
     pub limits: crate::config::LimitsConfig,
     /// Name the client's address in `Received` (`server.trace_client_address`).
     pub trace_client_address: bool,
@@ -116,7 +116,7 @@ impl Accepted {
     }
 }
 
-/// Auth categories (SPEC §4.4) are one message, one recipient: a login link for two people is
+/// Auth categories (BEHAVIOUR §4.4) are one message, one recipient: a login link for two people is
 /// bulk mail wearing a costume.
 pub const AUTH_SINGLE_RECIPIENT: &str = "auth_single_recipient";
 
@@ -212,7 +212,7 @@ impl Acceptor {
                 sub.recipients.len()
             )));
         }
-        // Suppressed recipients (SPEC §4.1): auth categories bypass unsubscribes, nothing else.
+        // Suppressed recipients (BEHAVIOUR §4.1): auth categories bypass unsubscribes, nothing else.
         let mut accepted = Accepted::default();
         let mut kept = Vec::new();
         for r in std::mem::take(&mut sub.recipients) {

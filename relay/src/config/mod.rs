@@ -1,6 +1,6 @@
-//! Configuration: one TOML file plus `ATMOS_<SECTION>_<KEY>` environment overrides (SPEC §14).
+//! Configuration: one TOML file plus `ATMOS_<SECTION>_<KEY>` environment overrides (BEHAVIOUR §14).
 //!
-//! The key names of SPEC §14 are a contract; keys added here never rename them. Secrets (the admin
+//! The key names of BEHAVIOUR §14 are a contract; keys added here never rename them. Secrets (the admin
 //! token, the key-encryption key) never come from this file.
 
 mod sections;

@@ -93,7 +93,7 @@ impl Default for KafkaConfig {
     }
 }
 
-/// `[rules]`: the embedded rules engine (SPEC §8).
+/// `[rules]`: the embedded rules engine (BEHAVIOUR §8).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
@@ -275,7 +275,7 @@ pub struct DeliveryConfig {
     pub allow_private_destinations: bool,
 }
 
-/// `[limits]`: member caps and the relay-wide cap (SPEC §6).
+/// `[limits]`: member caps and the relay-wide cap (BEHAVIOUR §6).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -284,7 +284,7 @@ pub struct LimitsConfig {
     pub global_per_minute: u32,
 }
 
-/// `[labeler]`: the co-located atproto labeler (SPEC §9).
+/// `[labeler]`: the co-located atproto labeler (BEHAVIOUR §9).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LabelerConfig {

@@ -1,4 +1,4 @@
-//! Delivery (SPEC §5.2): a scheduler picks due recipients, groups them per message and
+//! Delivery (BEHAVIOUR §5.2): a scheduler picks due recipients, groups them per message and
 //! destination domain, and hands them to per-destination workers that hold reused connections.
 //!
 //! New mail arrives straight from acceptance (no polling delay); retries and mail left from a

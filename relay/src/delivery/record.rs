@@ -1,5 +1,5 @@
 //! Recording an attempt: each recipient's new state, its event, the member's suppression list,
-//! the body once all are final, and the bounce reports (SPEC §5.2, §5.3).
+//! the body once all are final, and the bounce reports (BEHAVIOUR §5.2, §5.3).
 
 use super::Delivery;
 use super::Job;

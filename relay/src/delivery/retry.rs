@@ -1,4 +1,4 @@
-//! Retry policy (SPEC §5.2): what a remote reply means for a recipient, and when to try again.
+//! Retry policy (BEHAVIOUR §5.2): what a remote reply means for a recipient, and when to try again.
 
 use crate::store::messages::RecipientStatus;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The DNS zone `atmos dev` embeds (SPEC §14): an authoritative in-memory `localhost.` zone on
+//! The DNS zone `atmos dev` embeds (BEHAVIOUR §14): an authoritative in-memory `localhost.` zone on
 //! loopback (hickory-server), to which the enrollment wizard can publish a demo domain's
 //! ownership and DKIM records, so the whole flow — ownership, DKIM check, labels — works on one
 //! machine. Every other name is forwarded to the system's resolvers, so real handles still

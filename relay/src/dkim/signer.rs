@@ -14,7 +14,7 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Headers covered by `h=` (SPEC §4.3, and §15: the key ones oversigned), plus the usual content
+/// Headers covered by `h=` (BEHAVIOUR §4.3, and §15: the key ones oversigned), plus the usual content
 /// headers when present.
 ///
 /// A name listed twice is oversigned: mail-auth signs every instance present and adds each

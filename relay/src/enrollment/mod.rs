@@ -1,4 +1,4 @@
-//! Self-service enrollment (SPEC §3): a signed-in DID proves a sending domain through DNS, gets
+//! Self-service enrollment (BEHAVIOUR §3): a signed-in DID proves a sending domain through DNS, gets
 //! DKIM keys with dated selectors and (once) an API key, and the relay writes an
 //! `email.atmos.attestation` record to the member's own repo with the member's OAuth session.
 //! Also: removing a domain (keys and attestation go), re-enrolling (keys rotated, attestation

@@ -1,4 +1,4 @@
-//! Headers the relay stamps at acceptance, before signing (SPEC §4.3, §4.4): a `Received` trace
+//! Headers the relay stamps at acceptance, before signing (BEHAVIOUR §4.3, §4.4): a `Received` trace
 //! field, `Message-ID` and `Date` when missing, `X-Atmos-Member-Did`, `Feedback-ID`, and RFC 8058
 //! `List-Unsubscribe` + `List-Unsubscribe-Post` for bulk mail. `X-Atmos-Category` is read and
 //! removed, and a member cannot supply the relay's own headers (they are removed first).
@@ -10,7 +10,7 @@ pub use fields::{HeaderError, HeaderFacts, check};
 use fields::{fields, split_head};
 use std::net::IpAddr;
 
-/// Mail category (SPEC §4.4).
+/// Mail category (BEHAVIOUR §4.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Category {
     /// `login-link`, `password-reset`, `mfa-otp`, `verification`: no List-Unsubscribe, never

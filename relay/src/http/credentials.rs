@@ -1,4 +1,4 @@
-//! Member credentials on HTTP (SPEC §4.2): `X-Atmos-DID` + `Authorization: Bearer atmos_…`, or
+//! Member credentials on HTTP (BEHAVIOUR §4.2): `X-Atmos-DID` + `Authorization: Bearer atmos_…`, or
 //! Basic with the DID (or handle) as username and the key as password.
 
 use super::error::ApiError;

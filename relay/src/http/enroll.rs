@@ -1,10 +1,10 @@
-//! The enrollment API the `/enroll` wizard calls (SPEC §3), JSON under `/api/`: the ownership
+//! The enrollment API the `/enroll` wizard calls (BEHAVIOUR §3), JSON under `/api/`: the ownership
 //! check, adding / removing / re-enrolling a domain, the per-record DNS check, regenerating the
 //! API key, and (in `atmos dev`) publishing a domain's records to the embedded DNS zone.
 
 use super::AppState;
 use super::error::ApiError;
-use super::session::{Changing, PerDid, Session, SessionRepo};
+use super::web_session::{Changing, PerDid, Session, SessionRepo};
 use crate::enrollment::dnscheck::RecordCheck;
 use crate::enrollment::ownership::OwnershipCheck;
 use crate::enrollment::{EnrollError, Enrolled};

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 pub struct ErrorBody {
     /// Human-readable text.
     pub error: String,
-    /// Stable code (SPEC §4.2), e.g. `AUTH_FAILED`.
+    /// Stable code (BEHAVIOUR §4.2), e.g. `AUTH_FAILED`.
     pub code: String,
 }
 

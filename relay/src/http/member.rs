@@ -1,4 +1,4 @@
-//! The member API (SPEC §12; an API key or the member's web session): status, metrics and
+//! The member API (BEHAVIOUR §12; an API key or the member's web session): status, metrics and
 //! their time series, forward-to, and the suppression list.
 
 use super::AppState;

@@ -1,4 +1,4 @@
-//! Per-message status (SPEC §12; the original lacked it): `GET /v1/messages/{id}` and
+//! Per-message status (BEHAVIOUR §12; the original lacked it): `GET /v1/messages/{id}` and
 //! `GET /v1/messages?status=&since=&until=&recipient=&category=&cursor=`, each recipient with
 //! its attempts.
 

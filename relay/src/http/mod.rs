@@ -11,11 +11,11 @@ pub mod headers;
 pub mod member;
 pub mod messages;
 pub mod send;
-pub mod session;
 pub mod signin;
 pub mod ui;
 pub mod ui_bundle;
 pub mod unsubscribe;
+pub mod web_session;
 
 use crate::accept::Acceptor;
 use crate::auth::Authenticator;
@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Largest accepted `/v1/send` body (SPEC §4.2).
+/// Largest accepted `/v1/send` body (BEHAVIOUR §4.2).
 pub const MAX_SEND_BODY: usize = 1024 * 1024;
 
 /// What handlers share.
@@ -49,7 +49,7 @@ pub struct AppState {
     /// One lock per (DID, Idempotency-Key) in use, so lookup and send are one step.
     pub idempotency: IdempotencyLocks,
     /// Sign-in, sessions and enrollment.
-    pub web: Arc<session::Web>,
+    pub web: Arc<web_session::Web>,
     /// The co-located labeler (public labels on the pages), when enabled.
     pub labeler: Option<Arc<atmos_labeler::Labeler>>,
     /// The rules engine (its rules in force give the pages' suspension thresholds).

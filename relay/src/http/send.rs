@@ -1,4 +1,4 @@
-//! `POST /v1/send` (SPEC §4.2): JSON in, an RFC 5322 message built with mail-builder, then the
+//! `POST /v1/send` (BEHAVIOUR §4.2): JSON in, an RFC 5322 message built with mail-builder, then the
 //! same acceptance path as SMTP. 200 only after the message is durable.
 
 use super::AppState;

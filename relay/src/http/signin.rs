@@ -1,14 +1,14 @@
-//! Signing in with atproto (SPEC §3.1): the client metadata and JWKS the authorization server
+//! Signing in with atproto (BEHAVIOUR §3): the client metadata and JWKS the authorization server
 //! fetches (confidential client), `POST /api/signin` (what the page calls), the OAuth callback,
 //! `GET /api/session` and `POST /api/signout`.
 
 use super::AppState;
 use super::error::ApiError;
-use super::session::{self, Changing, SESSION_COOKIE, SIGNIN_COOKIE, set_cookie, token_hash};
+use super::web_session::{self, Changing, SESSION_COOKIE, SIGNIN_COOKIE, set_cookie, token_hash};
 use crate::oauth::client::{Callback, PENDING_TTL_S};
 use crate::oauth::jose::random_token;
 use crate::oauth::{OAuthError, Pending};
-use crate::store::{members, now_ms, sessions};
+use crate::store::{members, now_ms, web_sessions};
 use atmos_lexicons::api::{
     SessionDomain, SessionInfo, SessionMember, SigninRequest, SigninStarted,
 };
@@ -134,26 +134,28 @@ pub async fn start(
         .and_then(|p| state.secrets.seal(&p, state_hash.as_bytes()).ok())
         .ok_or_else(|| ApiError::coded(500, "INTERNAL", "internal error"))?;
     let now = now_ms();
-    let row = sessions::PendingRow {
+    let row = web_sessions::PendingRow {
         browser_hash: token_hash(&browser),
         sealed,
         created_at: now,
         net: site.to_string(),
     };
-    let caps = sessions::PendingCaps::of(state.web.settings.max_pending);
+    let caps = web_sessions::PendingCaps::of(state.web.settings.max_pending);
     let stored = state
         .store
-        .write(|tx| sessions::put_pending(tx, &state_hash, &row, now - PENDING_TTL_S * 1000, caps))
+        .write(|tx| {
+            web_sessions::put_pending(tx, &state_hash, &row, now - PENDING_TTL_S * 1000, caps)
+        })
         .map_err(|_| ApiError::coded(500, "INTERNAL", "internal error"))?;
     match stored {
         Ok(()) => {}
-        Err(sessions::PendingRefused::Network) => {
+        Err(web_sessions::PendingRefused::Network) => {
             return Err(ApiError::TooMany {
                 message: "too many sign-ins in progress from your network; finish one or wait a few minutes".into(),
                 retry_after: 60,
             });
         }
-        Err(sessions::PendingRefused::Full) => {
+        Err(web_sessions::PendingRefused::Full) => {
             return Err(ApiError::coded(
                 503,
                 "BUSY",
@@ -217,12 +219,12 @@ pub async fn callback(
     let (hash, expire_before) = (token_hash(state_param), now_ms() - PENDING_TTL_S * 1000);
     let Ok(Some(row)) = state
         .store
-        .with(|c| sessions::peek_pending(c, &hash, expire_before))
+        .with(|c| web_sessions::peek_pending(c, &hash, expire_before))
     else {
         return failed("/enroll", &OAuthError::UnknownState);
     };
-    let signin_cookie = session::cookie_name(SIGNIN_COOKIE, state.web.settings.secure_cookies);
-    let browser = session::cookie(&headers, &signin_cookie).unwrap_or_default();
+    let signin_cookie = web_session::cookie_name(SIGNIN_COOKIE, state.web.settings.secure_cookies);
+    let browser = web_session::cookie(&headers, &signin_cookie).unwrap_or_default();
     let same_browser = bool::from(subtle::ConstantTimeEq::ct_eq(
         token_hash(&browser).as_bytes(),
         row.browser_hash.as_bytes(),
@@ -232,7 +234,7 @@ pub async fn callback(
     }
     let taken = state
         .store
-        .write(|tx| sessions::take_pending(tx, &hash, expire_before));
+        .write(|tx| web_sessions::take_pending(tx, &hash, expire_before));
     let Ok(Some(row)) = taken else {
         return failed("/enroll", &OAuthError::UnknownState);
     };

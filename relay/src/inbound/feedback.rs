@@ -1,5 +1,5 @@
 //! What a received report does to the relay's state, inside the spool transaction that also logs
-//! it. A report acts only with proof the relay sent the message it is about (SPEC §15): a VERP
+//! it. A report acts only with proof the relay sent the message it is about (BEHAVIOUR §7): a VERP
 //! tag (the envelope recipient, or the enclosed original's `Return-Path`), or an operator DKIM
 //! signature over the enclosed headers. It then touches only recipients of that message, each
 //! once: a DSN marks a recipient bounced and suppresses a hard-bounced address
@@ -268,7 +268,7 @@ pub fn apply_dsn(
         }
         seen.push(rcpt.id);
         let permanent = r.is_permanent();
-        if permanent && !crate::store::inbound::first_report_fact(tx, rcpt.id, "bounce", now)? {
+        if permanent && !crate::store::inbound_log::first_report_fact(tx, rcpt.id, "bounce", now)? {
             duplicate += 1;
             continue;
         }
@@ -352,7 +352,7 @@ pub fn apply_arf(
     };
     let (mut recorded, mut duplicate) = (0, 0);
     for rcpt in complainants {
-        if !crate::store::inbound::first_report_fact(tx, rcpt.id, "complaint", now)? {
+        if !crate::store::inbound_log::first_report_fact(tx, rcpt.id, "complaint", now)? {
             duplicate += 1;
             continue;
         }

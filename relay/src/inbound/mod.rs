@@ -1,4 +1,4 @@
-//! Inbound mail (SPEC §7): what the MX on port 25 accepts and what it does with each message.
+//! Inbound mail (BEHAVIOUR §7): what the MX on port 25 accepts and what it does with each message.
 //!
 //! Recipients are classified at RCPT ([`route`]). After DATA the message is read once
 //! ([`report`]); DSNs and ARF complaints change state ([`feedback`]), other mail is forwarded
@@ -15,7 +15,7 @@ use crate::accept::{Acceptor, QueueItem, insert_queued};
 use crate::address::{Mailbox, ReversePath};
 use crate::dkim::verify::{self as dkim_verify, PublicKey};
 use crate::secrets::Secrets;
-use crate::store::inbound::{self as log, NewInbound};
+use crate::store::inbound_log::{self as log, NewInbound};
 use crate::store::{StoreError, now_ms};
 use feedback::Evidence;
 use report::Report;

@@ -1,4 +1,4 @@
-//! Which recipients the MX accepts (SPEC §7): VERP bounce addresses and operator aliases on the
+//! Which recipients the MX accepts (BEHAVIOUR §7): VERP bounce addresses and operator aliases on the
 //! operator domain, SRS addresses on the relay's hostname, and member domains (replies). Anything
 //! else is relaying and is refused.
 

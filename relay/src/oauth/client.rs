@@ -3,10 +3,10 @@
 //! [`OAuthClient::revoke`], and DPoP-bound calls to the member's PDS.
 
 use super::OAuthError;
+use super::discovery::{self, ServerMetadata};
 use super::dpop::{self, Nonces};
 use super::jose::{EsKey, now_s, random_token, sha256_b64};
 use super::keys::ClientKeys;
-use super::server::{self, ServerMetadata};
 use crate::identity::Resolver;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -229,7 +229,7 @@ impl OAuthClient {
         .await
         .map_err(|e| {
             tracing::info!(%url, error = %e, "oauth: request failed");
-            OAuthError::Unreachable(server::origin(url).unwrap_or_default())
+            OAuthError::Unreachable(discovery::origin(url).unwrap_or_default())
         })
     }
 
@@ -242,20 +242,21 @@ impl OAuthClient {
         return_to: &str,
     ) -> Result<(String, Pending), OAuthError> {
         let input = input.trim();
-        let (pds, expected_did, login_hint) =
-            if input.starts_with("https://") || input.starts_with("http://") {
-                let pds = server::origin(input).ok_or(OAuthError::BadServer("not a URL".into()))?;
-                (pds, None, None)
-            } else {
-                let identity = self.identity.resolve(input).await?;
-                (
-                    identity.pds.clone(),
-                    Some(identity.did.as_str().to_string()),
-                    Some(input.to_string()),
-                )
-            };
+        let (pds, expected_did, login_hint) = if input.starts_with("https://")
+            || input.starts_with("http://")
+        {
+            let pds = discovery::origin(input).ok_or(OAuthError::BadServer("not a URL".into()))?;
+            (pds, None, None)
+        } else {
+            let identity = self.identity.resolve(input).await?;
+            (
+                identity.pds.clone(),
+                Some(identity.did.as_str().to_string()),
+                Some(input.to_string()),
+            )
+        };
         let fetch = self.identity.fetcher();
-        let server = server::for_pds(fetch, &pds).await?;
+        let server = discovery::for_pds(fetch, &pds).await?;
         let scope = Self::scope_for(&server);
         let client_id = self.client_id_for(&scope);
         let verifier = random_token(32);
@@ -342,7 +343,7 @@ impl OAuthClient {
         // "identity authentication"): resolve the sub afresh and compare.
         self.identity.forget(&tokens.sub);
         let identity = self.identity.resolve(&tokens.sub).await?;
-        let their_server = server::for_pds(self.identity.fetcher(), &identity.pds).await?;
+        let their_server = discovery::for_pds(self.identity.fetcher(), &identity.pds).await?;
         if their_server.issuer.trim_end_matches('/') != pending.server.issuer.trim_end_matches('/')
         {
             return Err(OAuthError::WrongIssuer);
@@ -446,7 +447,7 @@ impl OAuthClient {
         .await
         .map_err(|e| {
             tracing::info!(%nsid, error = %e, "oauth: PDS call failed");
-            OAuthError::Unreachable(server::origin(&tokens.pds).unwrap_or_default())
+            OAuthError::Unreachable(discovery::origin(&tokens.pds).unwrap_or_default())
         })?;
         Ok(PdsAnswer {
             status: answer.status,

@@ -89,7 +89,7 @@ pub async fn send(
     access_token: Option<&str>,
     build: impl Fn(String) -> reqwest::RequestBuilder,
 ) -> Result<Answer, String> {
-    let origin = super::server::origin(url).unwrap_or_default();
+    let origin = super::discovery::origin(url).unwrap_or_default();
     let mut last = None;
     for _ in 0..2 {
         let nonce = nonces.get(&origin);

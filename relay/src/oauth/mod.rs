@@ -7,10 +7,10 @@
 //! Every failure is a value ([`OAuthError`]); nothing here panics on what a server sends.
 
 pub mod client;
+pub mod discovery;
 pub mod dpop;
 pub mod jose;
 pub mod keys;
-pub mod server;
 
 pub use client::{OAuthClient, Pending, Tokens};
 

@@ -1,4 +1,4 @@
-//! The embedded rules engine (SPEC §8). It reads the event log in order, counts each event into
+//! The embedded rules engine (BEHAVIOUR §8). It reads the event log in order, counts each event into
 //! the windowed counters it matches, and judges it against every rule `on` its type: a CEL
 //! `when` over the event, the member and the counters. Effects (suspend, internal labels, public
 //! labels) act back on the relay.

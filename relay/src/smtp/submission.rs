@@ -1,4 +1,4 @@
-//! The submission listener (SPEC §4.1): the [`Policy`] of port 587. Members authenticate (after
+//! The submission listener (BEHAVIOUR §4.1): the [`Policy`] of port 587. Members authenticate (after
 //! STARTTLS) and every message goes through the one acceptance path HTTP uses too.
 
 use super::protocol::{Credentials, Reply, SessionState};

@@ -1,4 +1,4 @@
-//! Stored answers for HTTP `Idempotency-Key`s (SPEC §4.2: kept 24 h).
+//! Stored answers for HTTP `Idempotency-Key`s (BEHAVIOUR §4.2: kept 24 h).
 
 use super::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};

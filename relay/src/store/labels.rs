@@ -1,4 +1,4 @@
-//! Internal member labels (SPEC §6, §8): `highly_trusted`, `burst_warming`, and whatever rules
+//! Internal member labels (BEHAVIOUR §6, §8): `highly_trusted`, `burst_warming`, and whatever rules
 //! add later; each may expire.
 
 use super::StoreError;

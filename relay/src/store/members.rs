@@ -4,7 +4,7 @@ use super::StoreError;
 use crate::address::Mailbox;
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// Lifecycle state of a member (SPEC §2).
+/// Lifecycle state of a member (BEHAVIOUR §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberState {
     Pending,

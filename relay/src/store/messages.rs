@@ -4,7 +4,7 @@ use super::StoreError;
 use crate::address::Mailbox;
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// Per-recipient status vocabulary (SPEC §5.2).
+/// Per-recipient status vocabulary (BEHAVIOUR §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecipientStatus {

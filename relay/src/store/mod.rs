@@ -6,7 +6,7 @@
 pub mod dkim_keys;
 pub mod events;
 pub mod idempotency;
-pub mod inbound;
+pub mod inbound_log;
 pub mod labels;
 pub mod members;
 pub mod messages;
@@ -17,8 +17,8 @@ pub mod rules;
 mod schema;
 pub mod send_counts;
 pub mod series;
-pub mod sessions;
 pub mod suppressions;
+pub mod web_sessions;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The Kafka outbox (SPEC §8): events are stored first (`relay_events`), then published in id
+//! The Kafka outbox (BEHAVIOUR §8): events are stored first (`relay_events`), then published in id
 //! order; this cursor is the last one the broker acknowledged.
 
 use super::StoreError;

@@ -1,4 +1,4 @@
-//! State of the rules engine (SPEC §8): per-minute counter buckets, verdicts, and the position in
+//! State of the rules engine (BEHAVIOUR §8): per-minute counter buckets, verdicts, and the position in
 //! the event log up to which events have been counted and judged.
 
 use super::StoreError;

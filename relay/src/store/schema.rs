@@ -156,7 +156,7 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO send_counts (did, minute, n)
         SELECT '*', received_at / 60000, sum(counted) FROM messages WHERE counted > 0 GROUP BY received_at / 60000;
     ",
-    // 9: the inbound log (SPEC §7): every message the MX accepted, how it was classified and
+    // 9: the inbound log (BEHAVIOUR §7): every message the MX accepted, how it was classified and
     // what was done with it; and each message's Message-ID header, so reports can find it.
     "
     CREATE TABLE inbound_messages (
@@ -177,7 +177,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN header_message_id TEXT;
     CREATE INDEX messages_header_id ON messages(header_message_id) WHERE header_message_id IS NOT NULL;
     ",
-    // 10: the rules engine (SPEC §8): windowed counters in per-minute buckets, every verdict
+    // 10: the rules engine (BEHAVIOUR §8): windowed counters in per-minute buckets, every verdict
     // (shadow ones too), and how far the engine and the Kafka outbox have read the event log.
     "
     CREATE TABLE rule_counters (

@@ -1,5 +1,5 @@
 //! Recipients counted per member (and for the whole relay, `*`) in minute and hour buckets: the
-//! rolling windows the warming caps (SPEC §6) are checked against.
+//! rolling windows the warming caps (BEHAVIOUR §6) are checked against.
 
 use super::StoreError;
 use rusqlite::{Connection, params};

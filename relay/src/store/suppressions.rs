@@ -1,4 +1,4 @@
-//! A member's suppression list: recipients it may no longer send to (SPEC §4.1, §7).
+//! A member's suppression list: recipients it may no longer send to (BEHAVIOUR §4.1, §7).
 
 use super::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};

@@ -7,7 +7,7 @@
 use atmos_relay::oauth::client::{Callback, Pending, check_callback, tokens_from};
 use atmos_relay::oauth::dpop::{Answer, Nonces, wants_nonce};
 use atmos_relay::oauth::jose::EsKey;
-use atmos_relay::oauth::server::ServerMetadata;
+use atmos_relay::oauth::discovery::ServerMetadata;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -1,4 +1,4 @@
-//! `/account`: a member's own page (SPEC §11) — standing and labels, usage against caps, sends
+//! `/account`: a member's own page (BEHAVIOUR §11) — standing and labels, usage against caps, sends
 //! over time with the rates the rules watch, domains (DNS, attestation, forward-to, add, remove,
 //! re-enroll), the API key, messages (`messages.rs`) and the suppression list. Everything is
 //! read from and written to the member API with the web session.

@@ -1,4 +1,4 @@
-//! `/admin`: the operator's pages (SPEC §11), for DIDs in `[web] operator_dids` signed in with
+//! `/admin`: the operator's pages (BEHAVIOUR §11), for DIDs in `[web] operator_dids` signed in with
 //! atproto. The admin token never enters the browser: the session is the credential. The
 //! overview is here; members, the queue, logs and labels have their own files.
 

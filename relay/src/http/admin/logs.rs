@@ -4,7 +4,7 @@ use super::{AdminError, bad_query, internal, invalid, nonempty};
 use crate::http::AppState;
 use crate::http::access::Operator;
 use crate::store::events::{self, Event};
-use crate::store::inbound::{self, InboundEntry};
+use crate::store::inbound_log::{self, InboundEntry};
 use crate::store::rules::{self as rule_verdicts, Verdict};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -105,7 +105,7 @@ pub async fn inbound_list(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     state
         .store
-        .with(|c| inbound::list(c, nonempty(&q.classification), nonempty(&q.did), limit))
+        .with(|c| inbound_log::list(c, nonempty(&q.classification), nonempty(&q.did), limit))
         .map(Json)
         .map_err(internal)
 }

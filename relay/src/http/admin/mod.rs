@@ -1,4 +1,4 @@
-//! The operator's admin API (SPEC §12): the admin token (`Authorization: Bearer
+//! The operator's admin API (BEHAVIOUR §12): the admin token (`Authorization: Bearer
 //! $ADMIN_TOKEN`, constant time; none configured refuses it) or an operator's web session
 //! (`http::access`). `members` (lifecycle, labels, search, detail), `queue` (browse, retry,
 //! delete, bulk), `logs` (events, verdicts, inbound), `overview` (the relay at a glance).

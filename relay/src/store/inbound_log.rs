@@ -1,4 +1,4 @@
-//! The inbound log (SPEC §7): one row per accepted inbound recipient, for `/admin/inbound`.
+//! The inbound log (BEHAVIOUR §7): one row per accepted inbound recipient, for `/admin/inbound`.
 
 use super::StoreError;
 use rusqlite::{Connection, params};

@@ -12,7 +12,7 @@ use crate::identity::Resolver;
 use crate::oauth::jose::{now_s, random_token};
 use crate::oauth::{OAuthClient, OAuthError, Tokens};
 use crate::store::now_ms;
-use crate::store::sessions;
+use crate::store::web_sessions;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -185,8 +185,8 @@ pub async fn sweep(state: Arc<AppState>, shutdown: tokio_util::sync::Cancellatio
         let expired = now - crate::oauth::client::PENDING_TTL_S * 1000;
         let swept = state.store.write(|tx| {
             Ok((
-                sessions::prune_sessions(tx, idle_before)?,
-                sessions::expire_pending(tx, expired)?,
+                web_sessions::prune_sessions(tx, idle_before)?,
+                web_sessions::expire_pending(tx, expired)?,
             ))
         });
         match swept {
@@ -266,7 +266,7 @@ impl AppState {
         let id_hash = token_hash(&token);
         let sealed = self.seal_tokens(&id_hash, tokens)?;
         let now = now_ms();
-        let row = sessions::SessionRow {
+        let row = web_sessions::SessionRow {
             did: tokens.sub.clone(),
             handle,
             csrf: random_token(24),
@@ -276,7 +276,7 @@ impl AppState {
         };
         let per_member = self.web.settings.sessions_per_member;
         self.store
-            .write(|tx| sessions::put_session(tx, &id_hash, &row, per_member))
+            .write(|tx| web_sessions::put_session(tx, &id_hash, &row, per_member))
             .map_err(|e| {
                 tracing::error!(error = %e, "web: cannot store a session");
                 ApiError::coded(500, "INTERNAL", "internal error")
@@ -308,7 +308,7 @@ impl AppState {
         let idle_since = now_ms() - self.web.settings.session_idle.as_millis() as i64;
         let row = self
             .store
-            .with(|c| sessions::session(c, &id_hash, idle_since))
+            .with(|c| web_sessions::session(c, &id_hash, idle_since))
             .map_err(|_| ApiError::coded(500, "INTERNAL", "internal error"))?;
         let Some(row) = row else { return Ok(None) };
         let Ok(plain) = self.secrets.open(&row.sealed, &seal_context(&id_hash)) else {
@@ -320,7 +320,7 @@ impl AppState {
         if now_ms() - row.last_used > 60_000 {
             let _ = self
                 .store
-                .write(|tx| sessions::touch(tx, &id_hash, now_ms(), None));
+                .write(|tx| web_sessions::touch(tx, &id_hash, now_ms(), None));
         }
         Ok(Some(SignedIn {
             id_hash,
@@ -336,7 +336,7 @@ impl AppState {
         self.web.oauth.revoke(&s.tokens).await;
         let _ = self
             .store
-            .write(|tx| sessions::delete_session(tx, &s.id_hash));
+            .write(|tx| web_sessions::delete_session(tx, &s.id_hash));
     }
 
     /// Fresh tokens for a session: refreshed when they expire within 30 s (or `force`), one
@@ -361,7 +361,7 @@ impl AppState {
         // Someone else may have refreshed while we waited: read the row again.
         let current = self
             .store
-            .with(|c| sessions::session(c, &s.id_hash, 0))
+            .with(|c| web_sessions::session(c, &s.id_hash, 0))
             .ok()
             .flatten()
             .and_then(|row| {
@@ -381,7 +381,7 @@ impl AppState {
                     .map_err(|_| OAuthError::SessionEnded)?;
                 let _ = self
                     .store
-                    .write(|tx| sessions::touch(tx, &s.id_hash, now_ms(), Some(&sealed)));
+                    .write(|tx| web_sessions::touch(tx, &s.id_hash, now_ms(), Some(&sealed)));
                 tracing::info!(did = %s.did, "web: session tokens refreshed");
                 Ok(new)
             }
@@ -389,7 +389,7 @@ impl AppState {
                 if e == OAuthError::SessionEnded {
                     let _ = self
                         .store
-                        .write(|tx| sessions::delete_session(tx, &s.id_hash));
+                        .write(|tx| web_sessions::delete_session(tx, &s.id_hash));
                 }
                 Err(e)
             }

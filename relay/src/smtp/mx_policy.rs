@@ -1,4 +1,4 @@
-//! The inbound listener (SPEC §7, port 25): the [`Policy`] of the MX. Anyone may connect; only
+//! The inbound listener (BEHAVIOUR §7, port 25): the [`Policy`] of the MX. Anyone may connect; only
 //! the recipients [`crate::inbound`] routes are taken, and each client address may start a
 //! limited number of transactions per minute.
 
