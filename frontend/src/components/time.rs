@@ -20,7 +20,7 @@ pub fn local_json(v: &serde_json::Value) -> String {
 /// A JSON RFC 3339 string (labels' `cts`, `exp`) as [`local`]; "—" when absent.
 pub fn local_rfc3339(v: &serde_json::Value) -> String {
     v.as_str()
-        .and_then(|s| parse_local(s))
+        .and_then(parse_local)
         .map(local)
         .unwrap_or_else(|| "—".into())
 }

@@ -49,6 +49,9 @@ fn operation(path: &str, method: &str, op: &Value) -> impl IntoView + use<> {
     }
 }
 
+/// One documented operation: (path, method, its OpenAPI object).
+type Operation = (String, String, Value);
+
 /// The reference.
 #[component]
 pub fn Reference() -> impl IntoView {
@@ -58,7 +61,7 @@ pub fn Reference() -> impl IntoView {
         None => loading::spinner(" Reading /openapi.json…"),
         Some(Err(e)) => loading::failed(&e),
         Some(Ok(s)) => {
-            let mut by_tag: Vec<(String, Vec<(String, String, Value)>)> = Vec::new();
+            let mut by_tag: Vec<(String, Vec<Operation>)> = Vec::new();
             for (path, item) in s["paths"].as_object().cloned().unwrap_or_default() {
                 for (method, op) in item.as_object().cloned().unwrap_or_default() {
                     let tag = op["tags"][0].as_str().unwrap_or("other").to_string();
