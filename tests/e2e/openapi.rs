@@ -39,7 +39,10 @@ fn openapi_describes_the_api_and_schemathesis_finds_nothing() {
     }
     let st = atmos_tests::workspace_root().join("tests/.venv/bin/st");
     assert!(st.exists(), "schemathesis missing: run tests/install-peers");
+    // Its cache (.schemathesis/) goes to a scratch directory, not the source tree.
+    let scratch = tempfile::tempdir().expect("tempdir");
     let out = std::process::Command::new(st)
+        .current_dir(scratch.path())
         .args(["run", &format!("http://{http}/openapi.json")])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
         .args(["--max-examples", "30", "--request-timeout", "30"])
