@@ -174,7 +174,11 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> Result<(), De
         );
     };
     let extras = server::Extras {
-        ui_bundle: opts.ui_bundle.clone(),
+        // The binary's own UI only when nothing else was chosen (not with `--no-ui`).
+        ui_bundle: opts
+            .ui_bundle
+            .clone()
+            .filter(|_| matches!(opts.ui, Ui::Build) && config.web.dist_dir.is_none()),
         dev_zone: Some(zone),
         attestations: vec![(DEMO_DID.to_string(), demo_attestation(&config)?)],
     };

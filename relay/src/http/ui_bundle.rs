@@ -23,6 +23,16 @@ pub enum BundleError {
     Io(PathBuf, std::io::Error),
 }
 
+/// Marks a build as written whole.
+const COMPLETE: &str = ".complete";
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// Writes `bundle` under `<data_dir>/ui/` (once per distinct build) and returns its directory.
 /// Older builds there are removed.
 pub fn unpack(bundle: &dyn UiBundle, data_dir: &Path) -> Result<PathBuf, BundleError> {
@@ -44,35 +54,60 @@ pub fn unpack(bundle: &dyn UiBundle, data_dir: &Path) -> Result<PathBuf, BundleE
         digest.update((bytes.len() as u64).to_le_bytes());
         digest.update(bytes);
     }
-    let name = hex(&digest.finalize()[..8]);
+    let name = base16ct::lower::encode_string(&digest.finalize()[..8]);
     let root = data_dir.join("ui");
     let dir = root.join(&name);
     let io = |p: &Path, e| BundleError::Io(p.to_path_buf(), e);
-    if !dir.join("index.html").exists() {
-        // Written aside and renamed into place, so a crash never leaves half a build to serve.
+    match std::fs::symlink_metadata(&root) {
+        Ok(m) if !m.is_dir() => {
+            let e = std::io::Error::other("not a directory (a link is refused)");
+            return Err(io(&root, e));
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir_all(&root).map_err(|e| io(&root, e))?,
+    }
+    if !dir.join(COMPLETE).exists() {
+        // Written aside, synced, marked complete last and renamed into place: a crash never
+        // leaves half a build to serve.
         let tmp = root.join(format!(".{name}.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
         for (path, bytes) in &files {
             let target = tmp.join(path);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
             }
-            std::fs::write(&target, bytes).map_err(|e| io(&target, e))?;
+            write_synced(&target, bytes).map_err(|e| io(&target, e))?;
         }
-        std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
+        write_synced(&tmp.join(COMPLETE), b"").map_err(|e| io(&tmp, e))?;
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            // Another process with this data directory unpacked the same build first.
+            if !dir.join(COMPLETE).exists() {
+                return Err(io(&dir, e));
+            }
+        }
     }
+    // Only builds this code wrote (`<digest>`, `.<digest>.<pid>`) are cleared away.
     if let Ok(entries) = std::fs::read_dir(&root) {
         for e in entries.flatten() {
-            if e.file_name() != name.as_str() {
+            let file = e.file_name();
+            let entry = file.to_string_lossy();
+            let digest = entry
+                .trim_start_matches('.')
+                .split('.')
+                .next()
+                .unwrap_or_default();
+            let ours = digest.len() == 16 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+            if ours
+                && entry != name.as_str()
+                && !entry.ends_with(&format!(".{}", std::process::id()))
+            {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
     Ok(dir)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
